@@ -1,0 +1,55 @@
+"""The single `ditto` command line. Every entry point is a subcommand here.
+
+Subcommand modules are imported lazily so `ditto --help` stays fast and a
+missing optional dependency only affects the command that needs it.
+"""
+import argparse
+import importlib
+import os
+import sys
+
+from ditto_jax.errors import DittoError
+
+# name -> (module, one-line help). Each module defines `add_arguments(parser)`
+# and `main(args)`.
+COMMANDS = {
+    "record": ("ditto_jax.data.recorder", "record episodes of a policy as an RLDS dataset"),
+    "info": ("ditto_jax.data.info", "summarise an RLDS dataset (local directory or TFDS name)"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="ditto",
+        description="DITTO: offline imitation learning with world models (JAX/Flax).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv=None):
+    # TF prints pages of start-up chatter; keep the console readable.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and not getattr(args._module, "ACCEPTS_EXTRA_ARGS", False):
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.extra_args = unknown
+    try:
+        return args._module.main(args) or 0
+    except DittoError as e:
+        print(f"ditto {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ditto {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Loads ml_collections experiment configs: `path.py[:preset]` plus overrides.
+
+Same convention as the flax examples and big_vision: a config file defines
+`get_config(preset)`; overrides are `--config.section.key=value`.
+"""
+import ast
+import importlib.util
+import os
+
+import ml_collections
+
+from ditto_jax.errors import DittoError
+
+
+def _parse_value(text, current, key):
+    """Parses an override to the type of the field it replaces."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = text  # a bare string such as `depth_to_space`
+    if isinstance(current, bool):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        if not isinstance(value, bool):
+            raise DittoError("Config override has the wrong type", field=f"config.{key}",
+                             expected="true or false", got=text)
+    elif isinstance(current, float) and isinstance(value, int):
+        value = float(value)
+    elif isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(value)
+    elif current is not None and not isinstance(value, type(current)):
+        raise DittoError("Config override has the wrong type", field=f"config.{key}",
+                         expected=type(current).__name__, got=repr(text))
+    return value
+
+
+def load_config(spec, overrides=()):
+    """Loads `path.py[:preset]` and applies `key=value` overrides (dotted keys)."""
+    path, _, preset = spec.partition(":")
+    if not os.path.isfile(path):
+        raise DittoError("Config file not found", path=path,
+                         expected="a Python file defining get_config(preset)")
+    module_spec = importlib.util.spec_from_file_location(
+        f"ditto_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise DittoError("Config file defines no get_config()", path=path)
+    try:
+        config = module.get_config(preset) if preset else module.get_config()
+    except KeyError as e:
+        raise DittoError("Unknown config preset", path=path, field="preset",
+                         expected=getattr(module, "PRESETS", "a known preset"), got=preset) from e
+    return apply_overrides(config, overrides)
+
+
+def apply_overrides(config, overrides):
+    config = ml_collections.ConfigDict(config)
+    for item in overrides:
+        item = item[len("--config."):] if item.startswith("--config.") else item
+        if "=" not in item:
+            raise DittoError("Config override must look like --config.KEY=VALUE", got=item)
+        key, text = item.split("=", 1)
+        node = config
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if part not in node:
+                raise DittoError("Unknown config key", field=f"config.{key}",
+                                 expected=f"one of {sorted(node.keys())}")
+            node = node[part]
+        if parts[-1] not in node:
+            raise DittoError("Unknown config key", field=f"config.{key}",
+                             expected=f"one of {sorted(node.keys())}")
+        with node.ignore_type():
+            node[parts[-1]] = _parse_value(text, node[parts[-1]], key)
+    return config
+
+
+def split_config_args(extra_args):
+    """Separates `--config.x=y` overrides from other unparsed CLI arguments."""
+    overrides, rest = [], []
+    for arg in extra_args:
+        (overrides if arg.startswith("--config.") else rest).append(arg)
+    return overrides, rest

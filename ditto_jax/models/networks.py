@@ -1,0 +1,197 @@
+"""Building blocks: image encoder, image decoder, MLP.
+
+All modules keep parameters in float32 and compute in `dtype` (float32 or bfloat16);
+normalisation statistics are always computed in float32. Images are channel-last (NHWC),
+the layout XLA's CPU convolutions are fastest in.
+
+Decoder kinds (`Decoder.kind`), all mapping a feature vector to a (64, 64, C) image mean:
+  conv_transpose  DreamerV2: Dense -> 1x1x(32d) -> ConvTranspose k5,5,6,6 stride 2 VALID
+                  (1 -> 5 -> 13 -> 30 -> 64). XLA lowers a transposed conv to a conv with a
+                  dilated input, which on CPU falls off the fast path (see benchmarks/README.md).
+  upsample        Dense -> 4x4xC0, then per stage nearest x2 upsampling + 3x3 conv.
+  depth_to_space  Dense -> 4x4xC0, then per stage a kxk conv producing 4*C channels and a
+                  pixel shuffle (sub-pixel convolution). With k=3 each output phase has its own
+                  3x3 kernel over the input, so it can express nearest-upsample+3x3 conv at
+                  4/9 of that cost per output pixel... (same FLOPs per input pixel, more
+                  freedom); it is an ordinary convolution, so it stays on the fast path.
+"""
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+DECODER_KINDS = ("conv_transpose", "upsample", "depth_to_space")
+
+
+def get_act(name):
+    acts = {
+        "elu": nn.elu,
+        "relu": nn.relu,
+        "silu": nn.silu,
+        "gelu": nn.gelu,
+        "tanh": jnp.tanh,
+        "none": lambda x: x,
+    }
+    if name not in acts:
+        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(acts)}")
+    return acts[name]
+
+
+class Norm(nn.Module):
+    """LayerNorm over the last (channel) axis computed in float32, or identity."""
+
+    kind: str = "layer"
+    eps: float = 1e-3
+
+    @nn.compact
+    def __call__(self, x):
+        if self.kind == "none":
+            return x
+        if self.kind != "layer":
+            raise ValueError(f"unknown norm {self.kind!r}; expected 'layer' or 'none'")
+        dtype = x.dtype
+        x = nn.LayerNorm(epsilon=self.eps, dtype=jnp.float32, param_dtype=jnp.float32)(
+            x.astype(jnp.float32))
+        return x.astype(dtype)
+
+
+def depth_to_space(x, block=2):
+    """(N, H, W, C*b*b) -> (N, H*b, W*b, C), channel order (b_row, b_col, C)."""
+    n, h, w, c = x.shape
+    assert c % (block * block) == 0, f"channels {c} not divisible by {block}^2"
+    c_out = c // (block * block)
+    x = x.reshape(n, h, w, block, block, c_out)
+    x = x.transpose(0, 1, 3, 2, 4, 5)
+    return x.reshape(n, h * block, w * block, c_out)
+
+
+def upsample_nearest(x, factor=2):
+    n, h, w, c = x.shape
+    x = jnp.broadcast_to(x[:, :, None, :, None, :], (n, h, factor, w, factor, c))
+    return x.reshape(n, h * factor, w * factor, c)
+
+
+class MLP(nn.Module):
+    """`layers` x (Dense(units) -> Norm -> act). Output keeps the compute dtype."""
+
+    layers: int
+    units: int
+    norm: str = "layer"
+    act: str = "elu"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        x = x.astype(self.dtype)
+        for i in range(self.layers):
+            x = nn.Dense(self.units, use_bias=self.norm == "none", dtype=self.dtype,
+                         name=f"dense{i}")(x)
+            x = Norm(self.norm, name=f"norm{i}")(x)
+            x = get_act(self.act)(x)
+        return x
+
+
+class Encoder(nn.Module):
+    """Four (by default) kxk stride-2 VALID convs, depth d, 2d, 4d, 8d; Norm + act.
+
+    64x64 input -> 31 -> 14 -> 6 -> 2, so depth 48 gives a 2*2*384 = 1536-d embedding
+    (DreamerV2). Input: standardised float images (..., H, W, C); output (..., E).
+    """
+
+    depth: int = 48
+    kernel: int = 4
+    stages: int = 4
+    norm: str = "layer"
+    act: str = "elu"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        assert x.ndim >= 4, f"Encoder expects (..., H, W, C), got shape {x.shape}"
+        lead = x.shape[:-3]
+        x = x.reshape((-1,) + x.shape[-3:]).astype(self.dtype)
+        for i in range(self.stages):
+            x = nn.Conv(self.depth * 2 ** i, (self.kernel, self.kernel), strides=2,
+                        padding="VALID", use_bias=self.norm == "none", dtype=self.dtype,
+                        name=f"conv{i}")(x)
+            x = Norm(self.norm, name=f"norm{i}")(x)
+            x = get_act(self.act)(x)
+        return x.reshape(lead + (-1,))
+
+    @staticmethod
+    def embed_size(image_shape, depth, kernel=4, stages=4):
+        h, w = image_shape[:2]
+        for _ in range(stages):
+            h, w = (h - kernel) // 2 + 1, (w - kernel) // 2 + 1
+        return h * w * depth * 2 ** (stages - 1)
+
+
+class Decoder(nn.Module):
+    """Feature vector (..., F) -> image mean (..., H, W, C) in float32 (standardised space).
+
+    `channels` are the output channels of the upsampling stages except the last one, whose
+    output has `out_shape[-1]` channels; for upsample/depth_to_space the Dense layer maps to
+    a (H / 2^stages)^2 x `start_channels` grid. For conv_transpose `channels` are the
+    DreamerV2 ones (4d, 2d, d) and the Dense maps to 32d at 1x1.
+    """
+
+    out_shape: Sequence[int] = (64, 64, 1)
+    kind: str = "depth_to_space"
+    depth: int = 48
+    start_channels: int = 0       # 0: 4 * depth
+    channels: Sequence[int] = ()  # () : (2d, d, d // 2) for upsample/d2s, (4d, 2d, d) for convT
+    kernel: int = 3               # conv kernel of upsample / depth_to_space stages
+    norm: str = "layer"
+    act: str = "elu"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, feat):
+        if self.kind not in DECODER_KINDS:
+            raise ValueError(f"unknown decoder kind {self.kind!r}; expected one of {DECODER_KINDS}")
+        lead = feat.shape[:-1]
+        x = feat.reshape((-1, feat.shape[-1])).astype(self.dtype)
+        h, w, c_out = self.out_shape
+        d = self.depth
+        act = get_act(self.act)
+        bias = self.norm == "none"
+        if self.kind == "conv_transpose":
+            assert (h, w) == (64, 64), f"conv_transpose decoder is built for 64x64, got {(h, w)}"
+            chans = tuple(self.channels) or (4 * d, 2 * d, d)
+            assert len(chans) == 3, f"conv_transpose needs 3 hidden channel counts, got {chans}"
+            x = nn.Dense(32 * d, dtype=self.dtype, name="in")(x)
+            x = x.reshape((-1, 1, 1, 32 * d))
+            kernels = (5, 5, 6, 6)
+            for i, (k, c) in enumerate(zip(kernels, chans + (c_out,))):
+                last = i == len(kernels) - 1
+                x = nn.ConvTranspose(c, (k, k), strides=(2, 2), padding="VALID",
+                                     use_bias=bias or last, dtype=self.dtype, name=f"conv{i}")(x)
+                if not last:
+                    x = act(Norm(self.norm, name=f"norm{i}")(x))
+        else:
+            chans = tuple(self.channels) or (2 * d, d, d // 2)
+            stages = len(chans) + 1
+            r0h, r0w = h // 2 ** stages, w // 2 ** stages
+            assert r0h * 2 ** stages == h and r0w * 2 ** stages == w, (
+                f"image {(h, w)} is not divisible by 2^{stages}")
+            c0 = self.start_channels or 4 * d
+            x = nn.Dense(r0h * r0w * c0, use_bias=bias, dtype=self.dtype, name="in")(x)
+            x = act(Norm(self.norm, name="norm_in")(x.reshape((-1, r0h, r0w, c0))))
+            k = self.kernel
+            for i, c in enumerate(chans + (c_out,)):
+                last = i == stages - 1
+                if self.kind == "upsample":
+                    x = upsample_nearest(x)
+                    x = nn.Conv(c, (k, k), padding="SAME", use_bias=bias or last,
+                                dtype=self.dtype, name=f"conv{i}")(x)
+                else:
+                    x = nn.Conv(4 * c, (k, k), padding="SAME", use_bias=bias or last,
+                                dtype=self.dtype, name=f"conv{i}")(x)
+                    x = depth_to_space(x, 2)
+                if not last:
+                    x = act(Norm(self.norm, name=f"norm{i}")(x))
+        assert x.shape[1:] == (h, w, c_out), f"decoder produced {x.shape[1:]}, want {(h, w, c_out)}"
+        return x.astype(jnp.float32).reshape(lead + (h, w, c_out))

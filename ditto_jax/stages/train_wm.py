@@ -1,0 +1,240 @@
+"""Stage 1: train the world model. `ditto train-wm`.
+
+Device plumbing only; the maths lives in `ditto_jax.models`. The loop is
+deterministic given (config, data, step): the batch for update `s` is sampled
+with seed (seed, process, s) and the step key is fold_in(key, s), so a run
+resumed from a checkpoint at step S reproduces an uninterrupted run exactly.
+"""
+import hashlib
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from ditto_jax import checkpoint as ckpt_lib
+from ditto_jax import parallel
+from ditto_jax.errors import DittoError
+from ditto_jax.metrics import MetricWriter, first_nonfinite
+
+ACCEPTS_EXTRA_ARGS = True  # --config.KEY=VALUE overrides
+DEFAULT_CONFIG = "experiments/configs/wm.py:small"
+
+# Parts of the config that fix the parameter shapes and the objective; a
+# checkpoint written with different values cannot be resumed.
+_COMPAT_KEYS = ("model", "dataset", "obs_shape", "num_actions")
+
+
+def add_arguments(p):
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help="config file and preset, e.g. experiments/configs/wm.py:paper; "
+                        "override fields with --config.KEY=VALUE")
+    p.add_argument("--data", required=True, help="RLDS dataset directory or TFDS name")
+    p.add_argument("--data-dir", default=None, help="TFDS data directory for a TFDS name")
+    p.add_argument("--split", default=None)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--steps", type=int, default=None, help="total updates (overrides config)")
+    p.add_argument("--coordinator", default=None,
+                   help="host:port of process 0 for multi-host runs (jax.distributed)")
+    p.add_argument("--num-processes", type=int, default=None)
+    p.add_argument("--process-id", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+
+
+def dataset_fingerprint(source, split, selection):
+    """Identifies the training data: the TFDS metadata (shard sizes, bytes) + selection."""
+    h = hashlib.sha256()
+    info = os.path.join(source, "dataset_info.json") if os.path.isdir(source) else None
+    if info and os.path.exists(info):
+        with open(info, "rb") as f:
+            content = json.loads(f.read())
+        # Paths and timestamps vary between copies of the same data; shard sizes don't.
+        h.update(json.dumps(content.get("splits"), sort_keys=True).encode())
+        h.update(json.dumps(content.get("name")).encode())
+    else:
+        h.update(str(source).encode())
+    h.update(json.dumps([split, selection], sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def _model_meta(config, obs_shape, num_actions, action_meanings, fingerprint, game):
+    return {
+        "config": config.to_dict(),
+        "model": config.model.to_dict(),
+        "dataset": fingerprint,
+        "obs_shape": list(obs_shape),
+        "num_actions": int(num_actions),
+        "action_meanings": list(action_meanings or []),
+        "game": game,
+    }
+
+
+def load_training_data(config, data, *, data_dir=None, split=None, process_index=0,
+                       process_count=1, progress=True):
+    """Episodes for this host, split into train/validation stores."""
+    from ditto_jax.data.rlds import load_episodes, split_episodes
+    from ditto_jax.data.store import EpisodeStore
+    size = tuple(config.data.size)
+    episodes = load_episodes(data, data_dir=data_dir, split=split, resize=size,
+                             process_index=process_index, process_count=process_count,
+                             progress=progress)
+    val_count = int(config.train.val_episodes)
+    if val_count >= len(episodes):
+        val_count = 0  # too few episodes to hold any out; validation is skipped
+    if val_count:
+        train_eps, val_eps = split_episodes(episodes, val_count=val_count,
+                                            seed=config.train.seed)
+    else:
+        train_eps, val_eps = episodes, []
+    train = EpisodeStore.from_episodes(train_eps)
+    val = EpisodeStore.from_episodes(val_eps) if val_eps else None
+    meta = episodes[0].metadata if episodes else {}
+    return train, val, meta
+
+
+def train_world_model(config, *, data, workdir, data_dir=None, split=None, steps=None,
+                      progress=True, log=print):
+    """Trains (or resumes) the world model; returns the final train state."""
+    from ditto_jax.models import train_step as wm
+
+    process_index, process_count = jax.process_index(), jax.process_count()
+    is_main = process_index == 0
+    if steps is not None:
+        config.train.steps = int(steps)
+    mesh = parallel.make_mesh()
+    local_batch = parallel.local_batch_size(config.train.batch_size, mesh)
+    seq_len = int(config.train.seq_len)
+
+    train_store, val_store, ep_meta = load_training_data(
+        config, data, data_dir=data_dir, split=split, process_index=process_index,
+        process_count=process_count, progress=progress and is_main)
+    obs_shape = tuple(train_store.obs_shape)
+    num_actions = int(train_store.num_actions if hasattr(train_store, "num_actions")
+                      else train_store.action.max() + 1)
+    action_meanings = ep_meta.get("action_meanings")
+    from ditto_jax.data.rlds import read_dataset_metadata
+    ds_meta = read_dataset_metadata(data, data_dir=data_dir)
+    if ds_meta.get("action_meanings"):
+        action_meanings = ds_meta["action_meanings"]
+        num_actions = len(action_meanings)
+    if num_actions > config.model.action_dim:
+        raise DittoError("The dataset has more actions than the model's action input",
+                         path=data, field="config.model.action_dim",
+                         expected=f">= {num_actions}", got=config.model.action_dim)
+    fingerprint = dataset_fingerprint(data, split, None)
+    meta = _model_meta(config, obs_shape, num_actions, action_meanings, fingerprint,
+                       ds_meta.get("game"))
+
+    key = jax.random.key(config.train.seed)
+    init_key, loop_key = jax.random.split(key)
+    state = wm.init_train_state(config, obs_shape, num_actions, init_key)
+    state = parallel.replicate(state, mesh)
+
+    os.makedirs(workdir, exist_ok=True)
+    ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                 save_every=config.train.save_every,
+                                 keep=config.train.keep_checkpoints)
+    writer = MetricWriter(workdir, enabled=is_main)
+    start = 0
+    if ckpt.latest_step() is not None:
+        saved = ckpt.read_meta()
+        ckpt_lib.check_compatible(saved, meta, _COMPAT_KEYS, path=ckpt.directory,
+                                  what="world-model checkpoint")
+        state, _ = ckpt.restore(state)
+        start = int(ckpt.latest_step())
+        writer.truncate_after(start)
+        log(f"resumed from step {start}")
+    if is_main:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            json.dump(meta, f, indent=2, default=str)
+
+    rep, bsh = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    train_step = jax.jit(wm.train_step, in_shardings=(rep, bsh, rep),
+                         out_shardings=(rep, rep), donate_argnums=0)
+    eval_step = jax.jit(wm.eval_step, in_shardings=(rep, bsh, rep), out_shardings=rep)
+    total = int(config.train.steps)
+
+    from tqdm import tqdm
+    bar = tqdm(total=total, initial=start, unit="step", disable=not (progress and is_main),
+               desc="train-wm", dynamic_ncols=True)
+    last_log = time.perf_counter()
+    try:
+        for step in range(start, total):
+            rng = np.random.default_rng([config.train.seed, process_index, step])
+            batch = train_store.sample_windows(rng, local_batch, seq_len)
+            batch = parallel.shard_batch(_model_inputs(batch), mesh)
+            state, metrics = train_step(state, batch, jax.random.fold_in(loop_key, step))
+            done = step + 1
+            want_log = done % config.train.log_every == 0 or done == total
+            want_save = ckpt.manager.should_save(done) or done == total
+            if want_log or want_save:
+                metrics = jax.device_get(metrics)
+                bad = first_nonfinite(metrics)
+                if bad is not None:
+                    ckpt.wait()
+                    raise DittoError(
+                        f"Training diverged: metric '{bad}' is {float(metrics[bad])} at step "
+                        f"{done}. Nothing from this step was saved; the last good checkpoint "
+                        f"is step {ckpt.latest_step()}. Lower the learning rate or check the "
+                        f"data, then re-run to resume", path=workdir)
+                if want_log:
+                    now = time.perf_counter()
+                    metrics["steps_per_s"] = config.train.log_every / max(now - last_log, 1e-9)
+                    last_log = now
+                    writer.write(done, metrics)
+                    bar.set_postfix(loss=f"{float(metrics['loss']):.1f}",
+                                    img=f"{float(metrics['image_loss']):.1f}")
+            if val_store is not None and (done % config.train.eval_every == 0 or done == total):
+                vrng = np.random.default_rng([config.train.seed, 1_000_003, process_index])
+                vbatch = parallel.shard_batch(
+                    _model_inputs(val_store.sample_windows(vrng, local_batch, seq_len)), mesh)
+                vmetrics = jax.device_get(eval_step(state.params, vbatch, jax.random.key(0)))
+                writer.write(done, {f"val/{k}": v for k, v in vmetrics.items()})
+            # Strips decode on one host; multi-host runs skip them (params are global).
+            if process_count == 1 and config.train.strip_every and (
+                    done % config.train.strip_every == 0 or done == total):
+                store = val_store if val_store is not None else train_store
+                write_open_loop_strip(wm, state.params, store, config, workdir, done)
+            if want_save:
+                ckpt.save(done, state, meta, force=done == total)
+            bar.update(1)
+    finally:
+        bar.close()
+        ckpt.close()
+        writer.close()
+    return state
+
+
+def _model_inputs(batch):
+    return {k: batch[k] for k in ("observation", "action", "is_first")
+            if k in batch} | {k: batch[k] for k in ("reward", "is_terminal") if k in batch}
+
+
+def write_open_loop_strip(wm, params, store, config, workdir, step, *, context=5, horizon=10,
+                          count=4):
+    """Observe `context` real frames, imagine `horizon` more; truth above, model below."""
+    from ditto_jax import viz
+    length = context + horizon
+    rng = np.random.default_rng([config.train.seed, 7, 0])  # the same windows every time
+    batch = store.sample_windows(rng, count, length)
+    truth, model = wm.open_loop(params, _model_inputs(batch), jax.random.key(step),
+                                context=context, horizon=horizon)
+    out = os.path.join(workdir, "strips")
+    os.makedirs(out, exist_ok=True)
+    path = os.path.join(out, f"open_loop_{step:08d}")
+    viz.save_prediction_strip(np.asarray(truth), np.asarray(model), path, context=context)
+    return path
+
+
+def main(args):
+    from ditto_jax.configs import load_config, split_config_args
+    overrides, rest = split_config_args(args.extra_args)
+    if rest:
+        raise DittoError("Unrecognised arguments", got=" ".join(rest),
+                         expected="--config.KEY=VALUE overrides")
+    parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+    config = load_config(args.config, overrides)
+    train_world_model(config, data=args.data, workdir=args.workdir, data_dir=args.data_dir,
+                      split=args.split, steps=args.steps, progress=not args.quiet)
+    return 0

@@ -1,0 +1,28 @@
+"""Shared fixtures: small datasets recorded with the real ALE, once per session."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args, env=None, timeout=600, cwd=REPO):
+    """Runs `python -m ditto_jax.cli ARGS` in a fresh process; returns CompletedProcess."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return subprocess.run([sys.executable, "-m", "ditto_jax.cli", *map(str, args)],
+                          capture_output=True, text=True, env=full_env, timeout=timeout,
+                          cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def pong_dataset(tmp_path_factory):
+    """Four short Pong episodes (epsilon-noisy expert) as an RLDS dataset on disk."""
+    from ditto_jax.data.recorder import record
+    out = str(tmp_path_factory.mktemp("data") / "pong")
+    record(game="pong", policy="expert", epsilon=0.3, episodes=4, out=out, seed=0,
+           max_steps=120, progress=False, log=lambda *a: None)
+    return out

@@ -15,6 +15,7 @@ from ditto_jax.errors import DittoError
 COMMANDS = {
     "record": ("ditto_jax.data.recorder", "record episodes of a policy as an RLDS dataset"),
     "info": ("ditto_jax.data.info", "summarise an RLDS dataset (local directory or TFDS name)"),
+    "train-wm": ("ditto_jax.stages.train_wm", "train the world model (stage 1)"),
 }
 
 

@@ -1,0 +1,138 @@
+"""World-model stage plumbing: sharding, multi-process, checkpoints, resume, errors.
+
+Each run is a real `ditto train-wm` process on the tiny preset and a real Pong
+dataset recorded with the ALE.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+CONFIG = os.path.join(REPO, "experiments/configs/wm.py:tiny")
+EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+
+
+def _train(data, workdir, steps, *extra, env=None):
+    return run_cli("train-wm", "--config", CONFIG, "--data", data, "--workdir", workdir,
+                   "--steps", steps, "--quiet", "--config.train.log_every=1",
+                   "--config.train.strip_every=0", *extra, env=env)
+
+
+def _metrics(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return [r for r in rows if "loss" in r]
+
+
+def _final_params(workdir):
+    from ditto_jax.checkpoint import Checkpointer
+    from ditto_jax.configs import load_config
+    from ditto_jax.models import train_step as wm
+    import jax
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
+    meta = ckpt.read_meta()
+    config = load_config(CONFIG)
+    config.model.update(meta["model"])
+    abstract = jax.eval_shape(lambda: wm.init_train_state(
+        config, tuple(meta["obs_shape"]), meta["num_actions"], jax.random.key(0)))
+    state, _ = ckpt.restore(abstract)
+    return jax.tree.leaves(jax.device_get(state.params))
+
+
+def test_eight_fake_devices_match_one_device(pong_dataset, tmp_path):
+    one, eight = tmp_path / "one", tmp_path / "eight"
+    assert _train(pong_dataset, one, 3).returncode == 0
+    proc = _train(pong_dataset, eight, 3, env=EIGHT_DEVICES)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = _metrics(one), _metrics(eight)
+    assert [r["step"] for r in a] == [1, 2, 3]
+    np.testing.assert_allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=1e-4)
+    for x, y in zip(_final_params(one), _final_params(eight)):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5)
+
+
+def test_checkpoint_resume_prints_step_and_extends(pong_dataset, tmp_path):
+    assert _train(pong_dataset, tmp_path, 2).returncode == 0
+    proc = _train(pong_dataset, tmp_path, 4)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from step 2" in proc.stdout
+    assert [r["step"] for r in _metrics(tmp_path)] == [1, 2, 3, 4]
+
+
+def test_kill_minus_nine_then_resume_matches_uninterrupted(pong_dataset, tmp_path):
+    steps = 120
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    common = ["--config.train.save_every=10"]
+    assert _train(pong_dataset, ref, steps, *common).returncode == 0
+    cmd = [sys.executable, "-m", "ditto_jax.cli", "train-wm", "--config", CONFIG, "--data",
+           pong_dataset, "--workdir", str(killed), "--steps", str(steps), "--quiet",
+           "--config.train.log_every=1", "--config.train.strip_every=0", *common]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt_dir = killed / "checkpoints"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        done = [d for d in os.listdir(ckpt_dir) if d.isdigit()] if ckpt_dir.exists() else []
+        if any(int(d) >= 30 for d in done):
+            break
+        time.sleep(0.05)
+    if proc.poll() is not None:
+        pytest.skip("training finished before it could be killed")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = _train(pong_dataset, killed, steps, *common)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from step" in resumed.stdout
+    a, b = _metrics(ref), _metrics(killed)
+    assert [r["step"] for r in b] == list(range(1, steps + 1))
+    np.testing.assert_allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=1e-5)
+
+
+def test_incompatible_config_is_refused(pong_dataset, tmp_path):
+    assert _train(pong_dataset, tmp_path, 1).returncode == 0
+    proc = _train(pong_dataset, tmp_path, 2, "--config.model.deter=48")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "model.deter" in proc.stderr and "different model" in proc.stderr
+
+
+def test_different_dataset_is_refused(pong_dataset, tmp_path):
+    from ditto_jax.data.recorder import record
+    other = str(tmp_path / "other")
+    record(game="pong", policy="random", episodes=4, out=other, max_steps=60, progress=False,
+           log=lambda *a: None)
+    assert _train(pong_dataset, tmp_path / "w", 1).returncode == 0
+    proc = _train(other, tmp_path / "w", 2)
+    assert proc.returncode == 2 and "dataset" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_with_jax_distributed_agree(pong_dataset, tmp_path):
+    port = _free_port()
+    procs = []
+    for pid in range(2):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        procs.append(subprocess.Popen(
+            [sys.executable, os.path.join(REPO, "tests", "distributed_worker.py"),
+             f"127.0.0.1:{port}", str(pid), pong_dataset, str(tmp_path / "w")],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    sums = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert sums[0]["process_count"] == 2 and sums[1]["process_index"] == 1
+    np.testing.assert_allclose(sums[0]["param_sums"], sums[1]["param_sums"], rtol=1e-6)
+    assert np.isfinite(sums[0]["loss"])

@@ -1,0 +1,1 @@
+"""Imitation maths: latent-matching rewards, lambda-returns, actor-critic losses."""

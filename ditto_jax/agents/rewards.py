@@ -1,0 +1,66 @@
+"""Imitation rewards in world-model latent space (SPEC §3, step 4).
+
+Every reward compares the agent's latent after k imagined steps with the
+expert's latent at the same offset. All functions take (..., D) arrays and
+return (...) rewards.
+"""
+import jax.numpy as jnp
+
+REWARDS = ("maxcos", "cosine", "l2", "sparse", "gail")
+LATENT_PARTS = ("h", "z", "h+z")
+
+_EPS = 1e-8
+
+
+def maxcos(a, b):
+    """(a . b) / max(|a|, |b|)^2: in [-1, 1], and 1 only when a == b.
+
+    Unlike cosine it also penalises a length mismatch, so the agent must match
+    the expert's latent, not just its direction.
+    """
+    dot = jnp.sum(a * b, axis=-1)
+    norm = jnp.maximum(jnp.linalg.norm(a, axis=-1), jnp.linalg.norm(b, axis=-1))
+    return dot / jnp.maximum(norm ** 2, _EPS)
+
+
+def cosine(a, b):
+    dot = jnp.sum(a * b, axis=-1)
+    return dot / jnp.maximum(jnp.linalg.norm(a, axis=-1) * jnp.linalg.norm(b, axis=-1), _EPS)
+
+
+def l2(a, b):
+    """Negative Euclidean distance."""
+    return -jnp.sqrt(jnp.maximum(jnp.sum(jnp.square(a - b), axis=-1), 0.0) + 0.0)
+
+
+def sparse(a, b, threshold):
+    """SQIL-style indicator: 1 when the agent is within `threshold` (L2) of the expert."""
+    return (jnp.linalg.norm(a - b, axis=-1) <= threshold).astype(a.dtype)
+
+
+def latent_part(state, part):
+    """Selects the compared part of an RSSM state dict {deter, stoch}: h, z or h+z."""
+    h = state["deter"]
+    z = state["stoch"].reshape(state["stoch"].shape[:-2] + (-1,))
+    if part == "h":
+        return h
+    if part == "z":
+        return z
+    if part == "h+z":
+        return jnp.concatenate([h, z], axis=-1)
+    raise ValueError(f"latent part must be one of {LATENT_PARTS}, got {part!r}")
+
+
+def imitation_reward(kind, agent, expert, *, threshold=None):
+    """Dispatches on the config's reward name (`gail` is computed by its discriminator)."""
+    if kind == "maxcos":
+        return maxcos(agent, expert)
+    if kind == "cosine":
+        return cosine(agent, expert)
+    if kind == "l2":
+        return l2(agent, expert)
+    if kind == "sparse":
+        if threshold is None:
+            raise ValueError("the sparse reward needs a threshold")
+        return sparse(agent, expert, threshold)
+    raise ValueError(f"reward must be one of {REWARDS[:-1]} here, got {kind!r}")

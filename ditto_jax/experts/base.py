@@ -1,0 +1,257 @@
+"""Policies that drive an Atari env to generate data, and a registry to build them by name.
+
+A policy acts in the action set of `ditto_jax.envs.make_env` (the minimal set by default):
+
+    policy.reset(env, seed)        # at the start of every episode, after env.reset()
+    action = policy.act(obs, env)  # obs: the (H, W, C) uint8 frame; env: the gymnasium env
+
+`act` receives the env itself so that scripted experts can read the emulator
+(``env.unwrapped.ale``: RAM, cloneState/restoreState). Such experts are data generators,
+not pixel policies (docs/experts.md).
+
+`make_policy(spec, game=..., num_actions=..., epsilon=..., seed=...)` builds one:
+
+* ``'expert'``: the game's scripted expert (`EXPERTS`), e.g. Pong, Breakout;
+* ``'random'``: uniform random actions;
+* ``'package.module:factory'``: ``factory(game=..., num_actions=..., seed=..., **kwargs)``
+  must return a policy -- the hook for recording a trained agent with the same command.
+
+With ``epsilon > 0`` the result is wrapped in `EpsilonPolicy`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Protocol as TypingProtocol, runtime_checkable
+
+import numpy as np
+
+from ditto_jax.errors import DittoError
+
+__all__ = [
+    "Policy",
+    "RandomPolicy",
+    "EpsilonPolicy",
+    "EXPERTS",
+    "expert_games",
+    "make_policy",
+    "Emulator",
+]
+
+
+@runtime_checkable
+class Policy(TypingProtocol):
+    """What the recorder drives. `act` returns an int index into the env's action set."""
+
+    def reset(self, env: Any, seed: int | None) -> None: ...
+
+    def act(self, obs: np.ndarray, env: Any) -> int: ...
+
+
+class RandomPolicy:
+    """Uniformly random actions from its own generator (deterministic given the seed)."""
+
+    def __init__(self, num_actions: int, seed: int | None = 0):
+        if int(num_actions) < 1:
+            raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+        self.num_actions = int(num_actions)
+        self._rng = np.random.default_rng(seed)
+
+    def reset(self, env, seed):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+
+    def act(self, obs, env) -> int:
+        return int(self._rng.integers(self.num_actions))
+
+
+class EpsilonPolicy:
+    """With probability `epsilon` a uniformly random action, otherwise `inner`'s.
+
+    The inner policy is asked every step (so a stateful expert keeps its bookkeeping),
+    then overridden. The coin and the random action come from an own generator, so the
+    sequence of overrides is a function of `seed` (re-seeded per episode by `reset`).
+    """
+
+    def __init__(self, inner: Policy, epsilon: float, num_actions: int, seed: int | None = 0):
+        if not 0.0 <= float(epsilon) <= 1.0:
+            raise DittoError("epsilon must be in [0, 1]", field="epsilon", got=epsilon)
+        self.inner = inner
+        self.epsilon = float(epsilon)
+        self.num_actions = int(num_actions)
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    def reset(self, env, seed):
+        self.inner.reset(env, seed)
+        if seed is not None:
+            # Decorrelate the coin from the inner policy's own use of the seed.
+            self._rng = np.random.default_rng([int(seed), 0xE75])
+
+    def act(self, obs, env) -> int:
+        action = int(self.inner.act(obs, env))
+        if self.epsilon > 0.0 and self._rng.random() < self.epsilon:
+            action = int(self._rng.integers(self.num_actions))
+        return action
+
+
+class Emulator:
+    """Raw-ALE access for scripted experts: RAM, and look-ahead that leaves no trace.
+
+    `step` plays one agent step on the raw emulator (``frame_skip`` frames, no screen
+    reads, so it is cheap). `lookahead()` is a context manager that clones the state,
+    *including the emulator's RNG*, and restores it on exit, so simulating candidate
+    futures does not change the real episode: not its frames, not its sticky-action draws.
+
+    Sticky-action caveat: ALE decides "repeat the previous action" per frame from its RNG,
+    and the previous action is not part of the cloned state. Under sticky actions a
+    simulated future is therefore a sample, not a forecast: the first frames after a
+    restore may differ from what the real env will do. Without sticky actions (the
+    ``ditto`` protocol) a simulation is exact.
+    """
+
+    def __init__(self, env):
+        base = env.unwrapped
+        self.ale = base.ale
+        self.action_set = list(base._action_set)  # action index -> ale_py.Action
+        self.meanings = list(base.get_action_meanings())
+        self.frame_skip = _frame_skip(env)
+        self.sticky = float(self.ale.getFloat("repeat_action_probability")) > 0.0
+
+    def index(self, name: str) -> int:
+        """Index of an action by meaning ('FIRE'); ValueError if the game lacks it."""
+        return self.meanings.index(name)
+
+    def ram(self) -> np.ndarray:
+        return self.ale.getRAM()
+
+    def step(self, action: int) -> float:
+        """One agent step (frame_skip frames) on the raw emulator; returns the reward."""
+        ale, a, reward = self.ale, self.action_set[action], 0.0
+        for _ in range(self.frame_skip):
+            reward += ale.act(a)
+            if ale.game_over():
+                break
+        return reward
+
+    def lookahead(self):
+        return _Restore(self.ale)
+
+
+class _Restore:
+    def __init__(self, ale):
+        self.ale = ale
+
+    def __enter__(self):
+        self.state = self.ale.cloneState(include_rng=True)
+        return self.state
+
+    def __exit__(self, *exc):
+        self.ale.restoreState(self.state)
+        return False
+
+
+def _frame_skip(env) -> int:
+    """The agent-step frame skip of a (wrapped) env: AtariPreprocessing's, else ALE's."""
+    e = env
+    while e is not None:
+        if type(e).__name__ == "AtariPreprocessing":
+            return int(e.frame_skip)
+        e = getattr(e, "env", None)
+    skip = getattr(env.unwrapped, "_frameskip", 1)
+    return int(skip) if isinstance(skip, int) else 4
+
+
+def _pong(**kw):
+    from ditto_jax.experts.pong import PongExpert
+
+    return PongExpert(**kw)
+
+
+def _breakout(**kw):
+    from ditto_jax.experts.breakout import BreakoutExpert
+
+    return BreakoutExpert(**kw)
+
+
+# Canonical game name -> factory(num_actions=..., seed=..., **kwargs) of its scripted expert.
+EXPERTS: dict[str, Callable[..., Policy]] = {"pong": _pong, "breakout": _breakout}
+
+
+def expert_games() -> list[str]:
+    """Games with a scripted expert."""
+    return sorted(EXPERTS)
+
+
+def _import_factory(spec: str) -> Callable[..., Any]:
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise DittoError(
+            f"Policy {spec!r} is neither 'expert', 'random' nor an import path",
+            field="policy",
+            expected="'expert', 'random' or 'package.module:factory'",
+            got=repr(spec),
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise DittoError(
+            f"Cannot import module {module_name!r} for policy {spec!r}: {exc}",
+            field="policy",
+            expected="an importable 'package.module:factory'",
+            got=repr(spec),
+        ) from exc
+    factory = module
+    for part in attr.split("."):
+        factory = getattr(factory, part, None)
+        if factory is None:
+            raise DittoError(
+                f"Module {module_name!r} has no attribute {attr!r} (policy {spec!r})",
+                field="policy",
+                expected="an importable 'package.module:factory'",
+                got=repr(spec),
+            )
+    if not callable(factory):
+        raise DittoError(f"{spec!r} is not callable", field="policy", got=repr(spec))
+    return factory
+
+
+def make_policy(
+    spec: str,
+    *,
+    game: str,
+    num_actions: int,
+    epsilon: float = 0.0,
+    seed: int | None = 0,
+    **kwargs,
+) -> Policy:
+    """Build a policy from 'expert', 'random' or 'package.module:factory' (module doc)."""
+    from ditto_jax.envs.atari import canonical_game
+
+    name = str(spec).strip()
+    game_key = canonical_game(game)
+    if name == "expert":
+        if game_key not in EXPERTS:
+            raise DittoError(
+                f"No scripted expert for game {game!r}; scripted experts exist for "
+                f"{', '.join(expert_games())}. For another game pass a policy factory "
+                f"'package.module:factory'",
+                field="policy",
+                got=repr(game),
+            )
+        policy = EXPERTS[game_key](num_actions=num_actions, seed=seed, **kwargs)
+    elif name == "random":
+        policy = RandomPolicy(num_actions, seed=seed)
+    else:
+        factory = _import_factory(name)
+        policy = factory(game=game_key, num_actions=num_actions, seed=seed, **kwargs)
+        if not isinstance(policy, Policy):
+            raise DittoError(
+                f"Factory {name!r} returned {type(policy).__name__}, which has no "
+                f"reset(env, seed) and act(obs, env) methods",
+                field="policy",
+                got=repr(name),
+            )
+    if epsilon:
+        policy = EpsilonPolicy(policy, epsilon, num_actions, seed=seed)
+    return policy

@@ -1,0 +1,121 @@
+"""Actor-critic in imagination: DITTO and D-GAIL share it (SPEC §3, §4).
+
+Pure maths: the world model enters only as two functions,
+`img_step(state, action_onehot, key) -> state` (a prior step) and
+`feat(state) -> (B, F)`, so this module never touches jit, devices or files.
+
+Time alignment. From the expert's posterior state s_0 = s^E_t the agent acts
+a_k ~ pi(.|s_k) and the prior gives s_{k+1}, k = 0..H-1. The reward for a_k
+compares s_{k+1} with the expert latent at the same offset, e_{k+1} =
+s^E_{t+k+1}. With r_k, v_k = v(s_k) and bootstrap v(s_H):
+  V_k = r_k + gamma ((1 - lam) v_{k+1} + lam V_{k+1}),
+  actor loss  -log pi(a_k|s_k) sg(V_k - v_k) - eta H[pi(.|s_k)],
+  critic loss 0.5 (v_k - sg(V_k))^2,
+with the bootstrap values taken from a target critic.
+"""
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from ditto_jax.agents.returns import lambda_returns
+
+
+class MLP(nn.Module):
+    """`layers` x `units` hidden layers (ReLU in the authors' code) and a linear head."""
+    units: int
+    layers: int
+    out: int
+    act: Callable = nn.relu
+
+    @nn.compact
+    def __call__(self, x):
+        for _ in range(self.layers):
+            x = self.act(nn.Dense(self.units)(x))
+        return nn.Dense(self.out)(x)
+
+
+class Actor(nn.Module):
+    num_actions: int
+    units: int = 256
+    layers: int = 8
+
+    @nn.compact
+    def __call__(self, feat):
+        return MLP(self.units, self.layers, self.num_actions)(feat)  # logits
+
+
+class Critic(nn.Module):
+    units: int = 256
+    layers: int = 8
+
+    @nn.compact
+    def __call__(self, feat):
+        return MLP(self.units, self.layers, 1)(feat)[..., 0]
+
+
+def entropy_from_logits(logits):
+    logp = jax.nn.log_softmax(logits)
+    return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
+
+
+def reinforce_loss(logits, actions, advantages, eta):
+    """Mean of -log pi(a|s) sg(A) - eta H[pi(.|s)]; also returns the entropy."""
+    logp = jax.nn.log_softmax(logits)
+    logp_a = jnp.take_along_axis(logp, actions[..., None], axis=-1)[..., 0]
+    ent = entropy_from_logits(logits)
+    loss = -logp_a * jax.lax.stop_gradient(advantages) - eta * ent
+    return loss.mean(), ent.mean()
+
+
+def standardize(x, eps=1e-8):
+    return (x - x.mean()) / (x.std() + eps)
+
+
+def imagine(actor_apply, actor_params, img_step, feat, start, horizon, num_actions, action_dim,
+            key):
+    """Rolls the policy for `horizon` prior steps with `lax.scan`.
+
+    Returns (states, feats (H+1, B, F), actions (H, B)), time-major; states is a
+    dict of (H+1, B, ...) arrays including the start state.
+    """
+
+    def step(carry, step_key):
+        state = carry
+        act_key, dyn_key = jax.random.split(step_key)
+        logits = actor_apply(actor_params, jax.lax.stop_gradient(feat(state)))
+        action = jax.random.categorical(act_key, logits)
+        onehot = jax.nn.one_hot(action, action_dim)  # padded to the world model's input
+        next_state = jax.tree.map(jax.lax.stop_gradient, img_step(state, onehot, dyn_key))
+        return next_state, (next_state, action)
+
+    keys = jax.random.split(key, horizon)
+    _, (states, actions) = jax.lax.scan(step, start, keys)
+    states = jax.tree.map(lambda s0, s: jnp.concatenate([s0[None], s], 0), start, states)
+    feats = jax.vmap(feat)(states)
+    del num_actions
+    return states, feats, actions
+
+
+def actor_critic_losses(actor_params, critic_params, target_params, actor_apply, critic_apply,
+                        feats, actions, rewards, config):
+    """Losses and metrics given an imagined trajectory and its rewards (time-major)."""
+    feats = jax.lax.stop_gradient(feats)
+    values_target = critic_apply(target_params, feats)          # (H+1, B)
+    returns = lambda_returns(rewards, values_target[:-1], values_target[-1],
+                             gamma=config.gamma, lam=config.lam)  # (H, B)
+    values = critic_apply(critic_params, feats[:-1])
+    critic_loss = 0.5 * jnp.mean(jnp.square(values - jax.lax.stop_gradient(returns)))
+    advantages = returns - values_target[:-1]
+    if config.standardize_advantages:
+        advantages = standardize(advantages)
+    logits = actor_apply(actor_params, feats[:-1])
+    actor_loss, ent = reinforce_loss(logits, actions, advantages, config.entropy)
+    metrics = {
+        "actor_loss": actor_loss, "critic_loss": critic_loss, "entropy": ent,
+        "return_mean": returns.mean(), "value_mean": values.mean(),
+        "advantage_std": (returns - values_target[:-1]).std(),
+    }
+    return actor_loss, critic_loss, metrics

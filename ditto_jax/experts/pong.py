@@ -1,0 +1,145 @@
+"""Scripted Pong expert: RAM reading plus emulator look-ahead (a data generator).
+
+Algorithm (docs/experts.md):
+
+1. Read the RAM: our (right) paddle's y (byte 51), the ball's x and y (49, 54). The ball
+   moves toward us when its x grows.
+2. Once per approach of the ball, plan on a clone of the emulator:
+   a. play NOOPs until the ball reaches our paddle's column: that is where it will cross
+      (`intercept`);
+   b. for each candidate aim ``offset`` (where on the paddle to meet the ball: the edge
+      sends it off at a steep angle the built-in opponent cannot reach), replay the
+      paddle controller "move to intercept + offset" until the point is decided, the
+      opponent returns the ball, or a horizon runs out;
+   c. keep the offset that wins the point soonest; else one that returns the ball; else
+      the one that loses latest. The emulator is then restored exactly (RNG included).
+3. Every step, move the paddle toward ``intercept + offset`` (dead band 2). Without
+   sticky actions the real rally replays the simulated one exactly; with sticky actions
+   the plan is refreshed every few steps while the ball approaches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ditto_jax.experts.base import Emulator
+
+# RAM addresses.
+PLAYER_Y, BALL_X, BALL_Y = 51, 49, 54
+# Ball x at which our paddle meets it (the ball turns back at 182-186).
+HIT_X = 180
+
+
+class PongExpert:
+    """RAM + look-ahead Pong player; acts in the env's (minimal by default) action set."""
+
+    def __init__(
+        self,
+        num_actions: int | None = None,
+        seed: int | None = 0,
+        offsets=tuple(range(-8, 30, 2)),
+        horizon: int = 150,
+        deadband: int = 2,
+        sticky_replan_every: int = 4,
+    ):
+        self.offsets = tuple(int(o) for o in offsets)
+        self.horizon = int(horizon)
+        self.deadband = int(deadband)
+        self.sticky_replan_every = int(sticky_replan_every)
+        self._emu = None
+        self._reset_state()
+
+    def _reset_state(self):
+        self._prev_bx = None
+        self._target = None  # paddle y to move to
+        self._planned_at = None  # step of the last plan in this approach
+        self._t = 0
+
+    # -- the policy protocol --------------------------------------------------------
+    def reset(self, env, seed):
+        self._bind(env)
+        self._reset_state()
+
+    def act(self, obs, env) -> int:
+        emu = self._bind(env)
+        ram = emu.ram()
+        py, bx, by = int(ram[PLAYER_Y]), int(ram[BALL_X]), int(ram[BALL_Y])
+        in_play = by > 0 and 0 < bx < 200
+        dx = 0 if self._prev_bx is None else bx - self._prev_bx
+        approaching = in_play and 0 < dx < 20 and bx < HIT_X
+        self._prev_bx = bx
+        self._t += 1
+
+        if approaching:
+            due = self._planned_at is None or (
+                emu.sticky and self._t - self._planned_at >= self.sticky_replan_every
+            )
+            if due:
+                self._target = self._plan(emu)
+                self._planned_at = self._t
+        else:
+            self._planned_at = None
+        target = self._target if self._target is not None else 120
+        return self._control(py, target)
+
+    # -- internals ------------------------------------------------------------------
+    def _bind(self, env) -> Emulator:
+        if self._emu is None or self._emu.ale is not env.unwrapped.ale:
+            self._emu = Emulator(env)
+            self._up = self._emu.index("RIGHT")  # RIGHT moves the paddle up in Pong
+            self._down = self._emu.index("LEFT")
+            self._noop = self._emu.index("NOOP")
+        return self._emu
+
+    def _control(self, py: int, target: int) -> int:
+        if py < target - self.deadband:
+            return self._down
+        if py > target + self.deadband:
+            return self._up
+        return self._noop
+
+    def _intercept(self, emu: Emulator) -> int | None:
+        """Ball y when it reaches our paddle's column, by playing NOOPs on a clone."""
+        for _ in range(80):
+            ram = emu.ram()
+            if int(ram[BALL_X]) >= HIT_X:
+                return int(ram[BALL_Y])
+            if emu.step(self._noop) != 0.0:
+                return None
+        return None
+
+    def _rollout(self, emu: Emulator, target: int) -> float:
+        """Score of holding `target` until the point is decided (higher is better)."""
+        prev_bx = int(emu.ram()[BALL_X])
+        returned = False
+        for t in range(self.horizon):
+            ram = emu.ram()
+            reward = emu.step(self._control(int(ram[PLAYER_Y]), target))
+            if reward > 0:
+                return 1000.0 - t  # won the point: sooner is better
+            if reward < 0:
+                return -1000.0 + t  # lost it: later is less bad
+            bx = int(emu.ram()[BALL_X])
+            if bx < prev_bx:
+                returned = True
+            elif returned and bx > prev_bx:
+                return 0.0  # the opponent sent it back: a rally, not a point
+            prev_bx = bx
+        return 0.0
+
+    def _plan(self, emu: Emulator) -> int | None:
+        with emu.lookahead() as state:
+            iy = self._intercept(emu)
+            if iy is None:
+                return self._target
+            best, best_score = None, -np.inf
+            mid = self.offsets[len(self.offsets) // 2]
+            for offset in self.offsets:
+                emu.ale.restoreState(state)
+                score = self._rollout(emu, iy + offset)
+                score -= 1e-3 * abs(offset - mid)  # ties: the middle of the paddle
+                if score > best_score:
+                    best, best_score = iy + offset, score
+                if best_score >= 900.0:
+                    break  # a quick win; no need to look further
+            return best

@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Protocol as TypingProtocol, runtime_checkable
 
+import ale_py
 import numpy as np
 
 from ditto_jax.errors import DittoError
@@ -92,63 +93,104 @@ class EpsilonPolicy:
         action = int(self.inner.act(obs, env))
         if self.epsilon > 0.0 and self._rng.random() < self.epsilon:
             action = int(self._rng.integers(self.num_actions))
+            note = getattr(self.inner, "note_action", None)
+            if note is not None:  # tell a look-ahead expert what the env really does
+                note(action)
         return action
 
 
 class Emulator:
-    """Raw-ALE access for scripted experts: RAM, and look-ahead that leaves no trace.
+    """Emulator access for scripted experts: the real RAM, and look-ahead on a shadow ALE.
 
-    `step` plays one agent step on the raw emulator (``frame_skip`` frames, no screen
-    reads, so it is cheap). `lookahead()` is a context manager that clones the state,
-    *including the emulator's RNG*, and restores it on exit, so simulating candidate
-    futures does not change the real episode: not its frames, not its sticky-action draws.
+    Look-ahead never touches the real emulator. `begin()` copies the real state, *RNG
+    included*, into a second `ALEInterface` (same ROM, same sticky-action probability,
+    same frame cap) and returns that state; `restore(state)` rewinds the shadow for the
+    next candidate; `step(action)` plays one agent step there (``frame_skip`` raw frames,
+    no screen reads, so it is cheap). The real episode -- frames, rewards and
+    sticky-action draws -- is exactly what it would have been without any look-ahead.
 
-    Sticky-action caveat: ALE decides "repeat the previous action" per frame from its RNG,
-    and the previous action is not part of the cloned state. Under sticky actions a
-    simulated future is therefore a sample, not a forecast: the first frames after a
-    restore may differ from what the real env will do. Without sticky actions (the
-    ``ditto`` protocol) a simulation is exact.
+    Why a shadow and not clone/restore on the real ALE: ALE's sticky actions repeat "the
+    previous action", which is not part of a cloned state. Restoring the real emulator
+    after a simulation would leave the *simulated* last action behind, and with sticky
+    actions the real episode would then repeat an action it never took (we measured this:
+    it changed the real trajectory). The shadow is primed with the agent's real last
+    action (`note_action`), so even under sticky actions its simulation follows the same
+    random draws as the real game; it is exact without sticky actions (``ditto``).
     """
+
+    PRIME_FRAMES = 12  # frames to press the last action so a sticky ALE adopts it
 
     def __init__(self, env):
         base = env.unwrapped
-        self.ale = base.ale
+        self.env_ale = base.ale
         self.action_set = list(base._action_set)  # action index -> ale_py.Action
         self.meanings = list(base.get_action_meanings())
         self.frame_skip = _frame_skip(env)
-        self.sticky = float(self.ale.getFloat("repeat_action_probability")) > 0.0
+        self.sticky = float(self.env_ale.getFloat("repeat_action_probability")) > 0.0
+        self.sim = _shadow_ale(base)
+        self.last_action = 0  # the real env's last action index (NOOP at reset)
+        self._sim_last = None  # last action the shadow played
 
     def index(self, name: str) -> int:
         """Index of an action by meaning ('FIRE'); ValueError if the game lacks it."""
         return self.meanings.index(name)
 
     def ram(self) -> np.ndarray:
-        return self.ale.getRAM()
+        """The real emulator's RAM."""
+        return self.env_ale.getRAM()
+
+    def note_action(self, action: int) -> None:
+        """Record the action the real env is about to take (for sticky-action priming)."""
+        self.last_action = int(action)
+
+    def begin(self):
+        """Copy the real state into the shadow; returns it for `restore`."""
+        if self.sticky and self._sim_last != self.last_action:
+            a = self.action_set[self.last_action]
+            for _ in range(self.PRIME_FRAMES):
+                self.sim.act(a)
+            self._sim_last = self.last_action
+        state = self.env_ale.cloneState(include_rng=True)
+        self.sim.restoreState(state)
+        return state
+
+    def restore(self, state) -> None:
+        """Rewind the shadow to `state` (from `begin`)."""
+        if self.sticky and self._sim_last != self.last_action:
+            self.sim.restoreState(state)  # priming below must not act on the real state
+            a = self.action_set[self.last_action]
+            for _ in range(self.PRIME_FRAMES):
+                self.sim.act(a)
+            self._sim_last = self.last_action
+        self.sim.restoreState(state)
+
+    def sim_ram(self) -> np.ndarray:
+        return self.sim.getRAM()
 
     def step(self, action: int) -> float:
-        """One agent step (frame_skip frames) on the raw emulator; returns the reward."""
-        ale, a, reward = self.ale, self.action_set[action], 0.0
+        """One agent step (frame_skip frames) on the shadow; returns the reward."""
+        sim, a, reward = self.sim, self.action_set[action], 0.0
         for _ in range(self.frame_skip):
-            reward += ale.act(a)
-            if ale.game_over():
+            reward += sim.act(a)
+            if sim.game_over():
                 break
+        self._sim_last = action
         return reward
 
-    def lookahead(self):
-        return _Restore(self.ale)
 
-
-class _Restore:
-    def __init__(self, ale):
-        self.ale = ale
-
-    def __enter__(self):
-        self.state = self.ale.cloneState(include_rng=True)
-        return self.state
-
-    def __exit__(self, *exc):
-        self.ale.restoreState(self.state)
-        return False
+def _shadow_ale(base) -> ale_py.ALEInterface:
+    """A second emulator configured like `base.ale` (ROM, mode, sticky, frame cap)."""
+    real = base.ale
+    sim = ale_py.ALEInterface()
+    sim.setLoggerMode(ale_py.LoggerMode.Error)
+    sim.setFloat("repeat_action_probability", real.getFloat("repeat_action_probability"))
+    sim.setInt("max_num_frames_per_episode", real.getInt("max_num_frames_per_episode"))
+    sim.loadROM(ale_py.roms.get_rom_path(base._game))
+    if getattr(base, "_game_mode", None) is not None:
+        sim.setMode(base._game_mode)
+    if getattr(base, "_game_difficulty", None) is not None:
+        sim.setDifficulty(base._game_difficulty)
+    return sim
 
 
 def _frame_skip(env) -> int:

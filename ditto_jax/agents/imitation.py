@@ -1,0 +1,181 @@
+"""Train steps of the world-model imitation methods: DITTO, D-GAIL and D-BC.
+
+Each `make_*_step` returns a pure `(state, batch, rng) -> (state, metrics)`;
+the stage module jits and shards it. The world model enters as
+`img_step(state, action_onehot, key)` and `feat(state)` with its params closed
+over (frozen: imitation never changes the world model).
+
+Batches (built by the stage from the encoded expert episodes):
+  DITTO / D-GAIL: {"start": RSSM state dict (B, ...) = expert posterior s^E_t,
+                   "expert": (B, H+1, D) compared latent part of s^E_t..s^E_{t+H}}
+  D-BC:           {"feat": (B, F) expert features, "action": (B,) expert actions}
+"""
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from ditto_jax.agents import rewards as reward_lib
+from ditto_jax.agents.actor_critic import (Actor, Critic, MLP, actor_critic_losses, imagine,
+                                           reinforce_loss)
+
+METHODS = ("ditto", "dgail", "dbc")
+
+
+@flax.struct.dataclass
+class AgentState:
+    step: jax.Array
+    actor: dict
+    critic: dict
+    target_critic: dict
+    actor_opt: optax.OptState
+    critic_opt: optax.OptState
+    disc: dict
+    disc_opt: optax.OptState
+
+
+class Discriminator(nn.Module):
+    """D-GAIL's discriminator on latent transition pairs (h_t, h_{t+1}); logits."""
+    units: int = 128
+    layers: int = 4
+
+    @nn.compact
+    def __call__(self, pair):
+        return MLP(self.units, self.layers, 1)(pair)[..., 0]
+
+
+def _optimizer(lr, eps, clip):
+    return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, eps=eps))
+
+
+def networks(config, num_actions):
+    actor = Actor(num_actions, config.actor_units, config.actor_layers)
+    critic = Critic(config.critic_units, config.critic_layers)
+    disc = Discriminator(config.disc_units, config.disc_layers)
+    return actor, critic, disc
+
+
+def init_agent_state(config, feat_dim, part_dim, num_actions, key):
+    actor, critic, disc = networks(config, num_actions)
+    ka, kc, kd = jax.random.split(key, 3)
+    actor_params = actor.init(ka, jnp.zeros((1, feat_dim)))
+    critic_params = critic.init(kc, jnp.zeros((1, feat_dim)))
+    disc_params = disc.init(kd, jnp.zeros((1, 2 * part_dim)))
+    opt = _optimizer(config.lr, config.eps, config.clip)
+    return AgentState(
+        step=jnp.zeros((), jnp.int32), actor=actor_params, critic=critic_params,
+        target_critic=critic_params, actor_opt=opt.init(actor_params),
+        critic_opt=opt.init(critic_params), disc=disc_params,
+        disc_opt=_optimizer(config.disc_lr, config.eps, config.clip).init(disc_params))
+
+
+def policy_logits(config, num_actions):
+    actor, _, _ = networks(config, num_actions)
+    return actor.apply
+
+
+def make_imagination_step(config, *, img_step, feat, num_actions, action_dim):
+    """DITTO (config.reward in maxcos/cosine/l2/sparse) or D-GAIL (config.reward == gail)."""
+    actor, critic, disc = networks(config, num_actions)
+    opt = _optimizer(config.lr, config.eps, config.clip)
+    disc_opt = _optimizer(config.disc_lr, config.eps, config.clip)
+    horizon = int(config.horizon)
+    gail = config.reward == "gail"
+
+    def compared(states):
+        return reward_lib.latent_part(states, config.latent)
+
+    def train_step(state, batch, rng):
+        expert = batch["expert"]
+        assert expert.shape[1] == horizon + 1, (
+            f"expert windows must hold H+1={horizon + 1} steps, got {expert.shape}")
+        imag_key, _ = jax.random.split(rng)
+        states, feats, actions = imagine(actor.apply, state.actor, img_step, feat,
+                                         batch["start"], horizon, num_actions, action_dim,
+                                         imag_key)
+        agent_latents = compared(states)                       # (H+1, B, D)
+        expert_tm = jnp.swapaxes(expert, 0, 1)                  # (H+1, B, D)
+        metrics = {}
+        if gail:
+            agent_pairs = jnp.concatenate([agent_latents[:-1], agent_latents[1:]], -1)
+            expert_pairs = jnp.concatenate([expert_tm[:-1], expert_tm[1:]], -1)
+
+            def disc_loss_fn(params):
+                e_logit = disc.apply(params, expert_pairs)
+                a_logit = disc.apply(params, agent_pairs)
+                loss = (optax.sigmoid_binary_cross_entropy(e_logit, 1.0).mean()
+                        + optax.sigmoid_binary_cross_entropy(a_logit, 0.0).mean())
+                return loss, (jax.nn.sigmoid(e_logit).mean(), jax.nn.sigmoid(a_logit).mean())
+
+            (d_loss, (d_exp, d_agent)), d_grads = jax.value_and_grad(
+                disc_loss_fn, has_aux=True)(state.disc)
+            d_updates, disc_opt_state = disc_opt.update(d_grads, state.disc_opt, state.disc)
+            disc_params = optax.apply_updates(state.disc, d_updates)
+            # GAIL's policy reward: sigmoid(D) of the agent's transitions.
+            rewards = jax.nn.sigmoid(disc.apply(state.disc, agent_pairs))
+            metrics.update(disc_loss=d_loss, disc_expert=d_exp, disc_agent=d_agent)
+        else:
+            rewards = reward_lib.imitation_reward(
+                config.reward, agent_latents[1:], expert_tm[1:],
+                threshold=config.sparse_threshold)
+            disc_params, disc_opt_state = state.disc, state.disc_opt
+        # Latent distance is reported for every reward (the paper's diagnostic).
+        metrics["latent_distance"] = 1.0 - reward_lib.maxcos(agent_latents[1:],
+                                                             expert_tm[1:]).mean()
+        rewards = jax.lax.stop_gradient(rewards)
+
+        def loss_fn(params):
+            actor_params, critic_params = params
+            a_loss, c_loss, m = actor_critic_losses(
+                actor_params, critic_params, state.target_critic, actor.apply, critic.apply,
+                feats, actions, rewards, config)
+            return a_loss + c_loss, m
+
+        (_, m), (a_grads, c_grads) = jax.value_and_grad(loss_fn, has_aux=True)(
+            (state.actor, state.critic))
+        a_updates, actor_opt = opt.update(a_grads, state.actor_opt, state.actor)
+        c_updates, critic_opt = opt.update(c_grads, state.critic_opt, state.critic)
+        actor_params = optax.apply_updates(state.actor, a_updates)
+        critic_params = optax.apply_updates(state.critic, c_updates)
+        step = state.step + 1
+        # The target critic is a copy refreshed every `target_every` updates.
+        refresh = step % config.target_every == 0
+        target = jax.tree.map(lambda new, old: jnp.where(refresh, new, old), critic_params,
+                              state.target_critic)
+        metrics.update(m)
+        metrics.update(reward=rewards.mean(), reward_last=rewards[-1].mean(),
+                       actor_grad_norm=optax.global_norm(a_grads),
+                       critic_grad_norm=optax.global_norm(c_grads))
+        new_state = state.replace(step=step, actor=actor_params, critic=critic_params,
+                                  target_critic=target, actor_opt=actor_opt,
+                                  critic_opt=critic_opt, disc=disc_params,
+                                  disc_opt=disc_opt_state)
+        return new_state, metrics
+
+    return train_step
+
+
+def make_dbc_step(config, *, num_actions):
+    """Behaviour cloning on world-model latents: -log pi(a|s^E) - eta_bc H[pi]."""
+    actor, _, _ = networks(config, num_actions)
+    opt = _optimizer(config.lr, config.eps, config.clip)
+
+    def train_step(state, batch, rng):
+        del rng
+
+        def loss_fn(params):
+            logits = actor.apply(params, batch["feat"])
+            loss, ent = reinforce_loss(logits, batch["action"],
+                                       jnp.ones(batch["action"].shape), config.dbc_entropy)
+            acc = (jnp.argmax(logits, -1) == batch["action"]).mean()
+            return loss, {"bc_loss": loss, "entropy": ent, "accuracy": acc}
+
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor)
+        updates, actor_opt = opt.update(grads, state.actor_opt, state.actor)
+        actor_params = optax.apply_updates(state.actor, updates)
+        metrics["actor_grad_norm"] = optax.global_norm(grads)
+        return state.replace(step=state.step + 1, actor=actor_params,
+                             actor_opt=actor_opt), metrics
+
+    return train_step

@@ -80,9 +80,11 @@ def test_target_critic_is_copied_every_target_every_updates():
 
 
 def test_gail_discriminator_separates_expert_from_random_agent():
-    # lr 0 freezes the policy at its random start, so the two sets stay apart.
+    # lr 0 freezes the policy at its random start. A third of its transitions use
+    # the expert's action and are indistinguishable, so the optimal discriminator
+    # gives 0.75 on expert pairs and 1/3 * 0.75 = 0.25 on agent pairs on average.
     _, history, _ = _train(_config(reward="gail", lr=0.0, disc_lr=1e-2), updates=100)
-    assert history[-1]["disc_expert"] > 0.8 and history[-1]["disc_agent"] < 0.2, history[-1]
+    assert history[-1]["disc_expert"] > 0.7 and history[-1]["disc_agent"] < 0.32, history[-1]
     assert history[0]["disc_loss"] > history[-1]["disc_loss"]
 
 

@@ -145,19 +145,15 @@ class Emulator:
 
     def begin(self):
         """Copy the real state into the shadow; returns it for `restore`."""
-        if self.sticky and self._sim_last != self.last_action:
-            a = self.action_set[self.last_action]
-            for _ in range(self.PRIME_FRAMES):
-                self.sim.act(a)
-            self._sim_last = self.last_action
         state = self.env_ale.cloneState(include_rng=True)
-        self.sim.restoreState(state)
+        self.restore(state)
         return state
 
     def restore(self, state) -> None:
         """Rewind the shadow to `state` (from `begin`)."""
         if self.sticky and self._sim_last != self.last_action:
-            self.sim.restoreState(state)  # priming below must not act on the real state
+            # The shadow's "previous action" survives restoreState: press the real one
+            # until the sticky ALE adopts it (each frame keeps the old one w.p. p).
             a = self.action_set[self.last_action]
             for _ in range(self.PRIME_FRAMES):
                 self.sim.act(a)

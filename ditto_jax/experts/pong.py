@@ -12,7 +12,8 @@ Algorithm (docs/experts.md):
       paddle controller "move to intercept + offset" until the point is decided, the
       opponent returns the ball, or a horizon runs out;
    c. keep the offset that wins the point soonest; else one that returns the ball; else
-      the one that loses latest. The emulator is then restored exactly (RNG included).
+      the one that loses latest. All of this runs on a shadow emulator
+      (`ditto_jax.experts.base.Emulator`); the real one is never touched.
 3. Every step, move the paddle toward ``intercept + offset`` (dead band 2). Without
    sticky actions the real rally replays the simulated one exactly; with sticky actions
    the plan is refreshed every few steps while the ball approaches.
@@ -57,7 +58,7 @@ class PongExpert:
 
     # -- the policy protocol --------------------------------------------------------
     def reset(self, env, seed):
-        self._bind(env)
+        self._bind(env).note_action(self._noop)  # a reset leaves NOOP as the last action
         self._reset_state()
 
     def act(self, obs, env) -> int:
@@ -80,11 +81,18 @@ class PongExpert:
         else:
             self._planned_at = None
         target = self._target if self._target is not None else 120
-        return self._control(py, target)
+        action = self._control(py, target)
+        emu.note_action(action)
+        return action
+
+    def note_action(self, action: int) -> None:
+        """The env will take `action` instead (e.g. an epsilon override)."""
+        if self._emu is not None:
+            self._emu.note_action(action)
 
     # -- internals ------------------------------------------------------------------
     def _bind(self, env) -> Emulator:
-        if self._emu is None or self._emu.ale is not env.unwrapped.ale:
+        if self._emu is None or self._emu.env_ale is not env.unwrapped.ale:
             self._emu = Emulator(env)
             self._up = self._emu.index("RIGHT")  # RIGHT moves the paddle up in Pong
             self._down = self._emu.index("LEFT")
@@ -101,7 +109,7 @@ class PongExpert:
     def _intercept(self, emu: Emulator) -> int | None:
         """Ball y when it reaches our paddle's column, by playing NOOPs on a clone."""
         for _ in range(80):
-            ram = emu.ram()
+            ram = emu.sim_ram()
             if int(ram[BALL_X]) >= HIT_X:
                 return int(ram[BALL_Y])
             if emu.step(self._noop) != 0.0:
@@ -110,16 +118,16 @@ class PongExpert:
 
     def _rollout(self, emu: Emulator, target: int) -> float:
         """Score of holding `target` until the point is decided (higher is better)."""
-        prev_bx = int(emu.ram()[BALL_X])
+        prev_bx = int(emu.sim_ram()[BALL_X])
         returned = False
         for t in range(self.horizon):
-            ram = emu.ram()
+            ram = emu.sim_ram()
             reward = emu.step(self._control(int(ram[PLAYER_Y]), target))
             if reward > 0:
                 return 1000.0 - t  # won the point: sooner is better
             if reward < 0:
                 return -1000.0 + t  # lost it: later is less bad
-            bx = int(emu.ram()[BALL_X])
+            bx = int(emu.sim_ram()[BALL_X])
             if bx < prev_bx:
                 returned = True
             elif returned and bx > prev_bx:
@@ -128,18 +136,18 @@ class PongExpert:
         return 0.0
 
     def _plan(self, emu: Emulator) -> int | None:
-        with emu.lookahead() as state:
-            iy = self._intercept(emu)
-            if iy is None:
-                return self._target
-            best, best_score = None, -np.inf
-            mid = self.offsets[len(self.offsets) // 2]
-            for offset in self.offsets:
-                emu.ale.restoreState(state)
-                score = self._rollout(emu, iy + offset)
-                score -= 1e-3 * abs(offset - mid)  # ties: the middle of the paddle
-                if score > best_score:
-                    best, best_score = iy + offset, score
-                if best_score >= 900.0:
-                    break  # a quick win; no need to look further
-            return best
+        state = emu.begin()
+        iy = self._intercept(emu)
+        if iy is None:
+            return self._target
+        best, best_score = None, -np.inf
+        mid = self.offsets[len(self.offsets) // 2]
+        for offset in self.offsets:
+            emu.restore(state)
+            score = self._rollout(emu, iy + offset)
+            score -= 1e-3 * abs(offset - mid)  # ties: the middle of the paddle
+            if score > best_score:
+                best, best_score = iy + offset, score
+            if best_score >= 900.0:
+                break  # a quick win; no need to look further
+        return best

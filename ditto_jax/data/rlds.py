@@ -154,36 +154,44 @@ def _dataset_level_metadata(obs_shape, action_meanings, dataset_metadata):
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
+_DECODE_CHUNK = 256  # frames per decode task
+_pool = None
 
 
 def encode_png(frame: np.ndarray) -> bytes:
     """PNG bytes of a uint8 (H, W, C) frame, C in {1, 3}.
 
-    Every row uses the 'Sub' filter, which compresses Atari frames as well as adaptive
-    filtering and lets `decode_png_frames` undo it with one vectorised cumsum.
+    Every row uses the 'Up' filter: it compresses Atari frames about as well as adaptive
+    filtering, and `decode_png_frames` undoes it for a whole episode with one vectorised
+    add per image row.
     """
     import cv2
     img = frame[..., 0] if frame.shape[-1] == 1 else frame[..., ::-1]  # cv2 wants BGR
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(img),
-                           [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB])
+                           [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP])
     if not ok:  # pragma: no cover
         raise DittoError("Could not PNG-encode a frame", field="observation",
                          got=f"shape {frame.shape}, dtype {frame.dtype}")
     return buf.tobytes()
 
 
-def _png_raw(data: bytes):
-    """(height, width, channels, zlib-decompressed scanlines) or None if not simple.
-
-    'Simple' means 8-bit, non-interlaced grayscale/RGB/GA/RGBA: the fast path.
-    """
+def _png_header(data: bytes):
+    """(height, width, channels) for an 8-bit non-interlaced PNG, else None."""
     if data[:8] != _PNG_SIG or data[12:16] != b"IHDR":
         raise ValueError("not a PNG")
     w, h, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     if depth != 8 or interlace or color not in _PNG_CHANNELS:
         return None
-    pos, idat, n = 8, [], len(data)
-    while pos < n:
+    return h, w, _PNG_CHANNELS[color]
+
+
+def _png_inflate(data: bytes) -> bytes:
+    """The decompressed (still filtered) scanlines of a PNG."""
+    n = int.from_bytes(data[33:37], "big")
+    if data[37:41] == b"IDAT" and data[45 + n:49 + n] == b"IEND":  # one IDAT chunk
+        return zlib.decompress(data[41:41 + n])
+    pos, idat, end = 8, [], len(data)
+    while pos < end:
         length = int.from_bytes(data[pos:pos + 4], "big")
         kind = data[pos + 4:pos + 8]
         if kind == b"IDAT":
@@ -191,8 +199,7 @@ def _png_raw(data: bytes):
         elif kind == b"IEND":
             break
         pos += 12 + length
-    raw = zlib.decompress(idat[0] if len(idat) == 1 else b"".join(idat))
-    return h, w, _PNG_CHANNELS[color], raw
+    return zlib.decompress(b"".join(idat))
 
 
 def _decode_png_slow(data: bytes) -> np.ndarray:
@@ -211,57 +218,78 @@ def _decode_png_slow(data: bytes) -> np.ndarray:
     return img
 
 
+def _inflate_range(pngs, buf, lo, hi, header, size):
+    """Inflates frames lo..hi into buf rows; returns indices needing the slow path."""
+    slow = []
+    for i in range(lo, hi):
+        p = pngs[i]
+        if p[16:29] != header:
+            slow.append(i)
+            continue
+        raw = _png_inflate(p)
+        if len(raw) != size:
+            raise ValueError(f"frame {i}: PNG data has the wrong size")
+        buf[i] = np.frombuffer(raw, np.uint8)
+    return slow
+
+
 def decode_png_frames(pngs: Sequence[bytes], channels: int | None = None) -> np.ndarray:
     """Decodes a sequence of same-size PNGs into one uint8 (N, H, W, C) array.
 
-    Fast path (8-bit, non-interlaced, rows filtered with None or Sub, as `encode_png`
-    writes): zlib-decompress each frame, then undo the Sub filter for all frames at once
-    with a wrapping uint8 cumsum. Frames using other filters (Up/Average/Paeth, e.g.
-    written by another encoder) are decoded by OpenCV. Raises ValueError on bad data.
+    Fast path (8-bit, non-interlaced, rows filtered with None, Sub or Up; `encode_png`
+    writes Up): zlib-decompress each frame (in a few threads: zlib releases the GIL),
+    then undo the filters for all frames at once: Sub rows with a wrapping uint8 cumsum,
+    Up rows with one vectorised add per image row. Frames using Average/Paeth (other
+    encoders' adaptive filtering) are decoded by OpenCV. Raises ValueError on bad data.
     """
+    global _pool
     n = len(pngs)
     if n == 0:
         raise ValueError("no frames")
-    first = _png_raw(pngs[0])
+    first = _png_header(pngs[0])
     if first is None:
         out = np.stack([_decode_png_slow(p) for p in pngs])
     else:
-        h, w, c, raw0 = first
+        h, w, c = first
+        header = pngs[0][16:29]
         stride = w * c + 1
         buf = np.empty((n, h * stride), np.uint8)
-        slow = []
-        for i, p in enumerate(pngs):
-            raw = raw0 if i == 0 else None
-            if raw is None:
-                r = _png_raw(p)
-                if r is None or r[:3] != (h, w, c):
-                    slow.append(i)
-                    continue
-                raw = r[3]
-            if len(raw) != h * stride:
-                raise ValueError(f"frame {i}: PNG data has the wrong size")
-            buf[i] = np.frombuffer(raw, np.uint8)
+        if n <= _DECODE_CHUNK or (os.cpu_count() or 1) < 2:
+            slow = _inflate_range(pngs, buf, 0, n, header, h * stride)
+        else:
+            if _pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+                _pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1),
+                                           thread_name_prefix="png")
+            futures = [_pool.submit(_inflate_range, pngs, buf, lo, min(lo + _DECODE_CHUNK, n),
+                                    header, h * stride)
+                       for lo in range(0, n, _DECODE_CHUNK)]
+            slow = [i for f in futures for i in f.result()]
         rows = buf.reshape(n, h, stride)
         filt = rows[:, :, 0]
-        pix = rows[:, :, 1:].reshape(n, h, w, c)
-        # Rows filtered with None (0) or Sub (1) are undone here; others go to OpenCV.
-        bad = np.any(filt > 1, axis=1)
+        out = np.ascontiguousarray(rows[:, :, 1:]).reshape(n, h, w, c)
+        bad = np.any(filt > 2, axis=1)
         bad[slow] = True
-        out = np.empty((n, h, w, c), np.uint8)
-        if not bad.any() and (filt == 1).all():
-            np.cumsum(pix, axis=2, dtype=np.uint8, out=out)
-        elif not bad.all():
-            g = np.flatnonzero(~bad)
-            sub = (filt[g] == 1)[:, :, None, None]
-            out[g] = np.where(sub, np.cumsum(pix[g], axis=2, dtype=np.uint8), pix[g])
+        fmax = int(filt.max())
+        if fmax >= 1:
+            sub = (filt == 1) & ~bad[:, None]
+            if sub.any():  # Sub: each byte adds the same channel of the pixel to its left
+                fi, ri = np.nonzero(sub)
+                out[fi, ri] = np.cumsum(out[fi, ri], axis=1, dtype=np.uint8)
+            up = (filt == 2) & ~bad[:, None]
+            all_up = up.all(axis=0)
+            for r in range(1, h):  # Up: each row adds the (decoded) row above
+                if all_up[r]:
+                    out[:, r] += out[:, r - 1]
+                elif up[:, r].any():
+                    m = up[:, r]
+                    out[m, r] += out[m, r - 1]
         for i in np.flatnonzero(bad):
             img = _decode_png_slow(pngs[i])
             if img.shape != (h, w, c):
                 raise ValueError(f"frame {i} has shape {img.shape}, frame 0 has {(h, w, c)}")
             out[i] = img
     if channels is not None and out.shape[-1] != channels:
-        if channels == 1 and out.shape[-1] in (3, 4):
-            raise ValueError(f"frames have {out.shape[-1]} channels (colour), expected 1")
         raise ValueError(f"frames have {out.shape[-1]} channels, expected {channels}")
     return out
 
@@ -347,6 +375,8 @@ class EpisodeWriter:
                                      "arguments", path=self.out_dir, field=key,
                                      expected=stored.get(key), got=want)
             self._stored = stored
+            # The dataset describes the recording as it was started.
+            self.dataset_metadata = dict(stored.get("dataset_metadata") or {})
             for name in os.listdir(self.staging_dir):  # leftovers of an interrupted write
                 if ".tmp" in name:
                     os.remove(os.path.join(self.staging_dir, name))
@@ -507,6 +537,8 @@ class EpisodeWriter:
         A crash anywhere before the last move leaves a resumable recording.
         """
         tfds = _tfds()
+        if not os.path.isdir(self.staging_dir):
+            raise DittoError("This recording was already finalised", path=self.out_dir)
         files = self._staged_files()
         if not files:
             raise DittoError("No finished episodes to write", path=self.out_dir,
@@ -542,7 +574,12 @@ class EpisodeWriter:
         if batch:
             writer.add_examples({split: batch})
         writer.close_all()
-        # Move the dataset into place; dataset_info.json last marks it complete.
+        # Move the dataset into place; dataset_info.json last marks it complete. Files
+        # left in out_dir by an earlier finalize that crashed midway are ours: drop them.
+        for name in os.listdir(self.out_dir):
+            if name.startswith(DATASET_NAME + "-") or name in ("features.json",
+                                                               "metadata.json"):
+                os.remove(os.path.join(self.out_dir, name))
         names = sorted(os.listdir(build))
         for name in names:
             if name != "dataset_info.json":
@@ -709,6 +746,9 @@ def _resolve(source, data_dir=None) -> _Source:
         path = dirs[0]
         builder = _builder_from_dir(path, path)
         return _Source(builder, path, source, _read_metadata_json(path))
+    if data_dir and source.count("/") > 1 and not _LOOKS_LIKE_PATH.match(source) and \
+            os.path.isdir(os.path.join(os.path.expanduser(data_dir), source)):
+        return _resolve(os.path.join(os.path.expanduser(data_dir), source))  # name/cfg/ver
     if _LOOKS_LIKE_PATH.match(source) or source.count("/") > 1 or os.sep != "/" and \
             os.sep in source:
         raise DittoError("Dataset not found", path=local,
@@ -739,12 +779,14 @@ def _resolve(source, data_dir=None) -> _Source:
                 "gs://tfds-data/datasets or run `tfds build`, then pass --data-dir",
                 path=bdir, expected=f"dataset_info.json in {bdir}",
                 got=f"data dir {shown_dir}")
-        path = max(others, key=_version_key)
-        return _Source(_builder_from_dir(path, path), path, source, _read_metadata_json(path))
+        cfg = getattr(builder, "builder_config", None)
+        bdir = max(others, key=_version_key)
+        builder = _builder_from_dir(bdir, bdir)
+    else:
+        cfg = getattr(builder, "builder_config", None)
     meta = _read_metadata_json(bdir)
-    cfg = getattr(builder, "builder_config", None)
     if cfg is not None and getattr(cfg, "game", None) and "game" not in meta:
-        meta = {**meta, "game": cfg.game}
+        meta = {**meta, "game": cfg.game}  # RL Unplugged configs name the game
     return _Source(builder, bdir, source, meta)
 
 
@@ -818,11 +860,16 @@ def _short_list(items, n=6):
 class _Ref:
     split: str
     file: str
-    index: int  # record index in the file
+    index: int     # record index in the file
+    file_len: int  # records in the file (from the split metadata)
 
 
 def _record_refs(src: _Source, split_names):
     """All records of the splits in order, from the TFDS split metadata (no reading)."""
+    fmt = src.builder.info.file_format
+    if fmt is not None and getattr(fmt, "value", fmt) != "tfrecord":
+        raise DittoError("Unsupported TFDS file format", path=src.path, field="file_format",
+                         expected="tfrecord", got=getattr(fmt, "value", fmt))
     refs = []
     for name in split_names:
         info = src.builder.info.splits[name]
@@ -838,7 +885,7 @@ def _record_refs(src: _Source, split_names):
             if not os.path.exists(path):
                 raise DittoError("A dataset file is missing", path=path,
                                  expected=f"{n} episode(s) of split {name}")
-            refs += [_Ref(name, path, i) for i in range(n)]
+            refs += [_Ref(name, path, i, n) for i in range(n)]
     return refs
 
 
@@ -906,42 +953,64 @@ def _parse_spec(src: _Source, *, with_steps=True, with_observation=True):
     return example_parser.ExampleParser(serialized)
 
 
-def _read_records(src: _Source, refs_by_file, parser, *, progress_bar=None):
-    """Yields (ref, parsed numpy dict) for the wanted records, file by file, in order.
+def _read_records(src: _Source, refs, parser, *, progress_bar=None):
+    """Yields (ref, parsed numpy dict) for the wanted records `refs`, in order.
 
-    TF errors (truncated or corrupt files) become DittoErrors naming the file.
+    One tf.data pipeline reads the files that hold wanted records in sequence (records
+    are parsed in parallel, whole episodes at a time). TF errors (truncated or corrupt
+    files) become DittoErrors naming the file: on error the files are re-scanned one by
+    one to find it.
     """
     tf = _tf()
-    for path, refs in refs_by_file:
-        wanted = sorted({r.index for r in refs})
-        by_index = {r.index: r for r in refs}
-        ds = tf.data.TFRecordDataset(path, buffer_size=8 << 20)
-        ds = ds.take(wanted[-1] + 1)
-        if len(wanted) != wanted[-1] + 1:
-            keep = tf.constant(wanted, tf.int64)
-            ds = ds.enumerate().filter(
-                lambda i, _: tf.reduce_any(tf.equal(i, keep))).map(lambda i, x: x)
-        ds = ds.map(parser.parse_example, num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True).prefetch(2)
-        it = iter(ds)
-        got = 0
-        while True:
-            try:
-                ex = next(it)
-            except StopIteration:
-                break
-            except (tf.errors.OpError, ValueError) as e:
-                raise DittoError("A dataset file is truncated or corrupt",
-                                 path=path, got=_tf_msg(e)) from None
-            ex = tf.nest.map_structure(lambda t: t.numpy(), ex)
-            yield by_index[wanted[got]], ex
-            got += 1
-            if progress_bar is not None:
-                progress_bar.update(1)
-        if got != len(wanted):
-            raise DittoError("A dataset file is truncated: it holds fewer episodes than its "
-                             "metadata says", path=path, expected=f"{wanted[-1] + 1} records",
-                             got=f"fewer ({got} of the wanted {len(wanted)} read)")
+    groups = _group_by_file(refs)
+    files = [path for path, _ in groups]
+    offsets = np.cumsum([0] + [rs[0].file_len for _, rs in groups])
+    wanted = [(int(offsets[k]) + r.index, r) for k, (_, rs) in enumerate(groups) for r in rs]
+    last = wanted[-1][0]
+    ds = tf.data.TFRecordDataset(files, buffer_size=8 << 20).take(last + 1)
+    if len(wanted) != last + 1:  # a subset: skip the others before parsing them
+        mask = np.zeros(last + 1, bool)
+        mask[[g for g, _ in wanted]] = True
+        mask = tf.constant(mask)
+        ds = ds.enumerate().filter(lambda i, _: tf.gather(mask, i)).map(lambda i, x: x)
+    ds = ds.map(parser.parse_example, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True).prefetch(2)
+    it = iter(ds)
+    got = 0
+    while True:
+        try:
+            ex = next(it)
+        except StopIteration:
+            break
+        except (tf.errors.OpError, ValueError) as e:
+            path, why = _find_bad_file(groups)
+            raise DittoError("A dataset file is truncated or corrupt", path=path or files[0],
+                             got=why or _tf_msg(e)) from None
+        ex = tf.nest.map_structure(lambda t: t.numpy(), ex)
+        yield wanted[got][1], ex
+        got += 1
+        if progress_bar is not None:
+            progress_bar.update(1)
+    if got != len(wanted):
+        path, why = _find_bad_file(groups)
+        raise DittoError("A dataset file is truncated: it holds fewer episodes than the "
+                         "dataset's metadata says", path=path or files[0],
+                         got=why or f"{got} of {len(wanted)} episodes read")
+
+
+def _find_bad_file(groups):
+    """(path, reason) of the first file that fails to read or is short, else (None, None)."""
+    tf = _tf()
+    for path, rs in groups:
+        n = 0
+        try:
+            for _ in tf.data.TFRecordDataset(path):
+                n += 1
+        except tf.errors.OpError as e:
+            return path, _tf_msg(e)
+        if n < rs[0].file_len:
+            return path, f"{n} records, the metadata says {rs[0].file_len}"
+    return None, None
 
 
 def _tf_msg(e):
@@ -981,7 +1050,7 @@ def _select(src: _Source, split, selection, process_index, process_count):
     if selection is not None and (selection.top is not None or ckpt_by_meta):
         meta = {}
         parser = _parse_spec(src, with_steps=False)
-        for ref, ex in _read_records(src, _group_by_file(refs), parser):
+        for ref, ex in _read_records(src, refs, parser):
             meta[(ref.file, ref.index)] = ex
         if ckpt_by_meta:
             lo, hi = selection.checkpoints
@@ -1123,7 +1192,7 @@ def load_episodes(source, *, data_dir=None, split=None, selection=None, resize=N
     parser = _parse_spec(src)
     episodes = []
     try:
-        for ref, ex in _read_records(src, _group_by_file(refs), parser, progress_bar=bar):
+        for ref, ex in _read_records(src, refs, parser, progress_bar=bar):
             episodes.append(_to_episode(ex, ref, src, disk_shape=disk_shape,
                                         out_shape=out_shape, resize=resize,
                                         num_actions=num_actions))
@@ -1175,7 +1244,7 @@ def dataset_summary(source, *, data_dir=None, split=None, selection=None) -> dic
     returns, lengths, hist = [], [], {}
     checkpoints = set()
     meta_first = {}
-    for ref, ex in _read_records(src, _group_by_file(refs), parser):
+    for ref, ex in _read_records(src, refs, parser):
         st = ex["steps"]
         n = len(st["action"])
         lengths.append(max(n - 1, 0))

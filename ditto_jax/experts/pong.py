@@ -39,20 +39,21 @@ class PongExpert:
         num_actions: int | None = None,
         seed: int | None = 0,
         offsets=tuple(range(-8, 30, 2)),
+        gains=((2, 0.0), (6, 0.0), (2, 1.0), (8, 1.0)),
         horizon: int = 150,
-        deadband: int = 2,
-        sticky_replan_every: int = 4,
+        sticky_replan_every: int | None = None,
     ):
         self.offsets = tuple(int(o) for o in offsets)
+        self.gains = tuple((int(d), float(k)) for d, k in gains)
         self.horizon = int(horizon)
-        self.deadband = int(deadband)
-        self.sticky_replan_every = int(sticky_replan_every)
+        self.sticky_replan_every = sticky_replan_every
         self._emu = None
         self._reset_state()
 
     def _reset_state(self):
         self._prev_bx = None
-        self._target = None  # paddle y to move to
+        self._prev_py = 0
+        self._plan_now = (120, *self.gains[0])  # (target y, dead band, damping)
         self._planned_at = None  # step of the last plan in this approach
         self._t = 0
 
@@ -72,16 +73,17 @@ class PongExpert:
         self._t += 1
 
         if approaching:
+            every = self.sticky_replan_every
             due = self._planned_at is None or (
-                emu.sticky and self._t - self._planned_at >= self.sticky_replan_every
+                emu.sticky and every and self._t - self._planned_at >= every
             )
             if due:
-                self._target = self._plan(emu)
+                self._plan_now = self._plan(emu) or self._plan_now
                 self._planned_at = self._t
         else:
             self._planned_at = None
-        target = self._target if self._target is not None else 120
-        action = self._control(py, target)
+        action = self._control(py, self._prev_py, *self._plan_now)
+        self._prev_py = py
         emu.note_action(action)
         return action
 
@@ -99,15 +101,17 @@ class PongExpert:
             self._noop = self._emu.index("NOOP")
         return self._emu
 
-    def _control(self, py: int, target: int) -> int:
-        if py < target - self.deadband:
+    def _control(self, py, prev_py, target, deadband, damping) -> int:
+        # The paddle has momentum: `damping` > 0 steers by where it will be next step.
+        ahead = py + damping * (py - prev_py)
+        if ahead < target - deadband:
             return self._down
-        if py > target + self.deadband:
+        if ahead > target + deadband:
             return self._up
         return self._noop
 
     def _intercept(self, emu: Emulator) -> int | None:
-        """Ball y when it reaches our paddle's column, by playing NOOPs on a clone."""
+        """Ball y when it reaches our paddle's column, by playing NOOPs on the shadow."""
         for _ in range(80):
             ram = emu.sim_ram()
             if int(ram[BALL_X]) >= HIT_X:
@@ -116,13 +120,15 @@ class PongExpert:
                 return None
         return None
 
-    def _rollout(self, emu: Emulator, target: int) -> float:
-        """Score of holding `target` until the point is decided (higher is better)."""
+    def _rollout(self, emu: Emulator, plan) -> float:
+        """Score of following `plan` until the point is decided (higher is better)."""
         prev_bx = int(emu.sim_ram()[BALL_X])
+        prev_py = self._prev_py
         returned = False
         for t in range(self.horizon):
-            ram = emu.sim_ram()
-            reward = emu.step(self._control(int(ram[PLAYER_Y]), target))
+            py = int(emu.sim_ram()[PLAYER_Y])
+            reward = emu.step(self._control(py, prev_py, *plan))
+            prev_py = py
             if reward > 0:
                 return 1000.0 - t  # won the point: sooner is better
             if reward < 0:
@@ -135,19 +141,22 @@ class PongExpert:
             prev_bx = bx
         return 0.0
 
-    def _plan(self, emu: Emulator) -> int | None:
+    def _plan(self, emu: Emulator):
+        """The (target, dead band, damping) whose simulated rally ends best."""
         state = emu.begin()
         iy = self._intercept(emu)
         if iy is None:
-            return self._target
+            return None
         best, best_score = None, -np.inf
         mid = self.offsets[len(self.offsets) // 2]
-        for offset in self.offsets:
-            emu.restore(state)
-            score = self._rollout(emu, iy + offset)
-            score -= 1e-3 * abs(offset - mid)  # ties: the middle of the paddle
-            if score > best_score:
-                best, best_score = iy + offset, score
-            if best_score >= 900.0:
-                break  # a quick win; no need to look further
+        for deadband, damping in self.gains:
+            for offset in self.offsets:
+                emu.restore(state)
+                plan = (iy + offset, deadband, damping)
+                score = self._rollout(emu, plan)
+                score -= 1e-3 * abs(offset - mid)  # ties: the middle of the paddle
+                if score > best_score:
+                    best, best_score = plan, score
+                if best_score >= 900.0:
+                    return best  # a win: no need to look further
         return best

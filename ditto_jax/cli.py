@@ -16,6 +16,9 @@ COMMANDS = {
     "record": ("ditto_jax.data.recorder", "record episodes of a policy as an RLDS dataset"),
     "info": ("ditto_jax.data.info", "summarise an RLDS dataset (local directory or TFDS name)"),
     "train-wm": ("ditto_jax.stages.train_wm", "train the world model (stage 1)"),
+    "train-policy": ("ditto_jax.stages.train_policy",
+                     "train an imitation policy: ditto, dbc, dgail or bc (stage 2)"),
+    "eval": ("ditto_jax.stages.evaluate", "evaluate a trained policy in the real game"),
 }
 
 

@@ -206,7 +206,7 @@ def test_sharding_across_hosts(recorded):
     ids = [[e.metadata["episode_id"] for e in s] for s in shards]
     assert ids == [[0, 4], [1, 5], [2], [3]]
     with pytest.raises(DittoError, match="Too few episodes"):
-        load_episodes(out, process_index=6, process_count=7)
+        load_episodes(out, process_index=0, process_count=7)
 
 
 def test_split_episodes(recorded):

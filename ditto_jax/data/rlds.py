@@ -25,7 +25,7 @@ import shutil
 import struct
 import time
 import zlib
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -218,19 +218,28 @@ def _decode_png_slow(data: bytes) -> np.ndarray:
     return img
 
 
-def _inflate_range(pngs, buf, lo, hi, header, size):
-    """Inflates frames lo..hi into buf rows; returns indices needing the slow path."""
-    slow = []
-    for i in range(lo, hi):
-        p = pngs[i]
-        if p[16:29] != header:
-            slow.append(i)
-            continue
-        raw = _png_inflate(p)
-        if len(raw) != size:
-            raise ValueError(f"frame {i}: PNG data has the wrong size")
-        buf[i] = np.frombuffer(raw, np.uint8)
-    return slow
+def _inflate_range(lo, hi, pngs, header):
+    """Decompressed scanlines of frames lo..hi; None for a frame with another header."""
+    return [_png_inflate(pngs[i]) if pngs[i][16:29] == header else None
+            for i in range(lo, hi)]
+
+
+def _decode_slow_range(lo, hi, pngs, which):
+    return [_decode_png_slow(pngs[i]) for i in which[lo:hi]]
+
+
+def _parallel(fn, n, *args):
+    """Runs fn(lo, hi, *args) over chunks of range(n) in a small thread pool (zlib and
+    OpenCV release the GIL); returns the concatenated results in order."""
+    global _pool
+    if n <= _DECODE_CHUNK or (os.cpu_count() or 1) < 2:
+        return fn(0, n, *args)
+    if _pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+        _pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="frames")
+    futures = [_pool.submit(fn, lo, min(lo + _DECODE_CHUNK, n), *args)
+               for lo in range(0, n, _DECODE_CHUNK)]
+    return [x for f in futures for x in f.result()]
 
 
 def decode_png_frames(pngs: Sequence[bytes], channels: int | None = None) -> np.ndarray:
@@ -242,7 +251,6 @@ def decode_png_frames(pngs: Sequence[bytes], channels: int | None = None) -> np.
     Up rows with one vectorised add per image row. Frames using Average/Paeth (other
     encoders' adaptive filtering) are decoded by OpenCV. Raises ValueError on bad data.
     """
-    global _pool
     n = len(pngs)
     if n == 0:
         raise ValueError("no frames")
@@ -251,32 +259,25 @@ def decode_png_frames(pngs: Sequence[bytes], channels: int | None = None) -> np.
         out = np.stack([_decode_png_slow(p) for p in pngs])
     else:
         h, w, c = first
-        header = pngs[0][16:29]
         stride = w * c + 1
-        buf = np.empty((n, h * stride), np.uint8)
-        if n <= _DECODE_CHUNK or (os.cpu_count() or 1) < 2:
-            slow = _inflate_range(pngs, buf, 0, n, header, h * stride)
-        else:
-            if _pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-                _pool = ThreadPoolExecutor(min(4, os.cpu_count() or 1),
-                                           thread_name_prefix="png")
-            futures = [_pool.submit(_inflate_range, pngs, buf, lo, min(lo + _DECODE_CHUNK, n),
-                                    header, h * stride)
-                       for lo in range(0, n, _DECODE_CHUNK)]
-            slow = [i for f in futures for i in f.result()]
-        rows = buf.reshape(n, h, stride)
+        raws = _parallel(_inflate_range, n, pngs, pngs[0][16:29])
+        size = h * stride
+        odd = [i for i, r in enumerate(raws) if r is None or len(r) != size]
+        for i in odd:
+            if raws[i] is not None:
+                raise ValueError(f"frame {i}: PNG data has the wrong size")
+            raws[i] = bytes(size)  # decoded below by OpenCV
+        rows = np.frombuffer(b"".join(raws), np.uint8).reshape(n, h, stride)
         filt = rows[:, :, 0]
+        bad = np.any(filt > 2, axis=1)  # Average/Paeth rows: OpenCV decodes these frames
+        bad[odd] = True
         out = np.ascontiguousarray(rows[:, :, 1:]).reshape(n, h, w, c)
-        bad = np.any(filt > 2, axis=1)
-        bad[slow] = True
-        fmax = int(filt.max())
-        if fmax >= 1:
-            sub = (filt == 1) & ~bad[:, None]
+        if filt.any():
+            sub = filt == 1
             if sub.any():  # Sub: each byte adds the same channel of the pixel to its left
                 fi, ri = np.nonzero(sub)
                 out[fi, ri] = np.cumsum(out[fi, ri], axis=1, dtype=np.uint8)
-            up = (filt == 2) & ~bad[:, None]
+            up = filt == 2
             all_up = up.all(axis=0)
             for r in range(1, h):  # Up: each row adds the (decoded) row above
                 if all_up[r]:
@@ -284,8 +285,8 @@ def decode_png_frames(pngs: Sequence[bytes], channels: int | None = None) -> np.
                 elif up[:, r].any():
                     m = up[:, r]
                     out[m, r] += out[m, r - 1]
-        for i in np.flatnonzero(bad):
-            img = _decode_png_slow(pngs[i])
+        which = np.flatnonzero(bad)
+        for i, img in zip(which, _parallel(_decode_slow_range, len(which), pngs, which)):
             if img.shape != (h, w, c):
                 raise ValueError(f"frame {i} has shape {img.shape}, frame 0 has {(h, w, c)}")
             out[i] = img
@@ -767,7 +768,7 @@ def _resolve(source, data_dir=None) -> _Source:
             "Dataset not found: not a local folder, and TFDS does not know this name",
             path=source, expected="a dataset folder, or a TFDS name such as "
                                   "rlu_atari_checkpoints_ordered/Pong_run_1",
-            got=f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}") from None
+            got=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
     bdir = os.fspath(builder.data_dir)
     if not _is_finished_dataset(bdir):
         # Another prepared version of the same dataset/config is fine too.
@@ -926,8 +927,6 @@ def _check_features(src: _Source, *, grayscale_expected=True, expected_obs_shape
     if resize is not None:
         rh, rw = (int(resize), int(resize)) if np.isscalar(resize) else map(int, resize)
         out_shape = (rh, rw, shape[-1])
-    if None in out_shape[:2] and resize is None:
-        pass  # variable-size images: checked per episode after decoding
     if expected_obs_shape is not None and tuple(expected_obs_shape) != out_shape:
         raise DittoError("Observation frames have the wrong shape", path=src.path,
                          field="steps/observation", expected=tuple(expected_obs_shape),
@@ -1079,14 +1078,16 @@ def _select(src: _Source, split, selection, process_index, process_count):
 def shard_list(items, process_index=0, process_count=1, *, path=None):
     """Host `process_index` of `process_count` takes items[process_index::process_count].
 
-    Every host gets a disjoint share, sizes differ by at most one. Raises DittoError when
-    a host would get nothing (fewer episodes than hosts).
+    Every host gets a disjoint share, sizes differ by at most one. Raises DittoError on
+    every host when some host would get nothing (fewer episodes than hosts), so that no
+    host goes on alone.
     """
     if not (0 <= process_index < process_count):
         raise DittoError("Bad process index", field="process_index",
                          expected=f"0 <= index < {process_count}", got=process_index)
-    mine = list(items)[process_index::process_count]
-    if not mine:
+    items = list(items)
+    mine = items[process_index::process_count]
+    if len(items) < process_count:
         raise DittoError("Too few episodes to give every host one", path=path,
                          field="episodes", expected=f">= {process_count} (one per host)",
                          got=len(items))
@@ -1094,20 +1095,28 @@ def shard_list(items, process_index=0, process_count=1, *, path=None):
 
 
 def _resize_frames(frames, size):
+    """Area-interpolated resize of (N, H, W, C) uint8 frames to `size` = (h, w)."""
     import cv2
     h, w = size
     if frames.shape[1:3] == (h, w):
         return frames
     out = np.empty((len(frames), h, w, frames.shape[-1]), np.uint8)
-    for i, f in enumerate(frames):
-        r = cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA)
-        out[i] = r.reshape(h, w, -1)
+
+    def work(lo, hi, _):
+        for i in range(lo, hi):
+            out[i] = cv2.resize(frames[i], (w, h), interpolation=cv2.INTER_AREA).reshape(
+                h, w, -1)
+        return []
+    _parallel(work, len(frames), None)
     return out
 
 
 def _to_episode(ex, ref, src, *, disk_shape, out_shape, resize, num_actions):
     st = ex["steps"]
     n = len(st["action"])
+    if n == 0:
+        raise DittoError("An episode has no steps", path=ref.file, field="steps",
+                         got=f"episode {_scalar(ex.get('episode_id', ref.index))}")
     try:
         frames = decode_png_frames(list(st["observation"]))
     except (ValueError, zlib.error) as e:

@@ -33,6 +33,8 @@ from ditto_jax.experts.base import Emulator
 PADDLE_X, BALL_X, BALL_Y = 72, 99, 101
 # Ball y at the paddle's height (the ball turns back at 170-176).
 PADDLE_Y = 168
+# The paddle's x range, and how far it moves per agent step at full speed.
+PX_MIN, PX_MAX, PADDLE_SPEED = 55, 191, 20
 # A ball "descending toward the paddle" once it is below the bricks (y grows downward).
 LOW_Y = 120
 
@@ -44,16 +46,21 @@ class BreakoutExpert:
         self,
         num_actions: int | None = None,
         seed: int | None = 0,
-        offsets=tuple(range(-20, 13, 3)),
-        gains=((3, 0.0), (8, 0.0), (3, 1.0)),
+        reach: int = 30,
+        gains=((3, 0.0, 4),),
+        fine_gains=((0, 0.0, 2), (0, 1.0, 4), (8, 0.0, 4)),
         horizon: int = 300,
         sticky_replan_every: int | None = None,
     ):
-        self.offsets = tuple(int(o) for o in offsets)
-        self.gains = tuple((int(d), float(k)) for d, k in gains)
+        self.reach = int(reach)
+        # (dead band, damping, offset step) of the paddle controllers tried: `gains`
+        # every plan, `fine_gains` too when those find no brick to break.
+        self.gains = tuple((int(d), float(k), int(s)) for d, k, s in gains)
+        self.fine_gains = tuple((int(d), float(k), int(s)) for d, k, s in fine_gains)
         self.horizon = int(horizon)
         self.sticky_replan_every = sticky_replan_every
         self._emu = None
+        self._rng = np.random.default_rng(seed)
         self._reset_state()
 
     def _reset_state(self):
@@ -63,10 +70,13 @@ class BreakoutExpert:
         self._planned_at = None
         self._t = 0
         self._idle = 0  # consecutive steps without a ball in play
+        self._visits = {}  # bounce outcome -> times chosen without a brick to gain
 
     # -- the policy protocol --------------------------------------------------------
     def reset(self, env, seed):
         self._bind(env).note_action(self._noop)
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
         self._reset_state()
 
     def act(self, obs, env) -> int:
@@ -95,7 +105,7 @@ class BreakoutExpert:
                     self._planned_at = self._t
             else:
                 self._planned_at = None
-            plan = self._plan_now or (bx, *self.gains[0])
+            plan = self._plan_now or (bx, *self.gains[0][:2])
             action = self._control(px, self._prev_px, *plan)
         self._prev_px = px
         emu.note_action(action)
@@ -136,40 +146,97 @@ class BreakoutExpert:
                 return int(ram[BALL_X])  # it got past between two steps
         return None
 
-    def _rollout(self, emu: Emulator, plan) -> float:
-        """Reward of one volley under `plan`; a lost life scores -1000."""
+    def _rollout(self, emu: Emulator, plan, cache: dict) -> float:
+        """Score of one volley under `plan`: bricks broken, -1000 for a lost life, -500
+        if the ball's next landing spot is then out of the paddle's reach.
+
+        Until the ball meets the paddle, the paddle follows `plan`. From then on the
+        paddle cannot change the ball's flight, so the rest -- the reward up to the
+        ball's next arrival at the paddle's height, where it arrives and when -- is
+        looked up in `cache` by the ball's position and velocity off the paddle.
+        """
         lives = emu.sim.lives()
         prev_by = int(emu.sim_ram()[BALL_Y])
         prev_px = self._prev_px
-        total, went_up = 0.0, False
-        for _ in range(self.horizon):
+        total = 0.0
+        for t in range(self.horizon):
             px = int(emu.sim_ram()[PADDLE_X])
             total += emu.step(self._control(px, prev_px, *plan))
             prev_px = px
             if emu.sim.lives() < lives or emu.sim.game_over():
-                return -1000.0 + total
+                return -1000.0 + total, None
             by = int(emu.sim_ram()[BALL_Y])
             if by < prev_by:
-                went_up = True
-            elif went_up and by > prev_by and by >= LOW_Y:
-                return total  # back down near the paddle: the volley is over
+                break  # off the paddle
             prev_by = by
-        return total
+        else:
+            return total, None
+        contact_px = int(emu.sim_ram()[PADDLE_X])
+        first = emu.sim_ram()
+        total += emu.step(self._noop)  # one more step gives the ball's velocity
+        ram = emu.sim_ram()
+        key = (int(first[BALL_X]), int(first[BALL_Y]), int(ram[BALL_X]), int(ram[BALL_Y]),
+               total)
+        if key not in cache:
+            cache[key] = self._flight(emu, lives, total)
+        reward, land_x, steps = cache[key]
+        if land_x is not None and abs(land_x - contact_px) > PADDLE_SPEED * max(steps - 2, 0):
+            reward -= 500.0  # the next ball would land out of reach
+        return reward, key
+
+    def _flight(self, emu: Emulator, lives: int, total: float):
+        """After the bounce: (reward, x and steps at the next arrival at paddle height)."""
+        prev_by, down = int(emu.sim_ram()[BALL_Y]), False
+        for steps in range(1, self.horizon):
+            total += emu.step(self._noop)
+            ram = emu.sim_ram()
+            by = int(ram[BALL_Y])
+            if emu.sim.lives() < lives or emu.sim.game_over() or by == 0:
+                return total, None, steps
+            down = down or (by > prev_by and by >= LOW_Y)
+            if down and by >= PADDLE_Y:
+                return total, int(ram[BALL_X]), steps
+            prev_by = by
+        return total, None, self.horizon
 
     def _plan(self, emu: Emulator):
+        """The (target, dead band, damping) whose simulated volley scores best."""
         state = emu.begin()
         ix = self._intercept(emu)
         if ix is None:
             return None
-        best, best_score = None, -np.inf
-        mid = self.offsets[len(self.offsets) // 2]
-        for deadband, damping in self.gains:
-            for offset in self.offsets:
-                emu.restore(state)
-                plan = (ix + offset, deadband, damping)
-                score = self._rollout(emu, plan) - 1e-3 * abs(offset - mid)
-                if score > best_score:
-                    best, best_score = plan, score
-            if best_score > -500.0:
-                break  # this gain keeps the ball; only try others when it cannot
-        return best
+        cache: dict = {}
+        scored: list = []  # (score, |offset|, plan, outcome key)
+        for family in (self.gains, self.fine_gains):
+            for deadband, damping, step in family:
+                seen = set()
+                for offset in range(-self.reach, self.reach + 1, step):
+                    # Targets past a wall all play the same: simulate one of them.
+                    target = min(max(ix + offset, PX_MIN - deadband), PX_MAX + deadband)
+                    if target in seen:
+                        continue
+                    seen.add(target)
+                    emu.restore(state)
+                    plan = (target, deadband, damping)
+                    score, key = self._rollout(emu, plan, cache)
+                    scored.append((score, abs(offset), plan, key))
+            if max(s[0] for s in scored) > 0:
+                break  # bricks to break: the coarse family is enough
+            # Nothing to gain (or the ball is lost): search finer aims, which reach
+            # bounce angles the coarse family cannot.
+        best = max(s[0] for s in scored)
+        ties = [s for s in scored if s[0] == best]
+        if best > 0:
+            return min(ties, key=lambda s: s[1])[2]  # then the aim nearest the intercept
+        # Nothing to gain this volley: pick the *bounce* (not the candidate: most share
+        # one) taken least often so far, ties at random, so that the ball explores new
+        # paths and a lone remaining brick is eventually reached instead of looping.
+        by_key: dict = {}
+        for s in ties:
+            by_key.setdefault(s[3], s)
+        fewest = min(self._visits.get(k, 0) for k in by_key)
+        options = sorted((s for k, s in by_key.items() if self._visits.get(k, 0) == fewest),
+                         key=lambda s: (s[1], s[2]))
+        choice = options[int(self._rng.integers(len(options)))]
+        self._visits[choice[3]] = self._visits.get(choice[3], 0) + 1
+        return choice[2]

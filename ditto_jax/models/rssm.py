@@ -189,6 +189,10 @@ class RSSM(nn.Module):
         keys = jax.vmap(jax.random.split)(jax.random.split(key, t))  # (T, 2, 2)
         k_post, k_prior = keys[:, 0], keys[:, 1]
         init = self.initial_state(b)
+        if self.is_initializing():
+            # Create every parameter outside the scan: parameters first created inside a
+            # lax.scan body would leak tracers.
+            self.obs_step(state, actions[:, 0], embeds[:, 0], is_first[:, 0], key)
         embed_proj = self._embed_proj(embeds)  # hoisted out of the scan: one big matmul
 
         def step(prev, x):

@@ -75,7 +75,7 @@ def load_training_data(config, data, *, data_dir=None, split=None, process_index
     """Episodes for this host, split into train/validation stores."""
     from ditto_jax.data.rlds import load_episodes, split_episodes
     from ditto_jax.data.store import EpisodeStore
-    size = tuple(config.data.size)
+    size = tuple(config.data.size) if "data" in config and config.data.get("size") else None
     episodes = load_episodes(data, data_dir=data_dir, split=split, resize=size,
                              process_index=process_index, process_count=process_count,
                              progress=progress)
@@ -189,13 +189,13 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, steps
                 vrng = np.random.default_rng([config.train.seed, 1_000_003, process_index])
                 vbatch = parallel.shard_batch(
                     _model_inputs(val_store.sample_windows(vrng, local_batch, seq_len)), mesh)
-                vmetrics = jax.device_get(eval_step(state.params, vbatch, jax.random.key(0)))
+                vmetrics = jax.device_get(eval_step(state, vbatch, jax.random.key(0)))
                 writer.write(done, {f"val/{k}": v for k, v in vmetrics.items()})
             # Strips decode on one host; multi-host runs skip them (params are global).
             if process_count == 1 and config.train.strip_every and (
                     done % config.train.strip_every == 0 or done == total):
                 store = val_store if val_store is not None else train_store
-                write_open_loop_strip(wm, state.params, store, config, workdir, done)
+                write_open_loop_strip(wm, state, store, config, workdir, done)
             if want_save:
                 ckpt.save(done, state, meta, force=done == total)
             bar.update(1)
@@ -211,14 +211,14 @@ def _model_inputs(batch):
             if k in batch} | {k: batch[k] for k in ("reward", "is_terminal") if k in batch}
 
 
-def write_open_loop_strip(wm, params, store, config, workdir, step, *, context=5, horizon=10,
+def write_open_loop_strip(wm, state, store, config, workdir, step, *, context=5, horizon=10,
                           count=4):
     """Observe `context` real frames, imagine `horizon` more; truth above, model below."""
     from ditto_jax import viz
     length = context + horizon
     rng = np.random.default_rng([config.train.seed, 7, 0])  # the same windows every time
     batch = store.sample_windows(rng, count, length)
-    truth, model = wm.open_loop(params, _model_inputs(batch), jax.random.key(step),
+    truth, model = wm.open_loop(state, _model_inputs(batch), jax.random.key(step),
                                 context=context, horizon=horizon)
     out = os.path.join(workdir, "strips")
     os.makedirs(out, exist_ok=True)
@@ -238,3 +238,27 @@ def main(args):
     train_world_model(config, data=args.data, workdir=args.workdir, data_dir=args.data_dir,
                       split=args.split, steps=args.steps, progress=not args.quiet)
     return 0
+
+
+def load_world_model(workdir, step=None):
+    """Restores a trained world model for the next stage: (train_state, meta).
+
+    The config, observation shape and action count come from the checkpoint's
+    metadata, so no command-line flags are needed to rebuild the model.
+    """
+    import ml_collections
+    from ditto_jax.models import train_step as wm
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        raise DittoError("No world-model checkpoint here", path=ckpt_dir,
+                         expected="the --workdir of a finished `ditto train-wm` run")
+    ckpt = ckpt_lib.Checkpointer(ckpt_dir, read_only=True)
+    try:
+        meta = ckpt.read_meta(step)
+        config = ml_collections.ConfigDict(meta["config"])
+        abstract = jax.eval_shape(lambda: wm.init_train_state(
+            config, tuple(meta["obs_shape"]), int(meta["num_actions"]), jax.random.key(0)))
+        state, _ = ckpt.restore(abstract, step)
+    finally:
+        ckpt.close()
+    return state, meta

@@ -1,0 +1,457 @@
+"""Stage 2: imitation. `ditto train-policy --method ditto|dbc|dgail|bc`.
+
+All methods share one world-model checkpoint (pixel BC ignores it except for
+the game and frame shape). Device plumbing only; the maths is in
+`ditto_jax.agents`. Like the world-model stage, update `s` draws its batch with
+seed (seed, s) and its key with fold_in(key, s), so a resumed run reproduces an
+uninterrupted one.
+"""
+import json
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ditto_jax import checkpoint as ckpt_lib
+from ditto_jax import parallel
+from ditto_jax.errors import DittoError
+from ditto_jax.metrics import MetricWriter, first_nonfinite
+
+ACCEPTS_EXTRA_ARGS = True
+DEFAULT_CONFIG = "experiments/configs/policy.py:small"
+METHODS = ("ditto", "dbc", "dgail", "bc")
+_COMPAT_KEYS = ("method", "agent_config", "world_model", "expert")
+
+
+def add_arguments(p):
+    p.add_argument("--method", default=None, choices=METHODS,
+                   help="imitation method (default: the config's)")
+    p.add_argument("--config", default=DEFAULT_CONFIG,
+                   help="config file and preset; override fields with --config.KEY=VALUE")
+    p.add_argument("--wm", required=True, help="workdir of a trained world model")
+    p.add_argument("--expert", required=True, help="expert RLDS dataset (dir or TFDS name)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--split", default=None)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+
+
+# --------------------------------------------------------------------- inputs
+def load_expert(config, expert, wm_meta, *, data_dir=None, split=None, progress=False):
+    """Expert episodes checked against the world model: (train store, held-out store, info)."""
+    from ditto_jax.data.rlds import Selection, load_episodes, read_dataset_metadata
+    from ditto_jax.data.store import EpisodeStore
+    obs_shape = tuple(wm_meta["obs_shape"])
+    ds_meta = read_dataset_metadata(expert, data_dir=data_dir)
+    wm_game, ds_game = wm_meta.get("game"), ds_meta.get("game")
+    if wm_game and ds_game and str(wm_game).lower() != str(ds_game).lower():
+        raise DittoError("The expert data and the world model are from different games",
+                         path=expert, field="game", expected=wm_game, got=ds_game)
+    wm_actions, ds_actions = wm_meta.get("action_meanings"), ds_meta.get("action_meanings")
+    if wm_actions and ds_actions and list(wm_actions) != list(ds_actions):
+        raise DittoError("The expert data uses a different action set than the world model",
+                         path=expert, field="action_meanings", expected=wm_actions,
+                         got=ds_actions)
+    selection = None
+    n = int(config.expert_episodes)
+    if n > 0:
+        n_total = n + int(config.heldout_episodes)
+        selection = Selection(top=n_total) if config.expert_selection == "top" else \
+            Selection(first=n_total)
+    episodes = load_episodes(expert, data_dir=data_dir, split=split, selection=selection,
+                             resize=obs_shape[:2], expected_obs_shape=obs_shape,
+                             num_actions=int(wm_meta["num_actions"]), progress=progress)
+    held = int(config.heldout_episodes)
+    if held >= len(episodes):
+        held = 0
+    train_eps, held_eps = episodes[:len(episodes) - held], episodes[len(episodes) - held:]
+    info = {
+        "episodes": len(train_eps), "heldout_episodes": len(held_eps),
+        "expert_return": float(np.mean([e.metadata.get("episode_return", np.nan)
+                                        for e in train_eps])),
+        "game": ds_game or wm_game,
+    }
+    store = EpisodeStore.from_episodes(train_eps, num_actions=int(wm_meta["num_actions"]))
+    held_store = EpisodeStore.from_episodes(held_eps, num_actions=int(
+        wm_meta["num_actions"])) if held_eps else None
+    return store, held_store, info
+
+
+def encode_store(wm_state, store, *, chunk=256, seed=0):
+    """Posterior latents of every stored step (flat order): dict of (N, ...) arrays.
+
+    The flat stream is filtered in fixed-size chunks with the state carried over,
+    and `is_first` resets it at each episode start, so every episode is filtered
+    from its first frame as in acting.
+    """
+    from ditto_jax.models.world_model import WorldModel
+    model = wm_state.model
+    n = store.num_steps
+    pad = (-n) % chunk
+    obs = np.concatenate([store.observation, np.zeros((pad,) + store.observation.shape[1:],
+                                                      np.uint8)])
+    prev = np.concatenate([store.prev_action, np.zeros(pad, store.prev_action.dtype)])
+    first = np.concatenate([store.is_first, np.ones(pad, bool)])
+
+    @jax.jit
+    def run(state, obs, prev, first, key):
+        prev_onehot = jax.nn.one_hot(prev, model.action_dim)
+        posts, _ = model.apply(wm_state.params, obs[None], prev_onehot[None], first[None], key,
+                               state, method=WorldModel.observe)
+        posts = jax.tree.map(lambda x: x[0], posts)
+        return jax.tree.map(lambda x: x[-1:], posts), posts
+
+    state = model.apply(wm_state.params, 1, method=WorldModel.initial_state)
+    out = []
+    key = jax.random.key(seed)
+    for i in range(0, n + pad, chunk):
+        state, posts = run(state, obs[i:i + chunk], prev[i:i + chunk], first[i:i + chunk],
+                           jax.random.fold_in(key, i))
+        out.append(posts)
+    latents = jax.tree.map(lambda *xs: jnp.concatenate(xs)[:n], *out)
+    return {k: latents[k] for k in ("deter", "stoch", "logits")}
+
+
+# ---------------------------------------------------------------------- agents
+class WorldModelAgent:
+    """Acts from pixels: encoder -> RSSM posterior filter -> actor, jitted and batched."""
+
+    def __init__(self, wm_state, actor_apply, actor_params, *, greedy=False):
+        from ditto_jax.models.world_model import WorldModel
+        from ditto_jax.models.rssm import get_feat
+        self.model, self.params = wm_state.model, wm_state.params
+        self.actor_params = actor_params
+        action_dim = self.model.action_dim
+
+        @jax.jit
+        def act(params, actor_params, carry, obs, is_first, key):
+            state, prev_action = carry
+            k_post, k_act = jax.random.split(key)
+            post, _ = self.model.apply(params, state, prev_action, obs, is_first, k_post,
+                                       method=WorldModel.obs_step)
+            logits = actor_apply(actor_params, get_feat(post))
+            action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(k_act, logits)
+            return (post, jax.nn.one_hot(action, action_dim)), action
+
+        self._act = act
+        self._init = lambda n: (self.model.apply(self.params, n,
+                                                 method=WorldModel.initial_state),
+                                jnp.zeros((n, action_dim)))
+
+    def init(self, num_envs):
+        return self._init(num_envs)
+
+    def act(self, carry, obs, is_first, key):
+        carry, action = self._act(self.params, self.actor_params, carry, jnp.asarray(obs),
+                                  jnp.asarray(is_first), key)
+        return carry, np.asarray(action)
+
+
+class PixelBCAgent:
+    """Pixel BC acting on the last k frames (repeating the first frame of an episode)."""
+
+    def __init__(self, net, params, frame_stack, *, greedy=False):
+        self.params, self.k = params, frame_stack
+
+        @jax.jit
+        def act(params, frames, key):
+            logits = net.apply(params, frames)
+            return jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
+
+        self._act = act
+
+    def init(self, num_envs):
+        return None
+
+    def act(self, carry, obs, is_first, key):
+        obs = np.asarray(obs)
+        if carry is None:
+            carry = np.repeat(obs, self.k, axis=-1)
+        first = np.asarray(is_first)
+        carry = np.where(first[:, None, None, None], np.repeat(obs, self.k, axis=-1),
+                         np.concatenate([carry[..., 1:], obs], axis=-1))
+        return carry, np.asarray(self._act(self.params, carry, key))
+
+
+# ------------------------------------------------------------------------ loop
+def _agent_meta(config, method, wm_meta, wm_workdir, expert, expert_info):
+    agent_cfg = {k: v for k, v in config.to_dict().items()
+                 if k not in ("steps", "log_every", "save_every", "keep_checkpoints",
+                              "eval_every", "eval_episodes", "eval_envs", "eval_max_steps")}
+    return {
+        "method": method, "config": config.to_dict(), "agent_config": agent_cfg,
+        "world_model": {"workdir": os.path.abspath(wm_workdir),
+                        "dataset": wm_meta.get("dataset"), "model": wm_meta.get("model")},
+        "expert": {"source": os.path.abspath(expert) if os.path.exists(expert) else expert,
+                   "episodes": expert_info["episodes"]},
+        "expert_return": expert_info["expert_return"],
+        "game": expert_info.get("game") or wm_meta.get("game"),
+        "obs_shape": wm_meta["obs_shape"], "num_actions": wm_meta["num_actions"],
+        "action_meanings": wm_meta.get("action_meanings"),
+    }
+
+
+def build_method(config, method, wm_state, wm_meta, *, key):
+    """(agent state, pure train step, actor apply) for a method."""
+    from ditto_jax.agents import imitation
+    from ditto_jax.agents.bc import make_bc
+    from ditto_jax.agents.rewards import latent_part
+    from ditto_jax.models.rssm import get_feat
+    from ditto_jax.models.world_model import WorldModel
+    num_actions = int(wm_meta["num_actions"])
+    model, params = wm_state.model, wm_state.params
+    if method == "bc":
+        net, init, step = make_bc(config, num_actions)
+        return init(tuple(wm_meta["obs_shape"]), key), step, net.apply
+    dummy = model.apply(params, 1, method=WorldModel.initial_state)
+    feat_dim = get_feat(dummy).shape[-1]
+    part_dim = latent_part(dummy, config.latent).shape[-1]
+    state = imitation.init_agent_state(config, feat_dim, part_dim, num_actions, key)
+    actor_apply = imitation.policy_logits(config, num_actions)
+    if method == "dbc":
+        return state, imitation.make_dbc_step(config, num_actions=num_actions), actor_apply
+    if method == "dgail":
+        config.reward = "gail"
+
+    def img_step(s, a, k):
+        return model.apply(params, s, a, k, method=WorldModel.img_step)
+
+    step = imitation.make_imagination_step(config, img_step=img_step, feat=get_feat,
+                                           num_actions=num_actions,
+                                           action_dim=model.action_dim)
+    return state, step, actor_apply
+
+
+def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=None,
+                 steps=None, progress=True, log=print):
+    """Trains (or resumes) one imitation method; returns (state, final evaluation)."""
+    from ditto_jax.agents.bc import stack_frames
+    from ditto_jax.agents.rewards import latent_part
+    from ditto_jax.models.rssm import get_feat
+    from ditto_jax.stages.train_wm import load_world_model
+
+    method = method or config.method
+    if method not in METHODS:
+        raise DittoError("Unknown imitation method", field="--method", expected=METHODS,
+                         got=method)
+    config.method = method
+    if steps is not None:
+        config.steps = int(steps)
+    if not os.path.exists(expert) and "/" not in expert:
+        raise DittoError("Expert dataset not found", path=expert)
+    wm_state, wm_meta = load_world_model(wm)
+    store, held_store, expert_info = load_expert(config, expert, wm_meta, data_dir=data_dir,
+                                                 split=split)
+    meta = _agent_meta(config, method, wm_meta, wm, expert, expert_info)
+    key = jax.random.key(config.seed)
+    init_key, loop_key = jax.random.split(key)
+    state, pure_step, actor_apply = build_method(config, method, wm_state, wm_meta,
+                                                 key=init_key)
+
+    # Expert latents, cached on device once (pixel BC does not use them).
+    latents = held_latents = None
+    if method != "bc":
+        latents = encode_store(wm_state, store, seed=config.seed)
+        if held_store is not None:
+            held_latents = encode_store(wm_state, held_store, seed=config.seed)
+
+    horizon, batch_size = int(config.horizon), int(config.batch_size)
+    part = config.latent
+
+    if method in ("ditto", "dgail"):
+        @jax.jit
+        def step_fn(state, index, rng, latents):
+            start = jax.tree.map(lambda x: x[index[:, 0]], latents)
+            expert_part = latent_part(jax.tree.map(lambda x: x[index], latents), part)
+            return pure_step(state, {"start": start, "expert": expert_part}, rng)
+
+        def make_batch(rng):
+            return store.sample_expert_windows(rng, batch_size, horizon,
+                                               with_observation=False)["index"]
+    elif method == "dbc":
+        valid = np.flatnonzero(~store.is_last)
+
+        @jax.jit
+        def step_fn(state, batch, rng, latents):
+            index, action = batch
+            feat = get_feat(jax.tree.map(lambda x: x[index], latents))
+            return pure_step(state, {"feat": feat, "action": action}, rng)
+
+        def make_batch(rng):
+            index = rng.choice(valid, batch_size)
+            return index, store.action[index].astype(np.int32)
+    else:  # pixel BC
+        valid = np.flatnonzero(~store.is_last)
+        episode_start = store.starts[store.episode_of(np.arange(store.num_steps))]
+        bc_batch = int(config.bc_batch_size)
+
+        @jax.jit
+        def step_fn(state, batch, rng, latents):
+            del latents
+            return pure_step(state, batch, rng)
+
+        def make_batch(rng):
+            index = rng.choice(valid, bc_batch)
+            return {"frames": stack_frames(store.observation, episode_start, index,
+                                           config.bc_frame_stack),
+                    "action": store.action[index].astype(np.int32)}
+
+    os.makedirs(workdir, exist_ok=True)
+    ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                 save_every=config.save_every, keep=config.keep_checkpoints)
+    writer = MetricWriter(workdir)
+    start = 0
+    evals = []
+    if ckpt.latest_step() is not None:
+        saved = ckpt.read_meta()
+        ckpt_lib.check_compatible(saved, meta, _COMPAT_KEYS, path=ckpt.directory,
+                                  what="policy checkpoint")
+        state, saved = ckpt.restore(state)
+        start = int(ckpt.latest_step())
+        evals = list(saved.get("evals", []))
+        evals = [e for e in evals if e["step"] <= start]
+        writer.truncate_after(start)
+        log(f"resumed from step {start}")
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(meta, f, indent=2, default=str)
+
+    total = int(config.steps)
+    from tqdm import tqdm
+    bar = tqdm(total=total, initial=start, unit="step", disable=not progress,
+               desc=f"train-policy/{method}", dynamic_ncols=True)
+    last_log = time.perf_counter()
+    result = None
+    try:
+        for step in range(start, total):
+            rng = np.random.default_rng([config.seed, step])
+            state, metrics = step_fn(state, make_batch(rng), jax.random.fold_in(loop_key, step),
+                                     latents)
+            done = step + 1
+            want_log = done % config.log_every == 0 or done == total
+            want_save = ckpt.manager.should_save(done) or done == total
+            want_eval = config.eval_every and (done % config.eval_every == 0 or done == total)
+            if want_log or want_save:
+                metrics = jax.device_get(metrics)
+                bad = first_nonfinite(metrics)
+                if bad is not None:
+                    ckpt.wait()
+                    raise DittoError(
+                        f"Training diverged: metric '{bad}' is {float(metrics[bad])} at step "
+                        f"{done}; the last good checkpoint is step {ckpt.latest_step()}",
+                        path=workdir)
+                if method == "dgail":
+                    metrics.update(_gail_collapse(metrics))
+                if held_latents is not None and method != "bc":
+                    metrics["heldout_action_accuracy"] = heldout_accuracy(
+                        actor_apply, _actor_params(state, method), held_latents, held_store)
+                now = time.perf_counter()
+                metrics["steps_per_s"] = config.log_every / max(now - last_log, 1e-9)
+                last_log = now
+                writer.write(done, metrics)
+                bar.set_postfix({k: f"{float(metrics[k]):.3f}" for k in
+                                 ("reward", "bc_loss", "accuracy") if k in metrics})
+            if want_eval:
+                result = evaluate_agent(make_agent(method, config, wm_state, actor_apply,
+                                                   state, wm_meta),
+                                        config, meta, seed=config.seed + 10_000 + done)
+                evals.append({"step": done, "return_mean": result["return_mean"],
+                              "expert_normalized": result["expert_normalized"]})
+                last10 = [e["return_mean"] for e in evals[-10:]]
+                writer.write(done, {"eval/return_mean": result["return_mean"],
+                                    "eval/return_se": result["return_se"],
+                                    "eval/length_mean": result["length_mean"],
+                                    "eval/return_last10": float(np.mean(last10))})
+                bar.write(f"step {done}: eval return {result['return_mean']:.2f} "
+                          f"± {result['return_se']:.2f} over {result['episodes']} episodes")
+            if want_save:
+                ckpt.save(done, state, dict(meta, evals=evals), force=done == total)
+            bar.update(1)
+    finally:
+        bar.close()
+        ckpt.close()
+        writer.close()
+    return state, result
+
+
+def _actor_params(state, method):
+    return state.params if method == "bc" else state.actor
+
+
+def heldout_accuracy(actor_apply, actor_params, latents, store):
+    """Expert-action accuracy of the greedy actor on held-out expert steps."""
+    from ditto_jax.models.rssm import get_feat
+    valid = np.flatnonzero(~store.is_last)
+    feat = get_feat(jax.tree.map(lambda x: x[valid], latents))
+    pred = np.asarray(jnp.argmax(actor_apply(actor_params, feat), -1))
+    return float((pred == store.action[valid]).mean())
+
+
+def _gail_collapse(metrics):
+    """Discriminator collapse: it wins outright (agent reward ~0) or learns nothing."""
+    d_exp, d_agent = float(metrics["disc_expert"]), float(metrics["disc_agent"])
+    collapsed = (d_exp > 0.99 and d_agent < 0.01) or abs(d_exp - d_agent) < 1e-3
+    return {"disc_collapsed": float(collapsed)}
+
+
+def make_agent(method, config, wm_state, actor_apply, state, meta, greedy=False):
+    if method == "bc":
+        from ditto_jax.agents.bc import PixelPolicy
+        net = PixelPolicy(int(meta["num_actions"]), config.bc_depth)
+        return PixelBCAgent(net, state.params, config.bc_frame_stack, greedy=greedy)
+    return WorldModelAgent(wm_state, actor_apply, state.actor, greedy=greedy)
+
+
+def evaluate_agent(agent, config, meta, *, seed, episodes=None, protocol=None,
+                   record_first=False):
+    from ditto_jax.envs import atari
+    from ditto_jax.envs.vector import make_vector_env
+    from ditto_jax.evaluation import run_episodes, summarize
+    game = atari.canonical_game(meta["game"])
+    protocol = protocol or config.eval_protocol
+    size = tuple(meta["obs_shape"][:2])
+    episodes = episodes or int(config.eval_episodes)
+    returns, lengths, frames = run_episodes(
+        lambda n: make_vector_env(game, n, protocol, size=size, seed=seed),
+        agent, episodes=episodes, num_envs=int(config.eval_envs), seed=seed,
+        max_steps=int(config.eval_max_steps), record_first=record_first)
+    result = summarize(returns, lengths, game=game, protocol=protocol,
+                       expert_return=meta.get("expert_return"))
+    result["frames"] = frames
+    return result
+
+
+def load_policy(workdir):
+    """Restores a trained policy for evaluation: (agent, config, meta)."""
+    from ditto_jax.stages.train_wm import load_world_model
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        raise DittoError("No policy checkpoint here", path=ckpt_dir,
+                         expected="the --workdir of a `ditto train-policy` run")
+    ckpt = ckpt_lib.Checkpointer(ckpt_dir, read_only=True)
+    try:
+        meta = ckpt.read_meta()
+        config = ml_collections.ConfigDict(meta["config"])
+        wm_state, wm_meta = load_world_model(meta["world_model"]["workdir"])
+        template, _, actor_apply = build_method(config, meta["method"], wm_state, wm_meta,
+                                                key=jax.random.key(0))
+        state, _ = ckpt.restore(template)
+    finally:
+        ckpt.close()
+    return make_agent(meta["method"], config, wm_state, actor_apply, state, meta), config, meta
+
+
+def main(args):
+    from ditto_jax.configs import load_config, split_config_args
+    overrides, rest = split_config_args(args.extra_args)
+    if rest:
+        raise DittoError("Unrecognised arguments", got=" ".join(rest),
+                         expected="--config.KEY=VALUE overrides")
+    config = load_config(args.config, overrides)
+    train_policy(config, method=args.method, wm=args.wm, expert=args.expert,
+                 workdir=args.workdir, data_dir=args.data_dir, split=args.split,
+                 steps=args.steps, progress=not args.quiet)
+    return 0

@@ -19,10 +19,13 @@ class Checkpointer:
 
     def __init__(self, directory, *, save_every=1000, keep=3, use_async=True, read_only=False):
         self.directory = os.path.abspath(directory)
-        options = ocp.CheckpointManagerOptions(
-            save_interval_steps=max(int(save_every), 1), max_to_keep=keep,
-            enable_async_checkpointing=use_async, read_only=read_only,
-            create=not read_only)
+        if read_only:
+            options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                                   save_interval_steps=0, max_to_keep=None)
+        else:
+            options = ocp.CheckpointManagerOptions(
+                save_interval_steps=max(int(save_every), 1), max_to_keep=keep,
+                enable_async_checkpointing=use_async)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_names=("state", "meta"))
 

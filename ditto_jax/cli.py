@@ -40,6 +40,8 @@ def build_parser():
 def main(argv=None):
     # TF prints pages of start-up chatter; keep the console readable.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import logging
+    logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax/TFDS info chatter
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     if unknown and not getattr(args._module, "ACCEPTS_EXTRA_ARGS", False):

@@ -48,7 +48,7 @@ def load_config(spec, overrides=()):
         raise DittoError("Config file defines no get_config()", path=path)
     try:
         config = module.get_config(preset) if preset else module.get_config()
-    except KeyError as e:
+    except (KeyError, ValueError) as e:
         raise DittoError("Unknown config preset", path=path, field="preset",
                          expected=getattr(module, "PRESETS", "a known preset"), got=preset) from e
     return apply_overrides(config, overrides)

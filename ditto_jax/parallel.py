@@ -65,3 +65,19 @@ def shard_batch(batch, mesh):
 
 def replicate(tree, mesh):
     return jax.device_put(tree, replicated(mesh))
+
+
+def enable_compilation_cache(path=None):
+    """Persists compiled XLA programs across runs (resumes and sweeps skip recompiling).
+
+    DITTO_XLA_CACHE=off disables it; otherwise it defaults to ~/.cache/ditto_jax/xla.
+    """
+    path = path or os.environ.get("DITTO_XLA_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "ditto_jax", "xla")
+    if path == "off":
+        return None
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path

@@ -7,6 +7,13 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# One persistent XLA cache for the whole test session, shared with every `ditto`
+# subprocess: runs after the first reuse compiled programs (tiny models still
+# take tens of seconds to compile on 2 cores).
+if "DITTO_XLA_CACHE" not in os.environ:
+    import tempfile
+    os.environ["DITTO_XLA_CACHE"] = tempfile.mkdtemp(prefix="ditto_xla_cache_")
+
 
 def run_cli(*args, env=None, timeout=600, cwd=REPO):
     """Runs `python -m ditto_jax.cli ARGS` in a fresh process; returns CompletedProcess."""

@@ -35,7 +35,7 @@ def _metrics(workdir):
 def _final_params(workdir):
     from ditto_jax.checkpoint import Checkpointer
     from ditto_jax.configs import load_config
-    from ditto_jax.models import train_step as wm
+    from ditto_jax import models as wm
     import jax
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
     meta = ckpt.read_meta()

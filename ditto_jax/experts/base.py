@@ -37,6 +37,7 @@ __all__ = [
     "expert_games",
     "make_policy",
     "Emulator",
+    "run_episodes",
 ]
 
 
@@ -293,3 +294,52 @@ def make_policy(
     if epsilon:
         policy = EpsilonPolicy(policy, epsilon, num_actions, seed=seed)
     return policy
+
+
+def run_episodes(
+    policy: Policy | str,
+    game: str,
+    protocol: str = "ditto",
+    *,
+    episodes: int = 5,
+    seed: int = 0,
+    max_steps: int | None = None,
+    epsilon: float = 0.0,
+    verbose: bool = False,
+) -> dict:
+    """Play `episodes` episodes (episode i: env and policy seeded with seed + i).
+
+    Returns {'returns': [...], 'steps': [...], 'steps_per_s': [...], 'mean_return',
+    'game', 'protocol'}; steps/s counts the policy and the env together.
+    """
+    import time
+
+    from ditto_jax.envs.atari import canonical_game, make_env
+
+    game = canonical_game(game)
+    env = make_env(game, protocol)
+    if isinstance(policy, str):
+        policy = make_policy(policy, game=game, num_actions=int(env.action_space.n),
+                             epsilon=epsilon, seed=seed)
+    out = {"game": game, "protocol": str(protocol), "returns": [], "steps": [],
+           "steps_per_s": []}
+    for i in range(int(episodes)):
+        obs, _ = env.reset(seed=seed + i)
+        policy.reset(env, seed + i)
+        total, steps, start = 0.0, 0, time.perf_counter()
+        while max_steps is None or steps < max_steps:
+            obs, reward, terminated, truncated, _ = env.step(policy.act(obs, env))
+            total += float(reward)
+            steps += 1
+            if terminated or truncated:
+                break
+        rate = steps / max(time.perf_counter() - start, 1e-9)
+        out["returns"].append(total)
+        out["steps"].append(steps)
+        out["steps_per_s"].append(rate)
+        if verbose:
+            print(f"{game} {protocol} episode {i} (seed {seed + i}): return {total:g}, "
+                  f"{steps} steps, {rate:.0f} steps/s", flush=True)
+    env.close()
+    out["mean_return"] = float(np.mean(out["returns"]))
+    return out

@@ -16,11 +16,19 @@ Algorithm (docs/experts.md):
       full volley), a life is lost, or a horizon runs out;
    c. keep the candidate that loses no life and breaks the most bricks (reward) in that
       volley; ties go to the candidate nearest the paddle's middle.
-4. Every step, move the paddle toward the planned x.
+4. Every step, move the paddle toward the planned x. Without sticky actions the real
+   volley replays the simulated one exactly; the shadow starts from the real state with
+   its RNG, so with sticky actions it usually does too. Whenever the real game leaves
+   the simulated path before the bounce, plan again.
 
-The game has two walls (864 points). Once both are cleared no bricks remain and the ball
-bounces forever: the episode then runs until the recorder's step limit or the protocol's
-108,000-frame cap.
+The game has two walls (864 points). Once both are cleared no bricks remain and the game
+would go on forever, so the expert stops planning and only follows the ball; the episode
+then ends when the last lives are lost (or at the recorder's step limit / the protocol's
+108,000-frame cap, whichever comes first).
+
+When a volley can break no brick (the end of a wall, with a few bricks left), a finer
+family of aims is searched as well, and the bounce taken least often so far is chosen,
+so the ball explores new paths instead of repeating a loop that never reaches them.
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ from ditto_jax.experts.base import Emulator
 PADDLE_X, BALL_X, BALL_Y = 72, 99, 101
 # Ball y at the paddle's height (the ball turns back at 170-176).
 PADDLE_Y = 168
+# Score (BCD) and the most a game can score: two walls of 432.
+SCORE_HI, SCORE_LO, MAX_SCORE = 76, 77, 864
 # The paddle's x range, and how far it moves per agent step at full speed.
 PX_MIN, PX_MAX, PADDLE_SPEED = 55, 191, 20
 # A ball "descending toward the paddle" once it is below the bricks (y grows downward).
@@ -50,7 +60,6 @@ class BreakoutExpert:
         gains=((3, 0.0, 4),),
         fine_gains=((0, 0.0, 2), (0, 1.0, 4), (8, 0.0, 4)),
         horizon: int = 300,
-        sticky_replan_every: int | None = None,
     ):
         self.reach = int(reach)
         # (dead band, damping, offset step) of the paddle controllers tried: `gains`
@@ -58,7 +67,6 @@ class BreakoutExpert:
         self.gains = tuple((int(d), float(k), int(s)) for d, k, s in gains)
         self.fine_gains = tuple((int(d), float(k), int(s)) for d, k, s in fine_gains)
         self.horizon = int(horizon)
-        self.sticky_replan_every = sticky_replan_every
         self._emu = None
         self._rng = np.random.default_rng(seed)
         self._reset_state()
@@ -67,7 +75,9 @@ class BreakoutExpert:
         self._prev_by = 0
         self._prev_px = 0
         self._plan_now = None  # (target x, dead band, damping)
-        self._planned_at = None
+        self._planned = False  # planned during the current descent of the ball
+        self._forecast = []  # simulated (paddle x, ball x, ball y) up to the bounce
+        self._forecast_t = 0
         self._t = 0
         self._idle = 0  # consecutive steps without a ball in play
         self._visits = {}  # bounce outcome -> times chosen without a brick to gain
@@ -90,26 +100,39 @@ class BreakoutExpert:
         if by == 0:  # no ball: launch it (FIRE, NOOP, FIRE, ... so it cannot stall)
             self._idle += 1
             self._plan_now = None
-            self._planned_at = None
+            self._planned = False
             action = self._fire if self._idle % 2 == 1 else self._noop
         else:
             self._idle = 0
             descending = 0 < dy < 40 and by < PADDLE_Y
-            if descending:
-                every = self.sticky_replan_every
-                due = self._planned_at is None or (
-                    emu.sticky and every and self._t - self._planned_at >= every
-                )
-                if due:
-                    self._plan_now = self._plan(emu) or self._plan_now
-                    self._planned_at = self._t
+            if descending and self._score(ram) >= MAX_SCORE:
+                # Both walls cleared: nothing is left to score. Stop planning and just
+                # follow the ball; the game then ends as the last lives run out.
+                self._plan_now = (bx, *self.gains[0][:2])
+            elif descending:
+                # Plan once per descent, and again whenever the game leaves the
+                # simulated path (a sticky-action corner case, or an epsilon action).
+                k = self._t - self._forecast_t - 1
+                off_path = 0 <= k < len(self._forecast) and self._forecast[k] != (px, bx, by)
+                if not self._planned or off_path:
+                    plan, self._forecast = self._plan(emu)
+                    self._plan_now = plan or self._plan_now
+                    self._forecast_t = self._t
+                    self._planned = True
             else:
-                self._planned_at = None
+                self._planned = False
             plan = self._plan_now or (bx, *self.gains[0][:2])
             action = self._control(px, self._prev_px, *plan)
         self._prev_px = px
         emu.note_action(action)
         return action
+
+    @staticmethod
+    def _score(ram) -> int:
+        """The game's score display (BCD in two RAM bytes)."""
+        def bcd(v):
+            return (v >> 4) * 10 + (v & 15)
+        return 100 * bcd(int(ram[SCORE_HI])) + bcd(int(ram[SCORE_LO]))
 
     def note_action(self, action: int) -> None:
         """The env will take `action` instead (e.g. an epsilon override)."""
@@ -146,7 +169,7 @@ class BreakoutExpert:
                 return int(ram[BALL_X])  # it got past between two steps
         return None
 
-    def _rollout(self, emu: Emulator, plan, cache: dict) -> float:
+    def _rollout(self, emu: Emulator, plan, cache: dict, path: list):
         """Score of one volley under `plan`: bricks broken, -1000 for a lost life, -500
         if the ball's next landing spot is then out of the paddle's reach.
 
@@ -154,6 +177,8 @@ class BreakoutExpert:
         paddle cannot change the ball's flight, so the rest -- the reward up to the
         ball's next arrival at the paddle's height, where it arrives and when -- is
         looked up in `cache` by the ball's position and velocity off the paddle.
+        Returns (score, outcome key); appends (paddle x, ball x, ball y) after each step
+        up to the bounce to `path`.
         """
         lives = emu.sim.lives()
         prev_by = int(emu.sim_ram()[BALL_Y])
@@ -165,7 +190,9 @@ class BreakoutExpert:
             prev_px = px
             if emu.sim.lives() < lives or emu.sim.game_over():
                 return -1000.0 + total, None
-            by = int(emu.sim_ram()[BALL_Y])
+            ram = emu.sim_ram()
+            by = int(ram[BALL_Y])
+            path.append((int(ram[PADDLE_X]), int(ram[BALL_X]), by))
             if by < prev_by:
                 break  # off the paddle
             prev_by = by
@@ -204,9 +231,9 @@ class BreakoutExpert:
         state = emu.begin()
         ix = self._intercept(emu)
         if ix is None:
-            return None
+            return None, []
         cache: dict = {}
-        scored: list = []  # (score, |offset|, plan, outcome key)
+        scored: list = []  # (score, |offset|, plan, outcome key, simulated path)
         for family in (self.gains, self.fine_gains):
             for deadband, damping, step in family:
                 seen = set()
@@ -217,9 +244,9 @@ class BreakoutExpert:
                         continue
                     seen.add(target)
                     emu.restore(state)
-                    plan = (target, deadband, damping)
-                    score, key = self._rollout(emu, plan, cache)
-                    scored.append((score, abs(offset), plan, key))
+                    plan, path = (target, deadband, damping), []
+                    score, key = self._rollout(emu, plan, cache, path)
+                    scored.append((score, abs(offset), plan, key, path))
             if max(s[0] for s in scored) > 0:
                 break  # bricks to break: the coarse family is enough
             # Nothing to gain (or the ball is lost): search finer aims, which reach
@@ -227,7 +254,8 @@ class BreakoutExpert:
         best = max(s[0] for s in scored)
         ties = [s for s in scored if s[0] == best]
         if best > 0:
-            return min(ties, key=lambda s: s[1])[2]  # then the aim nearest the intercept
+            choice = min(ties, key=lambda s: s[1])  # then the aim nearest the intercept
+            return choice[2], choice[4]
         # Nothing to gain this volley: pick the *bounce* (not the candidate: most share
         # one) taken least often so far, ties at random, so that the ball explores new
         # paths and a lone remaining brick is eventually reached instead of looping.
@@ -239,4 +267,4 @@ class BreakoutExpert:
                          key=lambda s: (s[1], s[2]))
         choice = options[int(self._rng.integers(len(options)))]
         self._visits[choice[3]] = self._visits.get(choice[3], 0) + 1
-        return choice[2]
+        return choice[2], choice[4]

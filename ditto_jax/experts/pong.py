@@ -14,9 +14,10 @@ Algorithm (docs/experts.md):
    c. keep the offset that wins the point soonest; else one that returns the ball; else
       the one that loses latest. All of this runs on a shadow emulator
       (`ditto_jax.experts.base.Emulator`); the real one is never touched.
-3. Every step, move the paddle toward ``intercept + offset`` (dead band 2). Without
-   sticky actions the real rally replays the simulated one exactly; with sticky actions
-   the plan is refreshed every few steps while the ball approaches.
+3. Every step, move the paddle toward ``intercept + offset``. Without sticky actions the
+   real rally replays the simulated one exactly. The shadow emulator starts from the real
+   state with its RNG, so with sticky actions it usually does too; whenever the real game
+   leaves the simulated path (paddle or ball not where the plan said), plan again.
 """
 
 from __future__ import annotations
@@ -41,25 +42,27 @@ class PongExpert:
         offsets=tuple(range(-8, 30, 2)),
         gains=((2, 0.0), (6, 0.0), (2, 1.0), (8, 1.0)),
         horizon: int = 150,
-        sticky_replan_every: int | None = None,
     ):
         self.offsets = tuple(int(o) for o in offsets)
         self.gains = tuple((int(d), float(k)) for d, k in gains)
         self.horizon = int(horizon)
-        self.sticky_replan_every = sticky_replan_every
         self._emu = None
+        self._wins = {}  # (offset, gain) -> points it won (search order)
         self._reset_state()
 
     def _reset_state(self):
         self._prev_bx = None
         self._prev_py = 0
         self._plan_now = (120, *self.gains[0])  # (target y, dead band, damping)
-        self._planned_at = None  # step of the last plan in this approach
+        self._planned = False  # planned during the current approach of the ball
+        self._forecast = []  # simulated (paddle y, ball x, ball y) after each step
+        self._forecast_t = 0  # step at which the forecast starts
         self._t = 0
 
     # -- the policy protocol --------------------------------------------------------
     def reset(self, env, seed):
         self._bind(env).note_action(self._noop)  # a reset leaves NOOP as the last action
+        self._wins = {}  # each episode a function of its own seed only
         self._reset_state()
 
     def act(self, obs, env) -> int:
@@ -73,15 +76,17 @@ class PongExpert:
         self._t += 1
 
         if approaching:
-            every = self.sticky_replan_every
-            due = self._planned_at is None or (
-                emu.sticky and every and self._t - self._planned_at >= every
-            )
-            if due:
-                self._plan_now = self._plan(emu) or self._plan_now
-                self._planned_at = self._t
+            # Plan once per approach, and again whenever the game leaves the simulated
+            # path (a sticky-action corner case, or an epsilon action overriding ours).
+            k = self._t - self._forecast_t - 1
+            on_path = 0 <= k < len(self._forecast) and self._forecast[k] == (py, bx, by)
+            if not self._planned or not on_path:
+                plan, self._forecast = self._plan(emu)
+                self._plan_now = plan or self._plan_now
+                self._forecast_t = self._t
+                self._planned = True
         else:
-            self._planned_at = None
+            self._planned = False
         action = self._control(py, self._prev_py, *self._plan_now)
         self._prev_py = py
         emu.note_action(action)
@@ -120,8 +125,9 @@ class PongExpert:
                 return None
         return None
 
-    def _rollout(self, emu: Emulator, plan) -> float:
-        """Score of following `plan` until the point is decided (higher is better)."""
+    def _rollout(self, emu: Emulator, plan, path: list) -> float:
+        """Score of following `plan` until the point is decided (higher is better);
+        appends the simulated (paddle y, ball x, ball y) after each step to `path`."""
         prev_bx = int(emu.sim_ram()[BALL_X])
         prev_py = self._prev_py
         returned = False
@@ -129,11 +135,13 @@ class PongExpert:
             py = int(emu.sim_ram()[PLAYER_Y])
             reward = emu.step(self._control(py, prev_py, *plan))
             prev_py = py
+            ram = emu.sim_ram()
+            bx = int(ram[BALL_X])
+            path.append((int(ram[PLAYER_Y]), bx, int(ram[BALL_Y])))
             if reward > 0:
                 return 1000.0 - t  # won the point: sooner is better
             if reward < 0:
                 return -1000.0 + t  # lost it: later is less bad
-            bx = int(emu.sim_ram()[BALL_X])
             if bx < prev_bx:
                 returned = True
             elif returned and bx > prev_bx:
@@ -142,21 +150,26 @@ class PongExpert:
         return 0.0
 
     def _plan(self, emu: Emulator):
-        """The (target, dead band, damping) whose simulated rally ends best."""
+        """The (target, dead band, damping) whose simulated rally ends best, and the
+        simulated path it takes."""
         state = emu.begin()
         iy = self._intercept(emu)
         if iy is None:
-            return None
-        best, best_score = None, -np.inf
+            return None, []
         mid = self.offsets[len(self.offsets) // 2]
-        for deadband, damping in self.gains:
-            for offset in self.offsets:
-                emu.restore(state)
-                plan = (iy + offset, deadband, damping)
-                score = self._rollout(emu, plan)
-                score -= 1e-3 * abs(offset - mid)  # ties: the middle of the paddle
-                if score > best_score:
-                    best, best_score = plan, score
-                if best_score >= 900.0:
-                    return best  # a win: no need to look further
-        return best
+        candidates = [(o, g) for g in self.gains for o in self.offsets]
+        # Try first the aims that have won most points so far (a stable sort keeps the
+        # default order among equals): the search usually stops at the first candidate.
+        candidates.sort(key=lambda c: -self._wins.get(c, 0))
+        best, best_score, best_path = None, -np.inf, []
+        for offset, gain in candidates:
+            emu.restore(state)
+            plan, path = (iy + offset, *gain), []
+            score = self._rollout(emu, plan, path)
+            score -= 1e-3 * abs(offset - mid)  # ties: the middle of the paddle
+            if score > best_score:
+                best, best_score, best_path = plan, score, path
+            if best_score >= 900.0:
+                self._wins[(offset, gain)] = self._wins.get((offset, gain), 0) + 1
+                break  # a win: no need to look further
+        return best, best_path

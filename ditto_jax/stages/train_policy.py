@@ -424,7 +424,7 @@ def evaluate_agent(agent, config, meta, *, seed, episodes=None, protocol=None,
     return result
 
 
-def load_policy(workdir):
+def load_policy(workdir, *, greedy=False):
     """Restores a trained policy for evaluation: (agent, config, meta)."""
     from ditto_jax.stages.train_wm import load_world_model
     ckpt_dir = os.path.join(workdir, "checkpoints")
@@ -441,7 +441,9 @@ def load_policy(workdir):
         state, _ = ckpt.restore(template)
     finally:
         ckpt.close()
-    return make_agent(meta["method"], config, wm_state, actor_apply, state, meta), config, meta
+    agent = make_agent(meta["method"], config, wm_state, actor_apply, state, meta,
+                       greedy=greedy)
+    return agent, config, meta
 
 
 def main(args):
@@ -451,6 +453,7 @@ def main(args):
         raise DittoError("Unrecognised arguments", got=" ".join(rest),
                          expected="--config.KEY=VALUE overrides")
     config = load_config(args.config, overrides)
+    parallel.enable_compilation_cache()
     train_policy(config, method=args.method, wm=args.wm, expert=args.expert,
                  workdir=args.workdir, data_dir=args.data_dir, split=args.split,
                  steps=args.steps, progress=not args.quiet)

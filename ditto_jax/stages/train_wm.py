@@ -96,7 +96,7 @@ def load_training_data(config, data, *, data_dir=None, split=None, process_index
 def train_world_model(config, *, data, workdir, data_dir=None, split=None, steps=None,
                       progress=True, log=print):
     """Trains (or resumes) the world model; returns the final train state."""
-    from ditto_jax.models import train_step as wm
+    from ditto_jax import models as wm
 
     process_index, process_count = jax.process_index(), jax.process_count()
     is_main = process_index == 0
@@ -235,6 +235,7 @@ def main(args):
                          expected="--config.KEY=VALUE overrides")
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     config = load_config(args.config, overrides)
+    parallel.enable_compilation_cache()
     train_world_model(config, data=args.data, workdir=args.workdir, data_dir=args.data_dir,
                       split=args.split, steps=args.steps, progress=not args.quiet)
     return 0
@@ -247,7 +248,7 @@ def load_world_model(workdir, step=None):
     metadata, so no command-line flags are needed to rebuild the model.
     """
     import ml_collections
-    from ditto_jax.models import train_step as wm
+    from ditto_jax import models as wm
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(ckpt_dir):
         raise DittoError("No world-model checkpoint here", path=ckpt_dir,

@@ -1,0 +1,206 @@
+"""Atari environments: protocols, shapes, action sets, errors, seeding, vector backends."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from ditto_jax.envs import (
+    PROTOCOLS,
+    action_meanings,
+    ale_id,
+    canonical_game,
+    make_env,
+    make_vector_env,
+    num_actions,
+)
+from ditto_jax.errors import DittoError
+
+
+def _play(env, actions, seed):
+    obs, _ = env.reset(seed=seed)
+    frames, rewards = [obs], []
+    for a in actions:
+        obs, r, term, trunc, _ = env.step(int(a))
+        frames.append(obs)
+        rewards.append(r)
+        if term or trunc:
+            break
+    return np.stack(frames), np.array(rewards)
+
+
+def test_protocols_are_as_specified():
+    d, m = PROTOCOLS["ditto"], PROTOCOLS["machado"]
+    assert (d.repeat_action_probability, d.frame_skip, d.noop_max) == (0.0, 4, 30)
+    assert (m.repeat_action_probability, m.frame_skip, m.noop_max) == (0.25, 4, 0)
+    assert m.max_episode_frames == 108_000 and m.max_episode_steps == 27_000
+    assert not d.terminal_on_life_loss and not m.terminal_on_life_loss
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.noop_max = 0
+
+
+@pytest.mark.parametrize("protocol", ["ditto", "machado"])
+def test_observation_shape_and_dtype(protocol):
+    env = make_env("pong", protocol, seed=0)
+    obs, _ = env.reset()
+    assert obs.shape == (64, 64, 1) and obs.dtype == np.uint8
+    assert env.observation_space.shape == (64, 64, 1)
+    obs, reward, term, trunc, _ = env.step(0)
+    assert obs.shape == (64, 64, 1) and obs.dtype == np.uint8
+    assert isinstance(float(reward), float) and not term and not trunc
+    assert obs.max() > obs.min()  # a real picture, not a blank
+
+
+def test_non_default_size_and_rgb():
+    env = make_env("breakout", size=(84, 72))  # (height, width), deliberately not square
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (84, 72, 1)
+    env = make_env("breakout", size=32, grayscale=False)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (32, 32, 3) and obs.dtype == np.uint8
+
+
+def test_action_sets():
+    assert num_actions("pong") == 6 and num_actions("breakout") == 4
+    assert num_actions("pong", full_action_space=True) == 18
+    assert action_meanings("breakout") == ["NOOP", "FIRE", "RIGHT", "LEFT"]
+    assert make_env("pong").action_space.n == 6
+    full = make_env("pong", full_action_space=True)
+    assert full.action_space.n == 18
+    assert full.unwrapped.get_action_meanings() == action_meanings("pong", True)
+
+
+def test_game_names():
+    assert canonical_game("MsPacman") == "mspacman"
+    assert canonical_game("ms_pacman") == "mspacman"
+    assert canonical_game("ALE/SpaceInvaders-v5") == "spaceinvaders"
+    # Generic fallback: any ROM ale-py ships.
+    assert canonical_game("Seaquest") == canonical_game("seaquest") == "seaquest"
+    assert ale_id("seaquest") == "ALE/Seaquest-v5"
+    assert ale_id("beamrider") == "ALE/BeamRider-v5"
+    assert make_env("Seaquest").reset(seed=0)[0].shape == (64, 64, 1)
+
+
+def test_unknown_game_and_protocol_errors():
+    with pytest.raises(DittoError) as err:
+        canonical_game("Pongg")
+    assert "Pongg" in str(err.value) and "game" in str(err.value)
+    assert "pong" in str(err.value) and "breakout" in str(err.value)
+    with pytest.raises(DittoError, match="game"):
+        make_env("not_a_game")
+    with pytest.raises(DittoError) as err:
+        make_env("pong", "sticky")
+    assert "sticky" in str(err.value) and "ditto" in str(err.value)
+    with pytest.raises(DittoError, match="backend"):
+        make_vector_env("pong", 1, backend="gpu")
+
+
+@pytest.mark.parametrize("protocol", ["ditto", "machado"])
+def test_seeding_reproducible(protocol):
+    actions = np.random.default_rng(0).integers(0, 6, 150)
+    f1, r1 = _play(make_env("pong", protocol), actions, seed=7)
+    f2, r2 = _play(make_env("pong", protocol), actions, seed=7)
+    np.testing.assert_array_equal(f1, f2)
+    np.testing.assert_array_equal(r1, r2)
+
+
+def test_noop_starts_depend_on_seed():
+    env = make_env("pong", "ditto")
+    starts = {env.reset(seed=s)[1]["episode_frame_number"] for s in range(12)}
+    assert len(starts) > 3 and min(starts) >= 1 and max(starts) <= 30
+    assert make_env("pong", "machado").reset(seed=0)[1]["episode_frame_number"] == 0
+
+
+def test_make_env_seed_applies_to_first_reset():
+    a = make_env("pong", "ditto", seed=5)
+    b = make_env("pong", "ditto")
+    assert a.reset()[1]["episode_frame_number"] == b.reset(seed=5)[1]["episode_frame_number"]
+
+
+def test_frame_cap_truncates():
+    proto = dataclasses.replace(PROTOCOLS["ditto"], max_episode_frames=200, noop_max=0)
+    env = make_env("pong", proto)
+    env.reset(seed=0)
+    for t in range(1, 60):
+        _, _, term, trunc, _ = env.step(0)
+        if term or trunc:
+            break
+    assert (t, term, trunc) == (50, False, True)  # 200 frames / frame skip 4
+    env = make_env("pong", max_episode_steps=10)
+    env.reset(seed=0)
+    assert [env.step(0)[3] for _ in range(10)][-1]
+
+
+@pytest.mark.parametrize("game", ["pong", "breakout"])
+def test_native_vector_matches_single_env(game):
+    """Without sticky actions or no-ops, ale-py's C++ vector env and make_env agree
+    bit for bit: same frames, rewards and flags (docs/experts.md)."""
+    n = num_actions(game)
+    actions = np.random.default_rng(1).integers(0, n, 250)
+    single = make_env(game, "ditto", noop_max=0)
+    vec = make_vector_env(game, 1, "ditto", noop_max=0, seed=3)
+    assert vec.backend == "native"
+    o1, _ = single.reset(seed=3)
+    o2, _ = vec.reset()
+    assert o2.shape == (1, 64, 64, 1) and o2.dtype == np.uint8
+    np.testing.assert_array_equal(o1, o2[0])
+    for a in actions:
+        o1, r1, te1, tr1, _ = single.step(int(a))
+        o2, r2, te2, tr2, _ = vec.step(np.array([a]))
+        np.testing.assert_array_equal(o1, o2[0])
+        assert (r1, te1, tr1) == (r2[0], te2[0], tr2[0])
+        if te1 or tr1:
+            break
+
+
+def test_native_vector_sticky_actions_differ_only_by_seed_derivation():
+    """Under `machado` the native env takes its seed as the emulator seed, while
+    make_env derives one through numpy's SeedSequence. Given that derived seed, the two
+    agree exactly, sticky actions included."""
+    seed = 1
+    _, ale_seed = np.random.SeedSequence(seed).generate_state(2)
+    ale_seed = int(np.int32(ale_seed))
+    assert ale_seed >= 0  # the native env ignores negative seeds; seed 1 maps to >= 0
+    actions = np.random.default_rng(2).integers(0, 6, 200)
+    single = make_env("pong", "machado")
+    vec = make_vector_env("pong", 1, "machado")
+    o1, _ = single.reset(seed=seed)
+    o2, _ = vec.reset(seed=ale_seed)
+    for a in actions:
+        o1, r1, *_ = single.step(int(a))
+        o2, r2, *_ = vec.step(np.array([a]))
+        np.testing.assert_array_equal(o1, o2[0])
+        assert r1 == r2[0]
+
+
+def test_sync_backend_matches_single_env():
+    actions = np.random.default_rng(3).integers(0, 6, 100)
+    vec = make_vector_env("pong", 2, "machado", backend="sync", seed=11)
+    obs, _ = vec.reset()
+    assert obs.shape == (2, 64, 64, 1)
+    frames, rewards = _play(make_env("pong", "machado"), actions, seed=12)  # sub-env 1
+    got = [obs[1]]
+    for a in actions:
+        obs, r, *_ = vec.step(np.array([0, a]))
+        got.append(obs[1])
+    np.testing.assert_array_equal(np.stack(got), frames)
+
+
+@pytest.mark.parametrize("backend", ["native", "sync"])
+def test_vector_autoreset_next_step(backend):
+    proto = dataclasses.replace(PROTOCOLS["ditto"], max_episode_frames=40)
+    vec = make_vector_env("breakout", 2, proto, size=(48, 40), backend=backend, seed=0,
+                          noop_max=0)
+    obs, _ = vec.reset()
+    assert obs.shape == (2, 48, 40, 1)
+    assert vec.single_action_space.n == 4 and vec.action_meanings[1] == "FIRE"
+    ended = False
+    for _ in range(20):
+        obs, rew, term, trunc, _ = vec.step(np.zeros(2, np.int64))
+        if ended:
+            # NEXT_STEP: the call after the end returns the new episode's first frame.
+            assert not term.any() and not trunc.any() and (rew == 0).all()
+            break
+        ended = bool(trunc.all())
+    assert ended
+    vec.close()

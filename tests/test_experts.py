@@ -1,0 +1,155 @@
+"""Policies: scripted experts (short checks; full figures under -m slow), epsilon and
+random policies, and the make_policy registry."""
+
+import numpy as np
+import pytest
+
+from ditto_jax.envs import make_env
+from ditto_jax.errors import DittoError
+from ditto_jax.experts import (
+    EpsilonPolicy,
+    Policy,
+    RandomPolicy,
+    expert_games,
+    make_policy,
+    run_episodes,
+)
+
+
+class _Constant:
+    """A policy that always answers `action` (a factory target for make_policy)."""
+
+    def __init__(self, action=0):
+        self.action = action
+
+    def reset(self, env, seed):
+        pass
+
+    def act(self, obs, env):
+        return self.action
+
+
+def constant_factory(*, game, num_actions, seed, action=0):
+    return _Constant(action)
+
+
+def _play(env, policy, steps, seed):
+    obs, _ = env.reset(seed=seed)
+    policy.reset(env, seed)
+    actions, rewards = [], []
+    for _ in range(steps):
+        a = policy.act(obs, env)
+        actions.append(a)
+        obs, r, term, trunc, _ = env.step(a)
+        rewards.append(r)
+        if term or trunc:
+            break
+    return np.array(actions), np.array(rewards)
+
+
+def test_pong_expert_wins_the_first_points():
+    env = make_env("pong", "ditto")
+    policy = make_policy("expert", game="pong", num_actions=6, seed=0)
+    _, rewards = _play(env, policy, 300, seed=0)
+    assert (rewards > 0).sum() >= 2 and (rewards < 0).sum() == 0
+
+
+def test_breakout_expert_scores():
+    env = make_env("breakout", "ditto")
+    policy = make_policy("expert", game="breakout", num_actions=4, seed=0)
+    _, rewards = _play(env, policy, 400, seed=0)
+    assert rewards.sum() >= 10
+
+
+def test_lookahead_leaves_the_real_episode_alone():
+    """Under sticky actions, replaying the expert's actions without any look-ahead gives
+    the very same episode: the expert's simulations never touch the real emulator."""
+    env = make_env("pong", "machado")
+    policy = make_policy("expert", game="pong", num_actions=6, seed=0)
+    obs, _ = env.reset(seed=4)
+    policy.reset(env, 4)
+    actions, frames, rewards = [], [], []
+    for _ in range(150):
+        a = policy.act(obs, env)
+        obs, r, *_ = env.step(a)
+        actions.append(a), frames.append(obs), rewards.append(r)
+    replay = make_env("pong", "machado")
+    replay.reset(seed=4)
+    for a, f, r in zip(actions, frames, rewards):
+        obs, r2, *_ = replay.step(a)
+        np.testing.assert_array_equal(obs, f)
+        assert r2 == r
+
+
+def test_expert_acts_in_the_env_action_set():
+    env = make_env("breakout", "ditto", full_action_space=True)
+    policy = make_policy("expert", game="breakout", num_actions=18, seed=0)
+    actions, _ = _play(env, policy, 60, seed=0)
+    meanings = env.unwrapped.get_action_meanings()
+    assert {meanings[a] for a in actions} <= {"NOOP", "FIRE", "RIGHT", "LEFT"}
+    assert "FIRE" in {meanings[a] for a in actions}  # launched the ball
+
+
+def test_epsilon_policy_rate_and_determinism():
+    def draws(seed):
+        policy = EpsilonPolicy(_Constant(99), 0.3, num_actions=6, seed=seed)
+        policy.reset(None, seed)
+        return np.array([policy.act(None, None) for _ in range(4000)])
+
+    a, b, c = draws(1), draws(1), draws(2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    random = a != 99
+    assert abs(random.mean() - 0.3) < 0.03
+    assert set(a[random]) == set(range(6))
+    assert isinstance(make_policy("random", game="pong", num_actions=6, epsilon=0.1),
+                      EpsilonPolicy)
+    with pytest.raises(DittoError, match="epsilon"):
+        EpsilonPolicy(_Constant(), 1.5, 6)
+
+
+def test_random_policy():
+    policy = make_policy("random", game="pong", num_actions=6, seed=3)
+    assert isinstance(policy, RandomPolicy) and isinstance(policy, Policy)
+    policy.reset(None, 3)
+    a = [policy.act(None, None) for _ in range(600)]
+    policy.reset(None, 3)
+    assert a == [policy.act(None, None) for _ in range(600)]
+    assert set(a) == set(range(6))
+
+
+def test_make_policy_from_import_path():
+    policy = make_policy(f"{__name__}:constant_factory", game="Pong", num_actions=6,
+                         action=3)
+    assert policy.act(None, None) == 3
+
+
+def test_make_policy_errors():
+    assert expert_games() == ["breakout", "pong"]
+    with pytest.raises(DittoError) as err:
+        make_policy("expert", game="MsPacman", num_actions=9)
+    assert "MsPacman" in str(err.value)
+    assert "pong" in str(err.value) and "breakout" in str(err.value)
+    with pytest.raises(DittoError, match="no_such_module"):
+        make_policy("no_such_module:factory", game="pong", num_actions=6)
+    with pytest.raises(DittoError, match="no_such_factory"):
+        make_policy(f"{__name__}:no_such_factory", game="pong", num_actions=6)
+    with pytest.raises(DittoError, match="expert"):
+        make_policy("best", game="pong", num_actions=6)
+    with pytest.raises(DittoError, match="reset"):
+        make_policy("builtins:dict", game="pong", num_actions=6)
+    with pytest.raises(DittoError, match="game"):
+        make_policy("expert", game="nonsense", num_actions=6)
+
+
+@pytest.mark.slow
+def test_pong_expert_five_episodes():
+    result = run_episodes("expert", "pong", "ditto", episodes=5, seed=0)
+    assert result["mean_return"] >= 20, result
+
+
+@pytest.mark.slow
+def test_breakout_expert_five_episodes():
+    result = run_episodes("expert", "breakout", "ditto", episodes=5, seed=0,
+                          max_steps=27_000)
+    assert result["mean_return"] >= 300, result

@@ -50,7 +50,7 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise DittoError("No checkpoint found", path=self.directory)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+        abstract = jax.tree.map(_with_sharding, abstract_state)
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
         return restored["state"], restored["meta"]
@@ -61,6 +61,18 @@ class Checkpointer:
     def close(self):
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _with_sharding(x):
+    """Restore target for one leaf, on this process's devices.
+
+    A leaf without a sharding (e.g. from `jax.eval_shape`) is placed on the first
+    local device, so a checkpoint written on 8 devices restores on 1 and vice versa.
+    """
+    sharding = getattr(x, "sharding", None)
+    if sharding is None:
+        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
 
 def check_compatible(saved, current, keys, *, path, what="checkpoint"):

@@ -55,8 +55,10 @@ def test_eight_fake_devices_match_one_device(pong_dataset, tmp_path):
     a, b = _metrics(one), _metrics(eight)
     assert [r["step"] for r in a] == [1, 2, 3]
     np.testing.assert_allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=1e-4)
+    # Adam turns summation-order noise in near-zero gradients into updates of up
+    # to ~lr, hence the absolute tolerance; a wrong all-reduce changes the loss.
     for x, y in zip(_final_params(one), _final_params(eight)):
-        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=3e-4)
 
 
 def test_checkpoint_resume_prints_step_and_extends(pong_dataset, tmp_path):

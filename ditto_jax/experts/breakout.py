@@ -22,9 +22,9 @@ Algorithm (docs/experts.md):
    the simulated path before the bounce, plan again.
 
 The game has two walls (864 points). Once both are cleared no bricks remain and the game
-would go on forever, so the expert stops planning and only follows the ball; the episode
-then ends when the last lives are lost (or at the recorder's step limit / the protocol's
-108,000-frame cap, whichever comes first).
+would go on until the 108,000-frame cap (27,000 steps, most of them an empty screen), so
+the expert then keeps the paddle away from the ball (it still launches each ball): the
+remaining lives are lost within a few hundred steps and the episode ends at game over.
 
 When a volley can break no brick (the end of a wall, with a few bricks left), a finer
 family of aims is searched as well, and the bounce taken least often so far is chosen,
@@ -102,14 +102,16 @@ class BreakoutExpert:
             self._plan_now = None
             self._planned = False
             action = self._fire if self._idle % 2 == 1 else self._noop
+        elif self._score(ram) >= MAX_SCORE:
+            # Both walls cleared: nothing is left to score and the game would go on to
+            # the frame cap. Keep the paddle away from the ball, so the last lives are
+            # lost and the game ends.
+            self._idle = 0
+            action = self._left if px + 8 > bx else self._right
         else:
             self._idle = 0
             descending = 0 < dy < 40 and by < PADDLE_Y
-            if descending and self._score(ram) >= MAX_SCORE:
-                # Both walls cleared: nothing is left to score. Stop planning and just
-                # follow the ball; the game then ends as the last lives run out.
-                self._plan_now = (bx, *self.gains[0][:2])
-            elif descending:
+            if descending:
                 # Plan once per descent, and again whenever the game leaves the
                 # simulated path (a sticky-action corner case, or an epsilon action).
                 k = self._t - self._forecast_t - 1

@@ -36,7 +36,8 @@ def sample_onehot(logits, key):
     probs = jax.nn.softmax(logits, -1)
     idx = jax.random.categorical(key, logits, -1)
     onehot = jax.nn.one_hot(idx, logits.shape[-1], dtype=probs.dtype)
-    return onehot + probs - sg(probs)
+    # Parenthesised so the forward value is exactly the one-hot ((1 + p) - p != 1 in floats).
+    return onehot + (probs - sg(probs))
 
 
 def get_feat(state):

@@ -65,7 +65,8 @@ def init_train_state(config, obs_shape, num_actions, rng):
     rng, k_init, k_sample = jax.random.split(rng, 3)
     b = dummy_batch(obs_shape)
     prev = prev_actions_onehot(b["action"], b["is_first"], model.action_dim)
-    params = model.init(k_init, b["observation"], prev, b["is_first"], k_sample)
+    # Jitted: eager init would compile every op of the scan and convolutions one by one.
+    params = jax.jit(model.init)(k_init, b["observation"], prev, b["is_first"], k_sample)
     params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
     return TrainState(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32),
                       rng=rng, model=model, tx=tx, loss_cfg=loss_cfg)

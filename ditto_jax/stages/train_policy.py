@@ -62,8 +62,11 @@ def load_expert(config, expert, wm_meta, *, data_dir=None, split=None, progress=
         n_total = n + int(config.heldout_episodes)
         selection = Selection(top=n_total) if config.expert_selection == "top" else \
             Selection(first=n_total)
+    # Frames are resized only on request (e.g. RL Unplugged's 84x84 for a 64x64 model):
+    # a silent resize would hide data that does not belong to this world model.
+    resize = obs_shape[:2] if config.expert_resize else None
     episodes = load_episodes(expert, data_dir=data_dir, split=split, selection=selection,
-                             resize=obs_shape[:2], expected_obs_shape=obs_shape,
+                             resize=resize, expected_obs_shape=obs_shape,
                              num_actions=int(wm_meta["num_actions"]), progress=progress)
     held = int(config.heldout_episodes)
     if held >= len(episodes):

@@ -43,6 +43,7 @@ def get_config(preset="small"):
     c.expert_episodes = 0           # N_E: 0 = all episodes in the expert dataset
     c.expert_selection = "first"    # first | top (by episode_return)
     c.heldout_episodes = 1          # expert episodes kept out for action accuracy
+    c.expert_resize = False         # resize expert frames to the world model's size
     # Loop.
     c.steps = 5000
     c.log_every = 50

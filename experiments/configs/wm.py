@@ -99,6 +99,7 @@ def get_config(config_string="small"):
         c.model.update(cnn_depth=2, deter=16, hidden=16, stoch=4, classes=4,
                        decoder_start_channels=8, decoder_channels=(4, 4, 2),
                        head_layers=1, head_units=16)
+        c.optim.lr = 1e-3  # so a 30-step test run shows learning
         c.train.update(batch_size=8, seq_len=8, steps=30, log_every=5, eval_every=10,
                        save_every=10, keep_checkpoints=2, val_episodes=1, strip_every=10)
     return c

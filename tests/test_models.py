@@ -1,0 +1,254 @@
+"""World-model modules and loss: shapes, sampling, KL, scan == loop, resets, weights."""
+import os
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments", "configs"))
+import wm as wm_configs  # noqa: E402
+
+from ditto_jax.errors import DittoError  # noqa: E402
+from ditto_jax.models import (RSSM, Decoder, Encoder, LossConfig, WorldModel,  # noqa: E402
+                              categorical_kl, kl_balanced, make_world_model,
+                              prev_actions_onehot, recon_weights, sample_onehot,
+                              world_model_loss)
+
+KEY = jax.random.PRNGKey(0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_compile():
+    """XLA without its expensive optimisations: compiles ~3x faster; tiny models run fine."""
+    old = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", old)
+
+
+def pong_batch(rng, batch=8, seq_len=8, size=64):
+    """Synthetic Pong-like sequences: flat background, two 2x8 paddles, a 2x2 ball."""
+    obs = np.full((batch, seq_len, size, size, 1), 87, np.uint8)
+    obs[:, :, :3] = obs[:, :, -3:] = 236                      # walls
+    action = rng.integers(0, 3, (batch, seq_len)).astype(np.int32)
+    for b in range(batch):
+        by, bx = rng.uniform(8, size - 8, 2)
+        vy, vx = rng.choice([-2.0, 2.0], 2)
+        left, right = rng.uniform(8, size - 16, 2)
+        for t in range(seq_len):
+            y0, x0 = int(by), int(bx)
+            obs[b, t, y0:y0 + 2, x0:x0 + 2] = 236
+            obs[b, t, int(left):int(left) + 8, 4:6] = 213
+            obs[b, t, int(right):int(right) + 8, size - 6:size - 4] = 92 + 100
+            by, bx = by + vy, bx + vx
+            if not 4 <= by <= size - 6:
+                vy = -vy
+            if not 6 <= bx <= size - 8:
+                vx = -vx
+            left = np.clip(left + np.sign(by - left - 4) * 1.5, 3, size - 11)
+            right = np.clip(right + (-2, 0, 2)[action[b, t]], 3, size - 11)
+    is_first = np.zeros((batch, seq_len), bool)
+    is_first[:, 0] = True
+    return {"observation": obs, "action": action, "is_first": is_first}
+
+
+def tiny_rssm(**kw):
+    return RSSM(deter=8, hidden=8, stoch=3, classes=4, action_dim=5, **kw)
+
+
+def rssm_inputs(b=2, t=5, e=6, a=5, seed=1):
+    r = np.random.default_rng(seed)
+    embeds = jnp.asarray(r.normal(size=(b, t, e)), jnp.float32)
+    actions = jax.nn.one_hot(r.integers(0, a, (b, t)), a)
+    is_first = jnp.asarray(r.random((b, t)) < 0.3).at[:, 0].set(True)
+    return embeds, actions, is_first
+
+
+# ------------------------------------------------------------------ shapes / dtypes
+def test_encoder_decoder_shapes():
+    # eval_shape: shapes and dtypes without running the convolutions.
+    x = jnp.zeros((3, 2, 64, 64, 1))
+    e, _ = jax.eval_shape(Encoder(depth=2).init_with_output, KEY, x)
+    assert e.shape == (3, 2, 2 * 2 * 16) and e.dtype == jnp.float32
+    assert Encoder.embed_size((64, 64, 1), 48) == 1536   # paper: depth 48 -> 1536
+    e, _ = jax.eval_shape(Encoder(depth=48).init_with_output, KEY, x)
+    assert e.shape == (3, 2, 1536)
+    feat = jnp.zeros((3, 2, 24))
+    for kind in ("conv_transpose", "upsample", "depth_to_space"):
+        dec = Decoder(kind=kind, depth=2, norm="layer")
+        y, _ = jax.eval_shape(dec.init_with_output, KEY, feat)
+        assert y.shape == (3, 2, 64, 64, 1) and y.dtype == jnp.float32, kind
+
+
+def test_world_model_output_shapes():
+    cfg = wm_configs.get_config("tiny")
+    model = make_world_model(cfg.model, (64, 64, 1), num_actions=3)
+    b = pong_batch(np.random.default_rng(0), batch=2, seq_len=4)
+    prev = prev_actions_onehot(jnp.asarray(b["action"]), jnp.asarray(b["is_first"]), 18)
+    out, params = jax.eval_shape(model.init_with_output, KEY, b["observation"], prev,
+                                 b["is_first"], KEY)
+    m = cfg.model
+    assert out["recon"].shape == (2, 4, 64, 64, 1)
+    for d in (out["posts"], out["priors"]):
+        assert d["deter"].shape == (2, 4, m.deter)
+        assert d["stoch"].shape == d["logits"].shape == (2, 4, m.stoch, m.classes)
+    feat = jax.eval_shape(lambda p, s: model.apply(p, s, method=WorldModel.get_feat), params,
+                          out["posts"])
+    assert feat.shape == (2, 4, m.deter + m.stoch * m.classes)
+    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+
+
+def test_too_many_actions_is_a_user_error():
+    cfg = wm_configs.get_config("tiny")
+    with pytest.raises(DittoError, match="action_dim"):
+        make_world_model(cfg.model, (64, 64, 1), num_actions=19)
+
+
+def test_prev_actions_shift_and_reset():
+    action = jnp.array([[1, 2, 3, 4]])
+    is_first = jnp.array([[True, False, True, False]])
+    prev = prev_actions_onehot(action, is_first, 6)
+    assert prev.shape == (1, 4, 6)
+    np.testing.assert_array_equal(prev.argmax(-1)[0, [1, 3]], [1, 3])
+    assert float(prev[0, 0].sum()) == 0.0 and float(prev[0, 2].sum()) == 0.0
+
+
+# ------------------------------------------------------------------ sampling
+def test_straight_through_onehot_and_gradient():
+    logits = jax.random.normal(KEY, (64, 3, 5))
+    z = sample_onehot(logits, jax.random.PRNGKey(1))
+    zn = np.asarray(z)
+    assert set(np.unique(zn)) <= {0.0, 1.0}, "forward sample must be exactly one-hot"
+    np.testing.assert_array_equal(zn.sum(-1), 1.0)
+    w = jax.random.normal(jax.random.PRNGKey(2), z.shape)
+    g = jax.grad(lambda l: (sample_onehot(l, jax.random.PRNGKey(1)) * w).sum())(logits)
+    assert float(jnp.abs(g).max()) > 1e-3, "straight-through gradient vanished"
+    # Straight-through gradient is the gradient of probs.
+    g_probs = jax.grad(lambda l: (jax.nn.softmax(l, -1) * w).sum())(logits)
+    np.testing.assert_allclose(g, g_probs, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------ KL
+def _np_kl(lq, lp):
+    q = np.exp(lq - lq.max(-1, keepdims=True)); q /= q.sum(-1, keepdims=True)
+    p = np.exp(lp - lp.max(-1, keepdims=True)); p /= p.sum(-1, keepdims=True)
+    return (q * (np.log(q) - np.log(p))).sum((-2, -1))
+
+
+def test_kl_balanced_matches_numpy():
+    r = np.random.default_rng(0)
+    lq, lp = r.normal(size=(2, 3, 4, 5)), r.normal(size=(2, 3, 4, 5))
+    kl = _np_kl(lq, lp)
+    np.testing.assert_allclose(categorical_kl(jnp.asarray(lq), jnp.asarray(lp)), kl, rtol=1e-5)
+    for free in (0.0, 100.0):
+        loss, kl_prior, kl_post = kl_balanced(jnp.asarray(lq), jnp.asarray(lp), 0.8, free)
+        np.testing.assert_allclose(kl_prior, kl.mean(), rtol=1e-5)
+        np.testing.assert_allclose(kl_post, kl.mean(), rtol=1e-5)
+        np.testing.assert_allclose(loss, max(kl.mean(), free), rtol=1e-5)
+    # alpha weights the gradient that reaches the prior: d loss / d prior = alpha * dKL/dp.
+    f = lambda a: lambda p: kl_balanced(jnp.asarray(lq), p, a)[0]
+    gp = jax.grad(f(0.8))(jnp.asarray(lp))
+    g_full = jax.grad(lambda p: categorical_kl(jnp.asarray(lq), p).mean())(jnp.asarray(lp))
+    np.testing.assert_allclose(gp, 0.8 * g_full, rtol=1e-5, atol=1e-7)
+    gq = jax.grad(lambda q: kl_balanced(q, jnp.asarray(lp), 0.8)[0])(jnp.asarray(lq))
+    gq_full = jax.grad(lambda q: categorical_kl(q, jnp.asarray(lp)).mean())(jnp.asarray(lq))
+    np.testing.assert_allclose(gq, 0.2 * gq_full, rtol=1e-5, atol=1e-7)
+
+
+# ------------------------------------------------------------------ scan == loop
+def test_observe_equals_obs_step_loop():
+    rssm = tiny_rssm()
+    embeds, actions, is_first = rssm_inputs()
+    params = rssm.init(KEY, embeds, actions, is_first, KEY)
+    key = jax.random.PRNGKey(7)
+    posts, priors = rssm.apply(params, embeds, actions, is_first, key, method=RSSM.observe)
+    state = rssm.apply(params, 2, method=RSSM.initial_state)
+    keys = jax.random.split(key, embeds.shape[1])
+    for t in range(embeds.shape[1]):
+        post, prior = rssm.apply(params, state, actions[:, t], embeds[:, t], is_first[:, t],
+                                 keys[t], method=RSSM.obs_step)
+        for name in ("deter", "stoch", "logits"):
+            np.testing.assert_allclose(posts[name][:, t], post[name], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(priors[name][:, t], prior[name], rtol=1e-5, atol=1e-5)
+        state = post
+
+
+def test_imagine_equals_img_step_loop():
+    rssm = tiny_rssm()
+    embeds, actions, is_first = rssm_inputs()
+    params = rssm.init(KEY, embeds, actions, is_first, KEY)
+    start = jax.tree.map(lambda x: x[:, -1], rssm.apply(params, embeds, actions, is_first, KEY,
+                                                        method=RSSM.observe)[0])
+    key = jax.random.PRNGKey(3)
+    states = rssm.apply(params, start, actions, key, method=RSSM.imagine)
+    state, keys = start, jax.random.split(key, actions.shape[1])
+    for t in range(actions.shape[1]):
+        state = rssm.apply(params, state, actions[:, t], keys[t], method=RSSM.img_step)
+        for name in ("deter", "stoch", "logits"):
+            np.testing.assert_allclose(states[name][:, t], state[name], rtol=1e-5, atol=1e-5)
+    # Policy rollout with a pure closure; index 0 is the start state.
+    pol = lambda feat, k: jax.nn.one_hot(jax.random.randint(k, feat.shape[:1], 0, 5), 5)
+    traj, acts = rssm.apply(params, start, pol, 4, key, method=RSSM.imagine_with_policy)
+    assert traj["deter"].shape == (2, 5, 8) and acts.shape == (2, 4, 5)
+    np.testing.assert_allclose(traj["deter"][:, 0], start["deter"])
+    state, keys = start, jax.random.split(key, 4)
+    for t in range(4):
+        k_pol, k_step = jax.random.split(keys[t])
+        a = pol(jnp.zeros((2, 1)), k_pol)  # pol reads only the batch size
+        np.testing.assert_array_equal(acts[:, t], a)
+        state = rssm.apply(params, state, a, k_step, method=RSSM.img_step)
+        np.testing.assert_allclose(traj["deter"][:, t + 1], state["deter"], rtol=1e-5, atol=1e-5)
+
+
+def test_is_first_resets_state():
+    rssm = tiny_rssm()
+    embeds, actions, is_first = rssm_inputs()
+    params = rssm.init(KEY, embeds, actions, is_first, KEY)
+    init = rssm.apply(params, 2, method=RSSM.initial_state)
+    r = np.random.default_rng(5)
+    junk = {"deter": jnp.asarray(r.normal(size=(2, 8)), jnp.float32),
+            "stoch": jax.nn.one_hot(r.integers(0, 4, (2, 3)), 4),
+            "logits": jnp.asarray(r.normal(size=(2, 3, 4)), jnp.float32)}
+    first = jnp.array([True, False])
+    out_junk = rssm.apply(params, junk, actions[:, 1], embeds[:, 0], first, KEY,
+                          method=RSSM.obs_step)
+    out_init = rssm.apply(params, init, jnp.zeros_like(actions[:, 1]), embeds[:, 0],
+                          jnp.array([False, False]), KEY, method=RSSM.obs_step)
+    np.testing.assert_allclose(out_junk[0]["deter"][0], out_init[0]["deter"][0], rtol=1e-6)
+    assert not np.allclose(out_junk[0]["deter"][1], out_init[0]["deter"][1])
+    # In a sequence: a reset mid-window makes the rest independent of what came before.
+    e2 = embeds.at[:, :2].set(0.0)
+    is_first = jnp.zeros((2, 5), bool).at[:, 0].set(True).at[:, 2].set(True)
+    p1 = rssm.apply(params, embeds, actions, is_first, KEY, method=RSSM.observe)[0]
+    p2 = rssm.apply(params, e2, actions, is_first, KEY, method=RSSM.observe)[0]
+    np.testing.assert_allclose(p1["deter"][:, 2:], p2["deter"][:, 2:], rtol=1e-6)
+    assert not np.allclose(p1["deter"][:, 1], p2["deter"][:, 1])
+
+
+# ------------------------------------------------------------------ reconstruction weights
+def test_object_weighted_reduces_to_mse_with_weight_one():
+    b = jax.tree.map(jnp.asarray, pong_batch(np.random.default_rng(1), 2, 4))
+    for recon in ("mse", "object_weighted", "motion_weighted", "object_motion"):
+        lc = LossConfig(recon=recon, object_weight=1.0)
+        np.testing.assert_array_equal(recon_weights(b["observation"], b["is_first"], lc), 1.0)
+    cfg = wm_configs.get_config("tiny")
+    model = make_world_model(cfg.model, (64, 64, 1), 3)
+    prev = prev_actions_onehot(b["action"], b["is_first"], 18)
+    params = jax.jit(model.init)(KEY, b["observation"], prev, b["is_first"], KEY)
+    loss = jax.jit(lambda p, lc: world_model_loss(p, model, b, KEY, lc)[0], static_argnums=1)
+    np.testing.assert_allclose(loss(params, LossConfig(recon="object_weighted", object_weight=1.0)),
+                               loss(params, LossConfig(recon="mse")), rtol=1e-6)
+    w = recon_weights(b["observation"], b["is_first"], LossConfig(recon="object_weighted"))
+    # Ball and paddles differ from the median frame: weight 20; the rest 1.
+    assert set(np.unique(np.asarray(w))) == {1.0, 20.0}
+    frac = float((w > 1).mean())
+    assert 0.001 < frac < 0.2, frac
+    m = recon_weights(b["observation"], b["is_first"], LossConfig(recon="motion_weighted"))
+    assert float(m[:, 0].max()) == 1.0 and float(m.max()) == 20.0  # no motion at t = 0
+
+
+def test_unknown_recon_is_a_user_error():
+    with pytest.raises(DittoError, match="loss.recon"):
+        LossConfig.from_config({"recon": "l1"})

@@ -1,0 +1,97 @@
+"""Imitation stage end to end: a tiny world model, each method, eval in the real ALE."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, run_cli
+
+WM_CONFIG = os.path.join(REPO, "experiments/configs/wm.py:tiny")
+POLICY_CONFIG = os.path.join(REPO, "experiments/configs/policy.py:tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_wm(pong_dataset, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("wm"))
+    proc = run_cli("train-wm", "--config", WM_CONFIG, "--data", pong_dataset, "--workdir",
+                   workdir, "--steps", 4, "--quiet", "--config.train.strip_every=0",
+                   "--config.train.eval_every=0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir
+
+
+def _policy(tiny_wm, expert, workdir, method, steps, *extra):
+    return run_cli("train-policy", "--method", method, "--config", POLICY_CONFIG, "--wm",
+                   tiny_wm, "--expert", expert, "--workdir", workdir, "--steps", steps,
+                   "--quiet", *extra)
+
+
+def _rows(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_ditto_20_updates_then_eval_in_real_env(tiny_wm, pong_dataset, tmp_path):
+    proc = _policy(tiny_wm, pong_dataset, tmp_path, "ditto", 20)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(tmp_path)
+    train = [r for r in rows if "reward" in r]
+    assert train[-1]["step"] == 20 and -1 <= train[-1]["reward"] <= 1
+    assert any("eval/return_last10" in r for r in rows)
+    assert any("heldout_action_accuracy" in r for r in rows)
+    proc = run_cli("eval", "--workdir", tmp_path, "--episodes", 2, "--envs", 2, "--max-steps",
+                   100, "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["episodes"] == 2 and result["lengths"] == [100, 100]
+    for key in ("return_mean", "return_se", "expert_normalized", "human_normalized"):
+        assert np.isfinite(result[key]), key
+    assert os.path.exists(result["video"])
+
+
+@pytest.mark.parametrize("method", ["dbc", "dgail", "bc"])
+def test_baselines_train_and_checkpoint(method, tiny_wm, pong_dataset, tmp_path):
+    proc = _policy(tiny_wm, pong_dataset, tmp_path, method, 10, "--config.eval_every=0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = _rows(tmp_path)
+    assert rows[-1]["step"] == 10
+    if method == "dgail":
+        assert "disc_collapsed" in rows[-1] and "disc_expert" in rows[-1]
+    if method in ("dbc", "bc"):
+        assert 0 <= rows[-1]["accuracy"] <= 1
+    assert "10" in os.listdir(tmp_path / "checkpoints")
+
+
+def test_resume_matches_uninterrupted(tiny_wm, pong_dataset, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    args = ("--config.eval_every=0", "--config.log_every=1", "--config.save_every=5")
+    assert _policy(tiny_wm, pong_dataset, a, "ditto", 10, *args).returncode == 0
+    assert _policy(tiny_wm, pong_dataset, b, "ditto", 5, *args).returncode == 0
+    proc = _policy(tiny_wm, pong_dataset, b, "ditto", 10, *args)
+    assert proc.returncode == 0 and "resumed from step 5" in proc.stdout
+    ra = [r["actor_loss"] for r in _rows(a)]
+    rb = [r["actor_loss"] for r in _rows(b)]
+    np.testing.assert_allclose(ra, rb, rtol=1e-5)
+
+
+def _fails(proc, *needles):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr
+    for n in needles:
+        assert n in proc.stderr, proc.stderr[-3000:]
+
+
+def test_bad_inputs(tiny_wm, pong_dataset, tmp_path):
+    _fails(_policy(str(tmp_path / "nowm"), pong_dataset, tmp_path / "w1", "ditto", 1),
+           "No world-model checkpoint")
+    _fails(_policy(tiny_wm, str(tmp_path / "noexpert"), tmp_path / "w2", "ditto", 1),
+           "noexpert")
+    other = tmp_path / "breakout"
+    assert run_cli("record", "--game", "breakout", "--policy", "random", "--episodes", 2,
+                   "--max-steps", 20, "--out", other, "--quiet").returncode == 0
+    _fails(_policy(tiny_wm, other, tmp_path / "w3", "ditto", 1), "different games")
+    small = tmp_path / "small"
+    assert run_cli("record", "--game", "pong", "--policy", "random", "--episodes", 2,
+                   "--max-steps", 20, "--size", 48, "--out", small, "--quiet").returncode == 0
+    _fails(_policy(tiny_wm, small, tmp_path / "w4", "ditto", 1), "observation")

@@ -64,7 +64,19 @@ def shard_batch(batch, mesh):
 
 
 def replicate(tree, mesh):
-    return jax.device_put(tree, replicated(mesh))
+    """Places a host-local pytree (identical on every host) replicated on the mesh."""
+    sharding = replicated(mesh)
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def to_global(x):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(to_global(jax.random.key_data(x)),
+                                            impl=jax.random.key_impl(x))
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+    return jax.tree.map(to_global, tree)
 
 
 def enable_compilation_cache(path=None):

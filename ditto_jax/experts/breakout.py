@@ -11,11 +11,13 @@ Algorithm (docs/experts.md):
    a. play NOOPs until the ball reaches the paddle's height: that is where it will cross
       (`intercept`);
    b. for each candidate aim ``offset`` (where on the paddle to meet the ball, which sets
-      the bounce angle) and controller gain, replay the paddle controller "move to
-      intercept + offset" until the ball has come back down to the paddle's height (one
-      full volley), a life is lost, or a horizon runs out;
-   c. keep the candidate that loses no life and breaks the most bricks (reward) in that
-      volley; ties go to the candidate nearest the paddle's middle.
+      the bounce angle), play the paddle controller "move to intercept + offset" until
+      the ball leaves the paddle (or a life is lost). The rest of the volley -- bricks
+      broken, and where and when the ball next comes down -- cannot depend on the
+      paddle, so it is simulated once per distinct bounce and cached;
+   c. keep the candidate that loses no life, leaves the next landing spot within the
+      paddle's reach, and breaks the most bricks; ties go to the aim nearest the
+      intercept.
 4. Every step, move the paddle toward the planned x. Without sticky actions the real
    volley replays the simulated one exactly; the shadow starts from the real state with
    its RNG, so with sticky actions it usually does too. Whenever the real game leaves
@@ -107,7 +109,7 @@ class BreakoutExpert:
             # the frame cap. Keep the paddle away from the ball, so the last lives are
             # lost and the game ends.
             self._idle = 0
-            action = self._left if px + 8 > bx else self._right
+            action = self._right if px + 8 > bx else self._left  # away from it
         else:
             self._idle = 0
             descending = 0 < dy < 40 and by < PADDLE_Y

@@ -185,7 +185,8 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, steps
                     writer.write(done, metrics)
                     bar.set_postfix(loss=f"{float(metrics['loss']):.1f}",
                                     img=f"{float(metrics['image_loss']):.1f}")
-            if val_store is not None and (done % config.train.eval_every == 0 or done == total):
+            if val_store is not None and config.train.eval_every and (
+                    done % config.train.eval_every == 0 or done == total):
                 vrng = np.random.default_rng([config.train.seed, 1_000_003, process_index])
                 vbatch = parallel.shard_batch(
                     _model_inputs(val_store.sample_windows(vrng, local_batch, seq_len)), mesh)

@@ -82,6 +82,21 @@ def test_encoder_decoder_shapes():
         assert y.shape == (3, 2, 64, 64, 1) and y.dtype == jnp.float32, kind
 
 
+def test_matmul_conv_equals_xla_conv():
+    from ditto_jax.models.networks import conv2d
+    r = np.random.default_rng(0)
+    for (h, k, stride, pad) in [(64, 4, 2, "VALID"), (31, 4, 2, "VALID"), (8, 3, 1, "SAME"),
+                                (8, 2, 1, "SAME")]:
+        x = jnp.asarray(r.normal(size=(2, h, h, 3)), jnp.float32)
+        w = jnp.asarray(r.normal(size=(k, k, 3, 5)), jnp.float32)
+        f = lambda impl: lambda x, w: conv2d(x, w, stride, pad, impl)
+        np.testing.assert_allclose(f("matmul")(x, w), f("lax")(x, w), rtol=1e-4, atol=1e-4)
+        dy = jnp.asarray(r.normal(size=f("lax")(x, w).shape), jnp.float32)
+        g = lambda impl: jax.vjp(f(impl), x, w)[1](dy)
+        for a, b in zip(g("matmul"), g("lax")):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
 def test_world_model_output_shapes():
     cfg = wm_configs.get_config("tiny")
     model = make_world_model(cfg.model, (64, 64, 1), num_actions=3)

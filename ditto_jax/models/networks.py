@@ -10,10 +10,12 @@ Decoder kinds (`Decoder.kind`), all mapping a feature vector to a (64, 64, C) im
                   dilated input, which on CPU falls off the fast path (see benchmarks/README.md).
   upsample        Dense -> 4x4xC0, then per stage nearest x2 upsampling + 3x3 conv.
   depth_to_space  Dense -> 4x4xC0, then per stage a kxk conv producing 4*C channels and a
-                  pixel shuffle (sub-pixel convolution). With k=3 each output phase has its own
-                  3x3 kernel over the input, so it can express nearest-upsample+3x3 conv at
-                  4/9 of that cost per output pixel... (same FLOPs per input pixel, more
-                  freedom); it is an ordinary convolution, so it stays on the fast path.
+                  pixel shuffle (sub-pixel convolution). With k=3 it costs the same FLOPs per
+                  output pixel as upsample (9*Cin*C) but each of the 4 output phases has its own
+                  3x3 kernel, so it is strictly more expressive; k=2 is exactly a ConvTranspose
+                  k4 s2 at 4/9 of the cost.
+Convolutions other than conv_transpose can run as XLA convolutions or as matmuls
+(`conv_impl`, see `conv2d`).
 """
 from typing import Any, Sequence
 
@@ -56,6 +58,78 @@ class Norm(nn.Module):
         x = nn.LayerNorm(epsilon=self.eps, dtype=jnp.float32, param_dtype=jnp.float32)(
             x.astype(jnp.float32))
         return x.astype(dtype)
+
+
+CONV_IMPLS = ("lax", "matmul")
+
+
+def conv2d(x, w, stride=1, padding="SAME", impl="matmul"):
+    """NHWC x HWIO convolution, either XLA's (`lax`) or written as matmuls (`matmul`).
+
+    XLA's CPU convolution is fast forward but slow backward (the input gradient of a
+    strided conv and the weight gradient become dilated convolutions off the fast path).
+    `matmul` writes the same convolution as a sum over kernel taps of (N*H*W, Cin) x
+    (Cin, Cout) matmuls on shifted views, so forward and backward are plain GEMMs:
+      stride 2, VALID, even k: space-to-depth by 2, then a (k/2)x(k/2) stride-1 conv.
+      stride 1, SAME: pad, then k*k shifted matmuls.
+    Both give the same numbers (tests check it); see benchmarks/README.md for timings.
+    """
+    k = w.shape[0]
+    assert w.shape[1] == k and w.shape[2] == x.shape[-1], f"kernel {w.shape} vs input {x.shape}"
+    if impl == "lax":
+        return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if impl != "matmul":
+        raise ValueError(f"unknown conv impl {impl!r}; expected one of {CONV_IMPLS}")
+    n, h, wd, c = x.shape
+    o = w.shape[-1]
+    if stride == 2 and padding == "VALID" and k % 2 == 0:
+        ho, wo = (h - k) // 2 + 1, (wd - k) // 2 + 1
+        k2 = k // 2
+        # Rows/cols 0 .. 2*(ho-1)+k-1 are read; fold 2x2 pixel blocks into channels.
+        x = x[:, :2 * (ho + k2 - 1), :2 * (wo + k2 - 1)]
+        x = x.reshape(n, ho + k2 - 1, 2, wo + k2 - 1, 2, c).transpose(0, 1, 3, 2, 4, 5)
+        x = x.reshape(n, ho + k2 - 1, wo + k2 - 1, 4 * c)
+        # w[2a + r, 2b + s] -> w2[a, b, (r, s, c)]
+        w = w.reshape(k2, 2, k2, 2, c, o).transpose(0, 2, 1, 3, 4, 5).reshape(k2, k2, 4 * c, o)
+        taps = [(a, b) for a in range(k2) for b in range(k2)]
+        out_h, out_w = ho, wo
+    elif stride == 1 and padding == "SAME":
+        lo = (k - 1) // 2
+        x = jnp.pad(x, ((0, 0), (lo, k - 1 - lo), (lo, k - 1 - lo), (0, 0)))
+        taps = [(a, b) for a in range(k) for b in range(k)]
+        out_h, out_w = h, wd
+    else:
+        raise ValueError(f"matmul conv supports stride 2 VALID (even k) or stride 1 SAME, "
+                         f"got stride {stride} {padding} k={k}")
+    y = None
+    for a, b in taps:
+        t = jnp.einsum("nhwc,co->nhwo", x[:, a:a + out_h, b:b + out_w], w[a, b])
+        y = t if y is None else y + t
+    return y
+
+
+class Conv(nn.Module):
+    """Convolution with nn.Conv's parameter layout (kernel HWIO, bias) and a choice of impl."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+    padding: str = "SAME"
+    use_bias: bool = True
+    impl: str = "matmul"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        shape = (self.kernel, self.kernel, x.shape[-1], self.features)
+        w = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
+        y = conv2d(x.astype(self.dtype), w.astype(self.dtype), self.stride, self.padding,
+                   self.impl)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,),
+                               jnp.float32).astype(self.dtype)
+        return y
 
 
 def depth_to_space(x, block=2):
@@ -106,6 +180,7 @@ class Encoder(nn.Module):
     stages: int = 4
     norm: str = "layer"
     act: str = "elu"
+    conv_impl: str = "matmul"
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -114,9 +189,8 @@ class Encoder(nn.Module):
         lead = x.shape[:-3]
         x = x.reshape((-1,) + x.shape[-3:]).astype(self.dtype)
         for i in range(self.stages):
-            x = nn.Conv(self.depth * 2 ** i, (self.kernel, self.kernel), strides=2,
-                        padding="VALID", use_bias=self.norm == "none", dtype=self.dtype,
-                        name=f"conv{i}")(x)
+            x = Conv(self.depth * 2 ** i, self.kernel, 2, "VALID", self.norm == "none",
+                     self.conv_impl, self.dtype, name=f"conv{i}")(x)
             x = Norm(self.norm, name=f"norm{i}")(x)
             x = get_act(self.act)(x)
         return x.reshape(lead + (-1,))
@@ -146,6 +220,7 @@ class Decoder(nn.Module):
     kernel: int = 3               # conv kernel of upsample / depth_to_space stages
     norm: str = "layer"
     act: str = "elu"
+    conv_impl: str = "matmul"     # upsample / depth_to_space convs (conv_transpose: XLA's)
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -185,11 +260,11 @@ class Decoder(nn.Module):
                 last = i == stages - 1
                 if self.kind == "upsample":
                     x = upsample_nearest(x)
-                    x = nn.Conv(c, (k, k), padding="SAME", use_bias=bias or last,
-                                dtype=self.dtype, name=f"conv{i}")(x)
+                    x = Conv(c, k, 1, "SAME", bias or last, self.conv_impl, self.dtype,
+                             name=f"conv{i}")(x)
                 else:
-                    x = nn.Conv(4 * c, (k, k), padding="SAME", use_bias=bias or last,
-                                dtype=self.dtype, name=f"conv{i}")(x)
+                    x = Conv(4 * c, k, 1, "SAME", bias or last, self.conv_impl, self.dtype,
+                             name=f"conv{i}")(x)
                     x = depth_to_space(x, 2)
                 if not last:
                     x = act(Norm(self.norm, name=f"norm{i}")(x))

@@ -82,6 +82,7 @@ class WorldModel(nn.Module):
     decoder_start_channels: int = 0  # 0: 4 * depth (upsample / depth_to_space)
     decoder_channels: tuple = ()     # (): Decoder default
     decoder_kernel: int = 3
+    conv_impl: str = "matmul"        # 'matmul' | 'lax' (see networks.conv2d)
     # rssm
     deter: int = 1024
     hidden: int = 1000
@@ -103,7 +104,7 @@ class WorldModel(nn.Module):
     def setup(self):
         enc_cls, dec_cls = (nn.remat(Encoder), nn.remat(Decoder)) if self.remat else (Encoder, Decoder)
         self.encoder = enc_cls(depth=self.cnn_depth, kernel=self.cnn_kernel, norm=self.norm,
-                               act=self.act, dtype=self.dtype)
+                               act=self.act, conv_impl=self.conv_impl, dtype=self.dtype)
         self.rssm = RSSM(deter=self.deter, hidden=self.hidden, stoch=self.stoch,
                          classes=self.classes, action_dim=self.action_dim, norm=self.norm,
                          act=self.act, unimix=self.unimix, unroll=self.scan_unroll,
@@ -113,7 +114,7 @@ class WorldModel(nn.Module):
                                    start_channels=self.decoder_start_channels,
                                    channels=tuple(self.decoder_channels),
                                    kernel=self.decoder_kernel, norm=self.norm, act=self.act,
-                                   dtype=self.dtype)
+                                   conv_impl=self.conv_impl, dtype=self.dtype)
         if self.reward_head:
             self.reward_mlp = MLP(self.head_layers, self.head_units, self.norm, self.act,
                                   self.dtype)

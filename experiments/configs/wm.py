@@ -26,6 +26,7 @@ def _base():
         decoder_start_channels=0,  # 0: 4 * depth at 4x4
         decoder_channels=(),      # (): (2d, d, d/2) at 8, 16, 32 px
         decoder_kernel=3,
+        conv_impl="matmul",       # matmul | lax: how convs are computed (benchmarks/README.md)
         deter=1024,
         hidden=1000,
         stoch=32,

@@ -65,7 +65,8 @@ def init_agent_state(config, feat_dim, part_dim, num_actions, key):
     opt = _optimizer(config.lr, config.eps, config.clip)
     return AgentState(
         step=jnp.zeros((), jnp.int32), actor=actor_params, critic=critic_params,
-        target_critic=critic_params, actor_opt=opt.init(actor_params),
+        target_critic=jax.tree.map(jnp.copy, critic_params),  # own buffers: donatable
+        actor_opt=opt.init(actor_params),
         critic_opt=opt.init(critic_params), disc=disc_params,
         disc_opt=_optimizer(config.disc_lr, config.eps, config.clip).init(disc_params))
 

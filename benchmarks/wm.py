@@ -183,23 +183,26 @@ def parts_worker(spec):
         params)
     x = preprocess(batch["observation"])
 
-    def enc_loss(p):
-        return jnp.mean(model.apply(p, batch["observation"], method=WorldModel.encode) ** 2)
+    obs, first = batch["observation"], batch["is_first"]
 
-    def dec_loss(p):
+    # Inputs are arguments, not closed-over constants (XLA would constant-fold them).
+    def enc_loss(p, obs):
+        return jnp.mean(model.apply(p, obs, method=WorldModel.encode) ** 2)
+
+    def dec_loss(p, feat, x):
         return jnp.mean((model.apply(p, feat, method=WorldModel.decode) - x) ** 2)
 
-    def rssm_loss(p):
-        po, pr = model.apply(p, embed, prev, batch["is_first"], key,
-                             method=lambda m, *a: m.rssm.observe(*a))
+    def rssm_loss(p, embed, prev, first):
+        po, pr = model.apply(p, embed, prev, first, key, method=lambda m, *a: m.rssm.observe(*a))
         return kl_balanced(po["logits"], pr["logits"])[0] + get_feat(po).mean()
 
     rec = dict(spec, batch=[b, t], parts={})
-    for name, fn in [("encoder", enc_loss), ("decoder", dec_loss), ("rssm_observe", rssm_loss)]:
+    for name, fn, args in [("encoder", enc_loss, (obs,)), ("decoder", dec_loss, (feat, x)),
+                           ("rssm_observe", rssm_loss, (embed, prev, first))]:
         g = jax.jit(jax.grad(fn))
-        compiled = g.lower(params).compile()
-        jax.block_until_ready(compiled(params))
-        times = [_timed(lambda: jax.block_until_ready(compiled(params)))
+        compiled = g.lower(params, *args).compile()
+        jax.block_until_ready(compiled(params, *args))
+        times = [_timed(lambda: jax.block_until_ready(compiled(params, *args)))
                  for _ in range(spec["steps"])]
         rec["parts"][name] = {"fwd_bwd_s": float(np.min(times)),
                               "flops_compiled": _cost(compiled)}

@@ -21,7 +21,8 @@ def main(coordinator, process_id, data, workdir):
     parallel.initialize_distributed(coordinator, 2, int(process_id))
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     config = load_config(os.path.join(repo, "experiments/configs/wm.py:tiny"),
-                         ["--config.train.log_every=1", "--config.train.strip_every=0"])
+                         ["--config.train.log_every=1", "--config.train.strip_every=0",
+                          "--config.train.eval_every=0"])
     state = train_world_model(config, data=data, workdir=workdir, steps=3, progress=False,
                               log=lambda *a: None)
     # Params are replicated: each host holds a full copy in its addressable shard.

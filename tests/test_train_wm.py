@@ -23,7 +23,8 @@ EIGHT_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
 def _train(data, workdir, steps, *extra, env=None):
     return run_cli("train-wm", "--config", CONFIG, "--data", data, "--workdir", workdir,
                    "--steps", steps, "--quiet", "--config.train.log_every=1",
-                   "--config.train.strip_every=0", *extra, env=env)
+                   "--config.train.strip_every=0", "--config.train.eval_every=0", *extra,
+                   env=env)
 
 
 def _metrics(workdir):
@@ -62,11 +63,18 @@ def test_eight_fake_devices_match_one_device(pong_dataset, tmp_path):
 
 
 def test_checkpoint_resume_prints_step_and_extends(pong_dataset, tmp_path):
-    assert _train(pong_dataset, tmp_path, 2).returncode == 0
-    proc = _train(pong_dataset, tmp_path, 4)
+    # Validation and prediction strips on here (later overrides win).
+    extra = ("--config.train.eval_every=2", "--config.train.strip_every=2")
+    assert _train(pong_dataset, tmp_path, 2, *extra).returncode == 0
+    proc = _train(pong_dataset, tmp_path, 4, *extra)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from step 2" in proc.stdout
     assert [r["step"] for r in _metrics(tmp_path)] == [1, 2, 3, 4]
+    with open(tmp_path / "metrics.jsonl") as f:
+        val = [json.loads(line) for line in f if "val/loss" in line]
+    assert [r["step"] for r in val] == [2, 4] and all(np.isfinite(r["val/loss"]) for r in val)
+    strips = sorted(os.listdir(tmp_path / "strips"))
+    assert "open_loop_00000004.png" in strips and "open_loop_00000004.gif" in strips
 
 
 def test_kill_minus_nine_then_resume_matches_uninterrupted(pong_dataset, tmp_path):
@@ -76,7 +84,8 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted(pong_dataset, tmp_pat
     assert _train(pong_dataset, ref, steps, *common).returncode == 0
     cmd = [sys.executable, "-m", "ditto_jax.cli", "train-wm", "--config", CONFIG, "--data",
            pong_dataset, "--workdir", str(killed), "--steps", str(steps), "--quiet",
-           "--config.train.log_every=1", "--config.train.strip_every=0", *common]
+           "--config.train.log_every=1", "--config.train.strip_every=0",
+           "--config.train.eval_every=0", *common]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     ckpt_dir = killed / "checkpoints"

@@ -98,3 +98,22 @@ def _first_difference(a, b, prefix):
                     return _first_difference(a[k], b[k], f"{prefix}.{k}")
                 return (f"{prefix}.{k}", a.get(k, "<absent>"), b.get(k, "<absent>"))
     return (prefix, a, b)
+
+
+def fetch_checked_metrics(metrics, step, ckpt, workdir):
+    """Host copy of a step's metrics; stops training on NaN/inf before anything is saved.
+
+    Called at every step that logs or saves, so a checkpoint only ever holds a state
+    whose metrics were finite.
+    """
+    from ditto_jax.metrics import first_nonfinite
+    metrics = jax.device_get(metrics)
+    bad = first_nonfinite(metrics)
+    if bad is not None:
+        ckpt.wait()
+        raise DittoError(
+            f"Training diverged: metric '{bad}' is {float(metrics[bad])} at step {step}. "
+            f"Nothing from this step was saved; the last good checkpoint is step "
+            f"{ckpt.latest_step()}. Lower the learning rate or check the data, then re-run "
+            f"to resume", path=workdir)
+    return metrics

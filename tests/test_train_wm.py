@@ -147,3 +147,14 @@ def test_two_processes_with_jax_distributed_agree(pong_dataset, tmp_path):
     assert sums[0]["process_count"] == 2 and sums[1]["process_index"] == 1
     np.testing.assert_allclose(sums[0]["param_sums"], sums[1]["param_sums"], rtol=1e-6)
     assert np.isfinite(sums[0]["loss"])
+
+
+def test_nan_loss_stops_with_step_and_metric_and_keeps_checkpoint(pong_dataset, tmp_path):
+    # An absurd learning rate makes the first update blow the parameters up, so
+    # the loss of step 2 is not finite; step 1 was finite and is checkpointed.
+    proc = _train(pong_dataset, tmp_path, 5, "--config.optim.lr=1e30",
+                  "--config.train.save_every=1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "Training diverged" in proc.stderr and "at step 2" in proc.stderr
+    assert "last good checkpoint is step 1" in proc.stderr
+    assert sorted(d for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()) == ["1"]

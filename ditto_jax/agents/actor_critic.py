@@ -13,12 +13,11 @@ s^E_{t+k+1}. With r_k, v_k = v(s_k) and bootstrap v(s_H):
   critic loss 0.5 (v_k - sg(V_k))^2,
 with the bootstrap values taken from a target critic.
 """
-from typing import Callable, Sequence
+from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from ditto_jax.agents.returns import lambda_returns
 

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax.ad_checkpoint import checkpoint_name
 
 Dtype = Any
 
@@ -148,6 +149,49 @@ def upsample_nearest(x, factor=2):
     return x.reshape(n, h * factor, w * factor, c)
 
 
+class ConvBlock(nn.Module):
+    """[upsample] -> conv -> [depth_to_space] -> [Norm -> act].
+
+    With `remat` the block is rematerialised in the backward pass except for the conv output
+    (checkpoint name 'conv_out'): the backward recomputes only cheap things (the shifted
+    views of the matmul conv, the norm, the activation) and memory holds about one tensor
+    per layer instead of one per tap plus norm and activation intermediates.
+    """
+
+    features: int
+    kernel: int
+    stride: int = 1
+    padding: str = "SAME"
+    use_bias: bool = False
+    impl: str = "matmul"
+    pre: str = "none"       # 'none' | 'upsample'
+    post: str = "none"      # 'none' | 'depth_to_space'
+    norm: str = "layer"
+    act: str = "elu"
+    final: bool = False     # no norm / activation
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        if self.pre == "upsample":
+            x = upsample_nearest(x)
+        x = Conv(self.features, self.kernel, self.stride, self.padding, self.use_bias, self.impl,
+                 self.dtype, name="conv")(x)
+        x = checkpoint_name(x, "conv_out")
+        if self.post == "depth_to_space":
+            x = depth_to_space(x, 2)
+        if not self.final:
+            x = get_act(self.act)(Norm(self.norm, name="norm")(x))
+        return x
+
+
+RematConvBlock = nn.remat(ConvBlock, policy=jax.checkpoint_policies.save_only_these_names("conv_out"))
+
+
+def conv_block(remat, **kw):
+    return (RematConvBlock if remat and not kw.get("final") else ConvBlock)(**kw)
+
+
 class MLP(nn.Module):
     """`layers` x (Dense(units) -> Norm -> act). Output keeps the compute dtype."""
 
@@ -181,6 +225,7 @@ class Encoder(nn.Module):
     norm: str = "layer"
     act: str = "elu"
     conv_impl: str = "matmul"
+    remat: bool = True
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -189,10 +234,10 @@ class Encoder(nn.Module):
         lead = x.shape[:-3]
         x = x.reshape((-1,) + x.shape[-3:]).astype(self.dtype)
         for i in range(self.stages):
-            x = Conv(self.depth * 2 ** i, self.kernel, 2, "VALID", self.norm == "none",
-                     self.conv_impl, self.dtype, name=f"conv{i}")(x)
-            x = Norm(self.norm, name=f"norm{i}")(x)
-            x = get_act(self.act)(x)
+            x = conv_block(self.remat, features=self.depth * 2 ** i, kernel=self.kernel,
+                           stride=2, padding="VALID", use_bias=self.norm == "none",
+                           impl=self.conv_impl, norm=self.norm, act=self.act, dtype=self.dtype,
+                           name=f"block{i}")(x)
         return x.reshape(lead + (-1,))
 
     @staticmethod
@@ -221,6 +266,7 @@ class Decoder(nn.Module):
     norm: str = "layer"
     act: str = "elu"
     conv_impl: str = "matmul"     # upsample / depth_to_space convs (conv_transpose: XLA's)
+    remat: bool = True            # see ConvBlock (upsample / depth_to_space)
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -256,17 +302,13 @@ class Decoder(nn.Module):
             x = nn.Dense(r0h * r0w * c0, use_bias=bias, dtype=self.dtype, name="in")(x)
             x = act(Norm(self.norm, name="norm_in")(x.reshape((-1, r0h, r0w, c0))))
             k = self.kernel
+            up = self.kind == "upsample"
             for i, c in enumerate(chans + (c_out,)):
                 last = i == stages - 1
-                if self.kind == "upsample":
-                    x = upsample_nearest(x)
-                    x = Conv(c, k, 1, "SAME", bias or last, self.conv_impl, self.dtype,
-                             name=f"conv{i}")(x)
-                else:
-                    x = Conv(4 * c, k, 1, "SAME", bias or last, self.conv_impl, self.dtype,
-                             name=f"conv{i}")(x)
-                    x = depth_to_space(x, 2)
-                if not last:
-                    x = act(Norm(self.norm, name=f"norm{i}")(x))
+                x = conv_block(self.remat, features=c if up else 4 * c, kernel=k,
+                               use_bias=bias or last, impl=self.conv_impl,
+                               pre="upsample" if up else "none",
+                               post="none" if up else "depth_to_space", norm=self.norm,
+                               act=self.act, final=last, dtype=self.dtype, name=f"block{i}")(x)
         assert x.shape[1:] == (h, w, c_out), f"decoder produced {x.shape[1:]}, want {(h, w, c_out)}"
         return x.astype(jnp.float32).reshape(lead + (h, w, c_out))

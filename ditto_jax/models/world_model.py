@@ -98,23 +98,24 @@ class WorldModel(nn.Module):
     cont_head: bool = False
     head_layers: int = 2
     head_units: int = 400
-    remat: bool = False               # recompute encoder/decoder activations in backward
+    remat: bool = True                # conv blocks keep only their conv output for backward
     dtype: Any = jnp.float32
 
     def setup(self):
-        enc_cls, dec_cls = (nn.remat(Encoder), nn.remat(Decoder)) if self.remat else (Encoder, Decoder)
-        self.encoder = enc_cls(depth=self.cnn_depth, kernel=self.cnn_kernel, norm=self.norm,
-                               act=self.act, conv_impl=self.conv_impl, dtype=self.dtype)
+        self.encoder = Encoder(depth=self.cnn_depth, kernel=self.cnn_kernel, norm=self.norm,
+                               act=self.act, conv_impl=self.conv_impl, remat=self.remat,
+                               dtype=self.dtype)
         self.rssm = RSSM(deter=self.deter, hidden=self.hidden, stoch=self.stoch,
                          classes=self.classes, action_dim=self.action_dim, norm=self.norm,
                          act=self.act, unimix=self.unimix, unroll=self.scan_unroll,
                          split_transpose=self.scan_split_transpose, dtype=self.dtype)
-        self.decoder_net = dec_cls(out_shape=tuple(self.obs_shape), kind=self.decoder,
+        self.decoder_net = Decoder(out_shape=tuple(self.obs_shape), kind=self.decoder,
                                    depth=self.decoder_depth or self.cnn_depth,
                                    start_channels=self.decoder_start_channels,
                                    channels=tuple(self.decoder_channels),
                                    kernel=self.decoder_kernel, norm=self.norm, act=self.act,
-                                   conv_impl=self.conv_impl, dtype=self.dtype)
+                                   conv_impl=self.conv_impl, remat=self.remat,
+                                   dtype=self.dtype)
         if self.reward_head:
             self.reward_mlp = MLP(self.head_layers, self.head_units, self.norm, self.act,
                                   self.dtype)

@@ -2,7 +2,6 @@
 import json
 import os
 
-import numpy as np
 
 from ditto_jax.errors import DittoError
 

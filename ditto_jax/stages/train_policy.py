@@ -18,7 +18,7 @@ import numpy as np
 from ditto_jax import checkpoint as ckpt_lib
 from ditto_jax import parallel
 from ditto_jax.errors import DittoError
-from ditto_jax.metrics import MetricWriter, first_nonfinite
+from ditto_jax.metrics import MetricWriter
 
 ACCEPTS_EXTRA_ARGS = True
 DEFAULT_CONFIG = "experiments/configs/policy.py:small"
@@ -338,14 +338,7 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
             want_save = ckpt.manager.should_save(done) or done == total
             want_eval = config.eval_every and (done % config.eval_every == 0 or done == total)
             if want_log or want_save:
-                metrics = jax.device_get(metrics)
-                bad = first_nonfinite(metrics)
-                if bad is not None:
-                    ckpt.wait()
-                    raise DittoError(
-                        f"Training diverged: metric '{bad}' is {float(metrics[bad])} at step "
-                        f"{done}; the last good checkpoint is step {ckpt.latest_step()}",
-                        path=workdir)
+                metrics = ckpt_lib.fetch_checked_metrics(metrics, done, ckpt, workdir)
                 if method == "dgail":
                     metrics.update(_gail_collapse(metrics))
                 if held_latents is not None and method != "bc":

@@ -16,7 +16,7 @@ import numpy as np
 from ditto_jax import checkpoint as ckpt_lib
 from ditto_jax import parallel
 from ditto_jax.errors import DittoError
-from ditto_jax.metrics import MetricWriter, first_nonfinite
+from ditto_jax.metrics import MetricWriter
 
 ACCEPTS_EXTRA_ARGS = True  # --config.KEY=VALUE overrides
 DEFAULT_CONFIG = "experiments/configs/wm.py:small"
@@ -169,15 +169,7 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, steps
             want_log = done % config.train.log_every == 0 or done == total
             want_save = ckpt.manager.should_save(done) or done == total
             if want_log or want_save:
-                metrics = jax.device_get(metrics)
-                bad = first_nonfinite(metrics)
-                if bad is not None:
-                    ckpt.wait()
-                    raise DittoError(
-                        f"Training diverged: metric '{bad}' is {float(metrics[bad])} at step "
-                        f"{done}. Nothing from this step was saved; the last good checkpoint "
-                        f"is step {ckpt.latest_step()}. Lower the learning rate or check the "
-                        f"data, then re-run to resume", path=workdir)
+                metrics = ckpt_lib.fetch_checked_metrics(metrics, done, ckpt, workdir)
                 if want_log:
                     now = time.perf_counter()
                     metrics["steps_per_s"] = config.train.log_every / max(now - last_log, 1e-9)

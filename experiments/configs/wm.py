@@ -40,7 +40,7 @@ def _base():
         cont_head=False,
         head_layers=2,
         head_units=400,
-        remat=False,
+        remat=True,               # conv blocks keep only conv outputs for the backward
     ))
 
     c.loss = ml_collections.ConfigDict(dict(

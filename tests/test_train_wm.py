@@ -131,6 +131,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # ~3 min on 2 cores: two processes compiling at once
 def test_two_processes_with_jax_distributed_agree(pong_dataset, tmp_path):
     port = _free_port()
     procs = []

@@ -115,6 +115,25 @@ def test_world_model_output_shapes():
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
 
 
+def test_frame_chunking_matches_whole_batch():
+    cfg = wm_configs.get_config("tiny")
+    b = pong_batch(np.random.default_rng(0), batch=2, seq_len=4)
+    prev = prev_actions_onehot(jnp.asarray(b["action"]), jnp.asarray(b["is_first"]), 18)
+    cfg.model.frame_chunk = 0
+    whole = make_world_model(cfg.model, (64, 64, 1), 3)
+    cfg.model.frame_chunk = 3  # 8 frames -> 3 chunks, the last one padded
+    chunked = make_world_model(cfg.model, (64, 64, 1), 3)
+    params = jax.jit(whole.init)(KEY, b["observation"], prev, b["is_first"], KEY)
+
+    def loss(model):
+        return jax.jit(jax.value_and_grad(
+            lambda p: model.apply(p, b["observation"], prev, b["is_first"], KEY)["recon"].mean()))
+    (l1, g1), (l2, g2) = loss(whole)(params), loss(chunked)(params)
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    for a, c in zip(jax.tree.leaves(g1), jax.tree.leaves(g2)):
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6)
+
+
 def test_too_many_actions_is_a_user_error():
     cfg = wm_configs.get_config("tiny")
     with pytest.raises(DittoError, match="action_dim"):

@@ -98,7 +98,8 @@ class WorldModel(nn.Module):
     cont_head: bool = False
     head_layers: int = 2
     head_units: int = 400
-    remat: bool = True                # conv blocks keep only their conv output for backward
+    remat: bool = False               # conv blocks keep only their conv output for backward
+    frame_chunk: int = 0              # encode/decode this many frames at a time (0: all)
     dtype: Any = jnp.float32
 
     def setup(self):
@@ -126,15 +127,36 @@ class WorldModel(nn.Module):
             self.cont_out = nn.Dense(1, dtype=self.dtype)
 
     # pieces -----------------------------------------------------------------
+    def _per_frame(self, fn, x, ndim):
+        """Apply `fn` to the frames of x (leading dims flattened), `frame_chunk` at a time.
+
+        Chunks run in a lax.map under jax.checkpoint: the backward recomputes one chunk's
+        forward at a time, so activation memory is one chunk's instead of the batch's, and
+        the working set stays in cache (benchmarks/README.md: 2x faster, 9 -> 1 GB).
+        """
+        lead = x.shape[:x.ndim - ndim]
+        x = x.reshape((-1,) + x.shape[x.ndim - ndim:])
+        n, c = x.shape[0], self.frame_chunk
+        if not c or n <= c or self.is_initializing():
+            y = fn(x)
+        else:
+            k = -(-n // c)
+            if k * c > n:
+                x = jnp.concatenate([x, jnp.zeros((k * c - n,) + x.shape[1:], x.dtype)])
+            y = jax.lax.map(jax.checkpoint(lambda xc: fn(xc), prevent_cse=False),
+                            x.reshape((k, c) + x.shape[1:]))
+            y = y.reshape((k * c,) + y.shape[2:])[:n]
+        return y.reshape(lead + y.shape[1:])
+
     def encode(self, obs):
         """uint8 (..., H, W, C) -> embedding (..., E)."""
         assert obs.shape[-3:] == tuple(self.obs_shape), (
             f"observation {obs.shape[-3:]} != model obs_shape {tuple(self.obs_shape)}")
-        return self.encoder(preprocess(obs))
+        return self._per_frame(lambda o: self.encoder(preprocess(o)), obs, 3)
 
     def decode(self, feat):
         """(..., F) -> image mean (..., H, W, C), standardised float32."""
-        return self.decoder_net(feat)
+        return self._per_frame(self.decoder_net, feat, 1)
 
     def heads(self, feat):
         out = {}

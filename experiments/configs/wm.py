@@ -40,7 +40,8 @@ def _base():
         cont_head=False,
         head_layers=2,
         head_units=400,
-        remat=True,               # conv blocks keep only conv outputs for the backward
+        remat=False,              # conv blocks keep only conv outputs for the backward
+        frame_chunk=250,          # encoder/decoder over 250 frames at a time, rematerialised
     ))
 
     c.loss = ml_collections.ConfigDict(dict(

@@ -9,8 +9,9 @@ speed   train-step frames/s (B*T per second, median of --steps timed steps after
         warm-up step), compile time, peak RSS, FLOPs per step, achieved FLOP/s as a fraction
         of a big fp32 matmul timed in the same process. Each configuration runs in its own
         subprocess so peak RSS (resource.getrusage; JAX CPU has no memory_stats) is its own.
-        FLOPs: XLA's cost analysis of the lowered HLO with the RSSM scan fully unrolled
-        (the compiled module's cost analysis counts a while-loop body once).
+        FLOPs: XLA's cost analysis of the lowered HLO with the RSSM scan fully unrolled and
+        no frame chunking (a compiled while loop's body is counted once); model FLOPs,
+        without the rematerialised forward.
 parts   encoder, decoder and RSSM-observe forward+backward timed separately at a preset's
         batch shape.
 recon   trains a world model on synthetic Pong-like frames (flat background, two 2x8
@@ -137,8 +138,11 @@ def speed_worker(spec):
     compiled = lowered.compile()
     rec["compile_s"] = time.perf_counter() - t0
     rec["flops_compiled_scan_once"] = _cost(compiled)
-    # Count the scan's FLOPs properly: lower (no compile) with the scan fully unrolled.
-    cu = build_config(spec["preset"], spec["overrides"] + [f"model.scan_unroll={t}"])
+    # Count FLOPs properly: lower (no compile) with the RSSM scan fully unrolled and no
+    # frame chunking (a compiled while loop's body is counted once). These are model FLOPs:
+    # the recomputation of the chunked encoder/decoder forward is not counted.
+    cu = build_config(spec["preset"], spec["overrides"] + [f"model.scan_unroll={t}",
+                                                           "model.frame_chunk=0"])
     su = jax.eval_shape(lambda k: init_train_state(cu, OBS, 6, k), jax.random.PRNGKey(0))
     rec["flops_per_step"] = _cost(jax.jit(train_step).lower(su, batch))
     state, m = compiled(state, batch)  # warm-up

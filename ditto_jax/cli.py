@@ -19,6 +19,10 @@ COMMANDS = {
     "train-policy": ("ditto_jax.stages.train_policy",
                      "train an imitation policy: ditto, dbc, dgail or bc (stage 2)"),
     "eval": ("ditto_jax.stages.evaluate", "evaluate a trained policy in the real game"),
+    "run": ("ditto_jax.stages.run",
+            "the whole pipeline: data, world model, all methods, evaluation, results"),
+    "report": ("ditto_jax.report", "tables, IQM and plots for a sweep directory"),
+    "sweep": ("ditto_jax.sweep", "run a grid of experiments (`ditto run` jobs), locally or on SLURM"),
 }
 
 

@@ -1289,6 +1289,8 @@ def dataset_summary(source, *, data_dir=None, split=None, selection=None) -> dic
         "obs_dtype": "uint8",
         "action_histogram": {int(k): v for k, v in sorted(hist.items())},
         "action_meanings": src.metadata.get("action_meanings"),
+        "returns": rets.tolist(),
+        "lengths": [int(n) for n in lengths],
     }
     if checkpoints:
         out["checkpoints"] = [min(checkpoints), max(checkpoints)]

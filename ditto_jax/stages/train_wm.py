@@ -30,9 +30,13 @@ def add_arguments(p):
     p.add_argument("--config", default=DEFAULT_CONFIG,
                    help="config file and preset, e.g. experiments/configs/wm.py:paper; "
                         "override fields with --config.KEY=VALUE")
-    p.add_argument("--data", required=True, help="RLDS dataset directory or TFDS name")
+    p.add_argument("--data", required=True,
+                   help="RLDS dataset directory or TFDS name; several, comma-separated, "
+                        "are trained on together (e.g. expert + noisy + random play)")
     p.add_argument("--data-dir", default=None, help="TFDS data directory for a TFDS name")
     p.add_argument("--split", default=None)
+    p.add_argument("--select", default=None,
+                   help="episode selection: first:N, top:N, checkpoints:A-B (comma-separated)")
     p.add_argument("--workdir", required=True)
     p.add_argument("--steps", type=int, default=None, help="total updates (overrides config)")
     p.add_argument("--coordinator", default=None,
@@ -42,8 +46,24 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true")
 
 
+def data_sources(data):
+    """`data` as a list of sources: a list, or one string with comma-separated sources."""
+    sources = [data] if isinstance(data, (str, os.PathLike)) else list(data)
+    sources = [str(s).strip() for item in sources for s in str(item).split(",")]
+    sources = [s for s in sources if s]
+    if not sources:
+        raise DittoError("No training data given", field="--data",
+                         expected="an RLDS dataset directory or TFDS name")
+    return sources
+
+
 def dataset_fingerprint(source, split, selection):
     """Identifies the training data: the TFDS metadata (shard sizes, bytes) + selection."""
+    sources = data_sources(source)
+    if len(sources) > 1:
+        return hashlib.sha256("|".join(dataset_fingerprint(s, split, selection)
+                                       for s in sources).encode()).hexdigest()[:16]
+    source = sources[0]
     h = hashlib.sha256()
     info = os.path.join(source, "dataset_info.json") if os.path.isdir(source) else None
     if info and os.path.exists(info):
@@ -70,15 +90,18 @@ def _model_meta(config, obs_shape, num_actions, action_meanings, fingerprint, ga
     }
 
 
-def load_training_data(config, data, *, data_dir=None, split=None, process_index=0,
-                       process_count=1, progress=True):
+def load_training_data(config, data, *, data_dir=None, split=None, selection=None,
+                       process_index=0, process_count=1, progress=True):
     """Episodes for this host, split into train/validation stores."""
     from ditto_jax.data.rlds import load_episodes, split_episodes
     from ditto_jax.data.store import EpisodeStore
     size = tuple(config.data.size) if "data" in config and config.data.get("size") else None
-    episodes = load_episodes(data, data_dir=data_dir, split=split, resize=size,
-                             process_index=process_index, process_count=process_count,
-                             progress=progress)
+    episodes = []
+    for source in data_sources(data):
+        episodes += load_episodes(source, data_dir=data_dir, split=split, resize=size,
+                                  selection=selection,
+                                  process_index=process_index, process_count=process_count,
+                                  progress=progress)
     val_count = int(config.train.val_episodes)
     if val_count >= len(episodes):
         val_count = 0  # too few episodes to hold any out; validation is skipped
@@ -93,8 +116,8 @@ def load_training_data(config, data, *, data_dir=None, split=None, process_index
     return train, val, meta
 
 
-def train_world_model(config, *, data, workdir, data_dir=None, split=None, steps=None,
-                      progress=True, log=print):
+def train_world_model(config, *, data, workdir, data_dir=None, split=None, selection=None,
+                      steps=None, progress=True, log=print):
     """Trains (or resumes) the world model; returns the final train state."""
     from ditto_jax import models as wm
 
@@ -107,14 +130,23 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, steps
     seq_len = int(config.train.seq_len)
 
     train_store, val_store, ep_meta = load_training_data(
-        config, data, data_dir=data_dir, split=split, process_index=process_index,
+        config, data, data_dir=data_dir, split=split, selection=selection,
+        process_index=process_index,
         process_count=process_count, progress=progress and is_main)
     obs_shape = tuple(train_store.obs_shape)
     num_actions = int(train_store.num_actions if hasattr(train_store, "num_actions")
                       else train_store.action.max() + 1)
     action_meanings = ep_meta.get("action_meanings")
     from ditto_jax.data.rlds import read_dataset_metadata
-    ds_meta = read_dataset_metadata(data, data_dir=data_dir)
+    sources = data_sources(data)
+    ds_meta = read_dataset_metadata(sources[0], data_dir=data_dir)
+    for other in sources[1:]:
+        other_meta = read_dataset_metadata(other, data_dir=data_dir)
+        for field in ("game", "action_meanings"):
+            if ds_meta.get(field) and other_meta.get(field) and \
+                    ds_meta[field] != other_meta[field]:
+                raise DittoError("The training datasets do not match each other", path=other,
+                                 field=field, expected=ds_meta[field], got=other_meta[field])
     if ds_meta.get("action_meanings"):
         action_meanings = ds_meta["action_meanings"]
         num_actions = len(action_meanings)
@@ -122,7 +154,7 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, steps
         raise DittoError("The dataset has more actions than the model's action input",
                          path=data, field="config.model.action_dim",
                          expected=f">= {num_actions}", got=config.model.action_dim)
-    fingerprint = dataset_fingerprint(data, split, None)
+    fingerprint = dataset_fingerprint(data, split, selection)
     meta = _model_meta(config, obs_shape, num_actions, action_meanings, fingerprint,
                        ds_meta.get("game"))
 
@@ -230,7 +262,8 @@ def main(args):
     config = load_config(args.config, overrides)
     parallel.enable_compilation_cache()
     train_world_model(config, data=args.data, workdir=args.workdir, data_dir=args.data_dir,
-                      split=args.split, steps=args.steps, progress=not args.quiet)
+                      split=args.split, selection=args.select, steps=args.steps,
+                      progress=not args.quiet)
     return 0
 
 

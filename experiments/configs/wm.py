@@ -57,6 +57,10 @@ def _base():
         cont_weight=1.0,
     ))
 
+    c.data = ml_collections.ConfigDict(dict(
+        size=(),                  # (H, W) to resize frames to, e.g. (64, 64) for RLU's 84x84
+    ))
+
     c.optim = ml_collections.ConfigDict(dict(
         name="adam",              # adam | adamw
         lr=3e-4,

@@ -1,0 +1,105 @@
+"""End-to-end experiment configs for `ditto run`: `--config=experiments/configs/pipeline.py:PRESET`.
+
+PRESET in smoke | demo | paper. One config describes a whole experiment: the data, the
+world model (`wm.*`, every field of experiments/configs/wm.py), the imitation methods
+(`policy.*`, every field of experiments/configs/policy.py) and the evaluation. Override
+any field from the command line, e.g. `--config.game=breakout --config.policy.horizon=9`.
+
+Presets:
+  smoke  a few minutes on a CPU; checks the plumbing end to end (used by the tests).
+  demo   ~60 minutes on a 2-core CPU: the largest honest experiment that fits (README).
+  paper  SPEC §2-§3 sizes; meant for a GPU/TPU host, data from RL Unplugged by default.
+"""
+import os
+
+import ml_collections
+
+PRESETS = ("smoke", "demo", "paper")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load(name, preset):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"ditto_{name}_config",
+                                                  os.path.join(_HERE, f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(preset)
+
+
+def get_config(preset="demo"):
+    preset = (preset or "demo").strip()
+    if preset not in PRESETS:
+        raise KeyError(preset)
+    c = ml_collections.ConfigDict()
+    c.preset = preset
+    c.game = "pong"
+    c.seed = 0
+    c.methods = "ditto,dbc,dgail,bc"   # comma-separated subset of ditto, dbc, dgail, bc
+    c.expert_episodes = 0              # N_E the imitators see (0: all recorded)
+
+    c.data = ml_collections.ConfigDict(dict(
+        source="scripted",             # scripted (record with ditto's experts) | rlu
+        size=64,                       # frame height and width
+        protocol="ditto",              # recording protocol (SPEC §6)
+        max_steps=27_000,              # agent steps per recorded episode
+        # scripted: expert demonstrations (N_E plus the held-out ones), and coverage data
+        # for the world model (SPEC §2: coverage matters more than quality).
+        expert_policy="expert",        # expert | tracker | package.module:factory
+        expert_episodes=12,
+        noisy_policy="expert",
+        noisy_epsilon=0.3,
+        noisy_episodes=8,
+        random_episodes=4,
+        # rlu: RL Unplugged Atari through TFDS (prepared under rlu_data_dir, never
+        # downloaded). Expert = top-return episodes of late checkpoints; world-model data
+        # = a mixture of checkpoints (SPEC §5, §7).
+        rlu_name="rlu_atari_checkpoints_ordered",
+        rlu_data_dir="",
+        rlu_run=1,
+        expert_checkpoints="45-49",
+        wm_checkpoints="0-49",
+        wm_episodes=1000,
+    ))
+
+    # Shared folders, so the runs of a sweep can share one dataset and one world model.
+    c.paths = ml_collections.ConfigDict(dict(
+        data="",                       # "": WORKDIR/data
+        wm="",                         # "": WORKDIR/wm
+    ))
+
+    c.eval = ml_collections.ConfigDict(dict(
+        episodes=10,
+        envs=8,
+        protocol="ditto",              # ditto | machado (SPEC §6)
+        max_steps=27_000,              # agent steps per evaluation episode
+        greedy=False,
+        video=True,
+    ))
+
+    wm_preset = {"smoke": "tiny", "demo": "small", "paper": "paper"}[preset]
+    policy_preset = {"smoke": "tiny", "demo": "small", "paper": "paper"}[preset]
+    c.wm = _load("wm", wm_preset)
+    c.policy = _load("policy", policy_preset)
+
+    if preset == "smoke":
+        # Minutes on a CPU: short truncated episodes, a tiny model, a few updates.
+        c.data.update(max_steps=120, expert_episodes=3, noisy_episodes=1, random_episodes=1)
+        c.wm.train.update(steps=30, log_every=10, eval_every=0, save_every=15,
+                          strip_every=30, val_episodes=0)
+        c.policy.update(steps=20, eval_every=0, save_every=20, log_every=10)
+        c.eval.update(episodes=10, envs=5, max_steps=120)  # = the recorded episodes
+    elif preset == "demo":
+        c.data.update(expert_episodes=12, noisy_episodes=8, random_episodes=4)
+        c.wm.train.update(steps=2_000, eval_every=500, save_every=250, strip_every=500)
+        c.policy.update(steps=1_500, eval_every=0, save_every=250, log_every=50)
+        c.eval.update(episodes=10, envs=10)
+    elif preset == "paper":
+        c.game = "breakout"
+        c.data.source = "rlu"
+        c.expert_episodes = 30
+        c.data.expert_episodes = 1000
+        c.wm.data.size = (64, 64)      # RLU frames are 84x84
+        c.policy.expert_resize = True
+        c.policy.expert_selection = "top"
+    return c

@@ -1,0 +1,191 @@
+"""`ditto report`: tables, IQM/CIs and plots over a synthetic sweep directory."""
+import json
+import os
+
+import numpy as np
+import pytest
+from scipy.stats import trim_mean
+
+from ditto_jax import cli
+from ditto_jax.errors import DittoError
+from ditto_jax.evaluation import HUMAN_RANDOM
+from ditto_jax.report import run_report
+
+GAMES = {"breakout": (380.0, 1.5), "spaceinvaders": (950.0, 150.0)}  # expert, random
+N_ES = (30, 125)
+SEEDS = (0, 1, 2)
+METHODS = ("ditto", "dbc", "dgail", "bc")
+REPS = 50
+
+
+def synthetic_return(game, method, n_e, seed):
+    """Distinct, irregular returns so means, IQMs and plain means all differ."""
+    expert, rand = GAMES[game]
+    frac = {"ditto": 0.7, "dbc": 0.4, "dgail": 0.5, "bc": 0.15}[method]
+    frac += 0.1 * (n_e == 125) + [0.0, 0.23, -0.11][seed] + 0.03 * (seed ** 2)
+    frac += 0.05 * (game == "spaceinvaders")
+    return rand + frac * (expert - rand)
+
+
+def _row(method, ret, expert, rand, *, normalise=True):
+    return {"method": method, "return_mean": ret, "return_se": 1.0, "episodes": 5,
+            "length_mean": 100.0, "returns": [ret] * 5,
+            "expert_normalized": (ret - rand) / (expert - rand) if normalise else None,
+            "human_normalized": None, "expert_return": expert, "random_return": rand}
+
+
+def _write(path, doc):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    for game, (expert, rand) in GAMES.items():
+        for n_e in N_ES:
+            for seed in SEEDS:
+                # Breakout rows leave expert_normalized null: the report must derive it
+                # from the expert/random returns.
+                rows = [_row(m, synthetic_return(game, m, n_e, seed), expert, rand,
+                             normalise=game != "breakout") for m in METHODS]
+                rows += [_row("expert", expert, expert, rand), _row("random", rand, expert, rand)]
+                _write(str(root / "runs" / f"{game}_ne{n_e}_s{seed}" / "results.json"),
+                       {"game": game, "seed": seed, "preset": "paper", "protocol": "ditto",
+                        "expert_episodes": n_e, "horizon": 15, "reward": "maxcos",
+                        "rows": rows, "stage_seconds": {"eval": 1.0}, "artefacts": {},
+                        "config": {}, "wall_time_s": 1.0})
+    # A horizon ablation run: its own group, never pooled with the main sweep.
+    _write(str(root / "runs" / "breakout_h3" / "results.json"),
+           {"game": "breakout", "seed": 0, "preset": "paper", "protocol": "ditto",
+            "expert_episodes": 30, "horizon": 3, "reward": "maxcos",
+            "rows": [_row("ditto", 999.0, 380.0, 1.5)]})
+    bad = root / "runs" / "broken" / "results.json"
+    os.makedirs(bad.parent)
+    bad.write_text("{not json")
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(sweep):
+    return run_report(str(sweep), reps=REPS, seed=0)
+
+
+def _group(report, horizon):
+    [g] = [g for g in report["groups"] if g["setting"]["horizon"] == horizon]
+    assert g["setting"] == {"preset": "paper", "protocol": "ditto", "horizon": horizon,
+                            "reward": "maxcos"}
+    return g
+
+
+def test_tables_match_seed_means(report):
+    g = _group(report, 15)
+    assert g["games"] == ["breakout", "spaceinvaders"]
+    for game, (expert, rand) in GAMES.items():
+        rows = {(r["method"], r["expert_episodes"]): r for r in g["tables"][game]["rows"]}
+        assert set(rows) == {(m, n) for m in METHODS + ("expert", "random") for n in N_ES}
+        for m in METHODS:
+            for n_e in N_ES:
+                x = np.array([synthetic_return(game, m, n_e, s) for s in SEEDS])
+                r = rows[(m, n_e)]
+                assert r["seeds"] == 3
+                assert r["return_mean"] == pytest.approx(x.mean())
+                assert r["return_se"] == pytest.approx(x.std(ddof=1) / np.sqrt(3))
+                assert r["expert_normalized"] == pytest.approx(
+                    ((x - rand) / (expert - rand)).mean())
+                human, hrand = HUMAN_RANDOM[game]
+                assert r["human_normalized"] == pytest.approx(
+                    ((x - hrand) / (human - hrand)).mean())
+    paper = {(r["method"], r["expert_episodes"]): r["paper_return"]
+             for r in g["tables"]["breakout"]["rows"]}
+    assert paper[("ditto", 30)] == 224 and paper[("dbc", 30)] == 45
+    assert paper[("bc", 125)] == 49 and paper[("expert", 30)] is None
+    assert {r["paper_return"] for r in g["tables"]["spaceinvaders"]["rows"]
+            if r["method"] == "dbc"} == {None}
+
+
+def test_horizon_ablation_is_a_separate_group(report):
+    h = _group(report, 3)
+    [row] = h["tables"]["breakout"]["rows"]
+    assert row["return_mean"] == 999.0 and row["seeds"] == 1 and row["return_se"] is None
+    assert row["paper_return"] is None  # the paper's numbers are for the main setting
+    main = _group(report, 15)
+    assert all(r["return_mean"] != 999.0 for r in main["tables"]["breakout"]["rows"])
+    assert len(report["groups"]) == 2
+
+
+def test_iqm_and_ci_match_direct_computation(report):
+    agg = _group(report, 15)["aggregate"]
+    for score in ("expert_normalized", "human_normalized"):
+        methods = agg[score]["methods"]
+        assert set(methods) == {f"{m} N_E={n}" for m in METHODS for n in N_ES}
+        for m in METHODS:
+            for n_e in N_ES:
+                pooled = []
+                for game, (expert, rand) in GAMES.items():
+                    lo, hi = (rand, expert) if score == "expert_normalized" else \
+                        HUMAN_RANDOM[game][::-1]
+                    pooled += [(synthetic_return(game, m, n_e, s) - lo) / (hi - lo)
+                               for s in SEEDS]
+                pooled = np.sort(pooled)
+                entry = methods[f"{m} N_E={n_e}"]
+                assert entry["runs"] == 6 and entry["games"] == 2
+                # 25% trimmed mean of 6 values drops one from each end.
+                assert entry["iqm"] == pytest.approx(pooled[1:-1].mean())
+                assert entry["iqm"] == pytest.approx(trim_mean(pooled, 0.25))
+                assert entry["iqm"] != pytest.approx(pooled.mean())
+                lo_ci, hi_ci = entry["ci"]
+                assert lo_ci <= entry["iqm"] <= hi_ci and lo_ci < hi_ci
+                assert pooled[0] <= lo_ci and hi_ci <= pooled[-1]
+                profile = np.asarray(entry["profile"])
+                tau = np.asarray(agg[score]["tau"])
+                np.testing.assert_allclose(profile, [(pooled > t).mean() for t in tau])
+
+
+def test_files_written(report, sweep):
+    for g in report["groups"]:
+        assert set(g["plots"]) == {"returns", "profile_expert", "profile_human"}
+        for path in g["plots"].values():
+            assert os.path.getsize(path) > 1000 and path.startswith(str(sweep / "plots"))
+    md = (sweep / "report.md").read_text()
+    assert "### breakout (paper expert ~389)" in md
+    x = np.array([synthetic_return("breakout", "ditto", 30, s) for s in SEEDS])
+    se = x.std(ddof=1) / np.sqrt(3)
+    [line] = [ln for ln in md.splitlines()
+              if ln.startswith(f"| ditto | 30 | 3 | {x.mean():.1f} ± {se:.1f} |")]
+    assert line.endswith("| 224 |")
+    assert "horizon=3, preset=paper, protocol=ditto, reward=maxcos" in md
+    assert "broken" in md and "H=3 ~276" in md
+    on_disk = json.loads((sweep / "report.json").read_text())
+    assert on_disk["skipped"][0]["path"].endswith(os.path.join("broken", "results.json"))
+    assert on_disk["runs"] == 13
+
+
+def test_cli_json_and_warning(sweep, capsys):
+    assert cli.main(["report", str(sweep), "--reps", "20", "--no-plots", "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert doc["reps"] == 20 and len(doc["groups"]) == 2
+    assert "broken" in err and "skipping unreadable" in err
+
+
+def test_single_run_directory(sweep, tmp_path, capsys):
+    run = sweep / "runs" / "breakout_ne30_s0"
+    assert cli.main(["report", str(run), "--reps", "10", "--no-plots",
+                     "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "| ditto | 30 | 1 |" in out
+    assert (tmp_path / "report.json").exists()
+
+
+def test_empty_directory_is_a_clear_error(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DittoError, match="No results.json found") as e:
+        run_report(str(empty), reps=10)
+    assert str(empty) in str(e.value)
+    assert cli.main(["report", str(empty)]) == 2
+    assert "No results.json found" in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err

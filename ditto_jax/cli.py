@@ -22,7 +22,8 @@ COMMANDS = {
     "run": ("ditto_jax.stages.run",
             "the whole pipeline: data, world model, all methods, evaluation, results"),
     "report": ("ditto_jax.report", "tables, IQM and plots for a sweep directory"),
-    "sweep": ("ditto_jax.sweep", "run a grid of experiments (`ditto run` jobs), locally or on SLURM"),
+    "sweep": ("ditto_jax.sweep",
+              "run a grid of experiments (`ditto run` jobs), locally or on SLURM"),
 }
 
 

@@ -225,7 +225,8 @@ def recon_worker(spec):
     from ditto_jax.models import init_train_state, train_step
     from ditto_jax.models.world_model import (WorldModel, get_feat, prev_actions_onehot,
                                               preprocess)
-    c = build_config(spec["preset"], spec["overrides"] + [f"loss.recon={spec['recon']}"])
+    recon, *extra = spec["recon"].split("+")  # e.g. object_weighted+model.decoder_kernel=2
+    c = build_config(spec["preset"], spec["overrides"] + [f"loss.recon={recon}"] + extra)
     b, t = c.train.batch_size, c.train.seq_len
     rng = np.random.default_rng(spec.get("seed", 0))
     pool = [synthetic_pong(rng, b, t)[0] for _ in range(16)]
@@ -252,7 +253,7 @@ def recon_worker(spec):
             bg = float((err * ~mask).sum() / (~mask).sum())
             curve.append({"step": i, "object_mse": obj, "background_mse": bg,
                           "time_s": time.perf_counter() - t0})
-            print(f"  {spec['recon']:16s} step {i:5d} object {obj:.4f} background {bg:.5f}",
+            print(f"  {spec['recon']:30s} step {i:5d} object {obj:.4f} background {bg:.5f}",
                   file=sys.stderr, flush=True)
         if i < spec["train_steps"]:
             state, m = step(state, jax.tree.map(jnp.asarray, pool[i % len(pool)]))
@@ -306,7 +307,8 @@ def main():
     p.add_argument("--steps", type=int, default=3, help="timed steps (after one warm-up)")
     p.add_argument("--set", action="append", default=[], metavar="GROUP.NAME=VALUE",
                    help="config override for every configuration, e.g. model.remat=true")
-    p.add_argument("--recon", default="mse,object_weighted,motion_weighted,object_motion")
+    p.add_argument("--recon", default="mse,object_weighted,motion_weighted,object_motion",
+                   help="comma list; an item may add overrides: object_weighted+model.x=y")
     p.add_argument("--train-steps", type=int, default=300)
     p.add_argument("--eval-every", type=int, default=50)
     p.add_argument("--timeout", type=int, default=3600, help="per configuration, seconds")
@@ -330,7 +332,7 @@ def main():
             records.append(rec)
             if "error" not in rec:
                 f = rec["final"]
-                print(f"{recon:16s} object_mse {f['object_mse']:.4f} background_mse "
+                print(f"{recon:30s} object_mse {f['object_mse']:.4f} background_mse "
                       f"{f['background_mse']:.5f}  ({f['time_s']:.0f} s)", flush=True)
         out = args.out or os.path.join(RESULTS, "wm_recon.json")
     else:

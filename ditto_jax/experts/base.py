@@ -217,6 +217,16 @@ def _breakout(**kw):
 EXPERTS: dict[str, Callable[..., Policy]] = {"pong": _pong, "breakout": _breakout}
 
 
+def _pong_tracker(**kw):
+    from ditto_jax.experts.tracker import PongTracker
+
+    return PongTracker(**kw)
+
+
+# Screen-inferable RAM controllers without look-ahead (experts/tracker.py).
+TRACKERS: dict[str, Callable[..., Policy]] = {"pong": _pong_tracker}
+
+
 def expert_games() -> list[str]:
     """Games with a scripted expert."""
     return sorted(EXPERTS)
@@ -279,6 +289,12 @@ def make_policy(
                 got=repr(game),
             )
         policy = EXPERTS[game_key](num_actions=num_actions, seed=seed, **kwargs)
+    elif name == "tracker":
+        if game_key not in TRACKERS:
+            raise DittoError(
+                f"No tracker policy for game {game!r}; trackers exist for "
+                f"{', '.join(sorted(TRACKERS))}", field="policy", got=repr(game))
+        policy = TRACKERS[game_key](num_actions=num_actions, seed=seed, **kwargs)
     elif name == "random":
         policy = RandomPolicy(num_actions, seed=seed)
     else:

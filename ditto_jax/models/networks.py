@@ -69,10 +69,11 @@ def conv2d(x, w, stride=1, padding="SAME", impl="matmul"):
 
     XLA's CPU convolution is fast forward but slow backward (the input gradient of a
     strided conv and the weight gradient become dilated convolutions off the fast path).
-    `matmul` writes the same convolution as a sum over kernel taps of (N*H*W, Cin) x
-    (Cin, Cout) matmuls on shifted views, so forward and backward are plain GEMMs:
+    `matmul` writes the same convolution as one (N*H*W, taps*Cin) x (taps*Cin, Cout) matmul
+    over shifted views gathered along channels (im2col), so forward and backward are
+    plain GEMMs:
       stride 2, VALID, even k: space-to-depth by 2, then a (k/2)x(k/2) stride-1 conv.
-      stride 1, SAME: pad, then k*k shifted matmuls.
+      stride 1, SAME: pad, then gather the k*k shifted views.
     Both give the same numbers (tests check it); see benchmarks/README.md for timings.
     """
     k = w.shape[0]
@@ -103,11 +104,12 @@ def conv2d(x, w, stride=1, padding="SAME", impl="matmul"):
     else:
         raise ValueError(f"matmul conv supports stride 2 VALID (even k) or stride 1 SAME, "
                          f"got stride {stride} {padding} k={k}")
-    y = None
-    for a, b in taps:
-        t = jnp.einsum("nhwc,co->nhwo", x[:, a:a + out_h, b:b + out_w], w[a, b])
-        y = t if y is None else y + t
-    return y
+    # im2col: gather the taps along channels and do one matmul with K = taps * Cin. The
+    # channel counts here are small (8..128), and one deep GEMM beats summing `taps`
+    # shallow ones that each rewrite the whole output (benchmarks/README.md: decoder
+    # fwd+bwd 0.66 s -> 0.55 s at the small preset).
+    patches = jnp.concatenate([x[:, a:a + out_h, b:b + out_w] for a, b in taps], -1)
+    return jnp.einsum("nhwc,co->nhwo", patches, w.reshape(-1, o))
 
 
 class Conv(nn.Module):

@@ -104,7 +104,8 @@ def stage_data(config, layout, *, progress, log):
         log(f"data: using {data_sources(config, layout)[1]} (RL Unplugged, not recorded)")
         return
     plan = [("expert", d.expert_policy, 0.0, d.expert_episodes, 0),
-            ("noisy", d.noisy_policy, d.noisy_epsilon, d.noisy_episodes, 10_000),
+            ("noisy", d.noisy_policy or d.expert_policy, d.noisy_epsilon, d.noisy_episodes,
+             10_000),
             ("random", "random", 0.0, d.random_episodes, 20_000)]
     for name, policy, epsilon, episodes, seed_offset in plan:
         out = os.path.join(layout.data, name)

@@ -45,9 +45,10 @@ def get_config(preset="demo"):
         max_steps=27_000,              # agent steps per recorded episode
         # scripted: expert demonstrations (N_E plus the held-out ones), and coverage data
         # for the world model (SPEC §2: coverage matters more than quality).
-        expert_policy="expert",        # expert | tracker | package.module:factory
+        expert_policy="expert",        # expert (look-ahead) | tracker (screen-inferable
+                                       # RAM controller, experts/tracker.py) | module:factory
         expert_episodes=12,
-        noisy_policy="expert",
+        noisy_policy="",               # "": the expert policy, with epsilon noise
         noisy_epsilon=0.3,
         noisy_episodes=8,
         random_episodes=4,
@@ -90,7 +91,9 @@ def get_config(preset="demo"):
         c.policy.update(steps=20, eval_every=0, save_every=20, log_every=10)
         c.eval.update(episodes=10, envs=5, max_steps=120)  # = the recorded episodes
     elif preset == "demo":
-        c.data.update(expert_episodes=12, noisy_episodes=8, random_episodes=4)
+        # Pong with the screen-inferable tracker expert (SPEC §8 levers; README "Demo").
+        c.data.update(expert_policy="tracker", expert_episodes=12, noisy_episodes=8,
+                      random_episodes=4, max_steps=5_000)
         c.wm.train.update(steps=2_000, eval_every=500, save_every=250, strip_every=500)
         c.policy.update(steps=1_500, eval_every=0, save_every=250, log_every=50)
         c.eval.update(episodes=10, envs=10)

@@ -84,6 +84,15 @@ def load_expert(config, expert, wm_meta, *, data_dir=None, split=None, progress=
     return store, held_store, info
 
 
+def inference_model(wm_state):
+    """The world model for forward-only use (encoding expert data, acting).
+
+    XLA's own convolution is fast forward and slow only in the backward pass, which these
+    paths never take; the parameters are the same for either conv implementation.
+    """
+    return wm_state.model.clone(conv_impl="lax")
+
+
 def encode_store(wm_state, store, *, chunk=256, seed=0):
     """Posterior latents of every stored step (flat order): dict of (N, ...) arrays.
 
@@ -92,7 +101,7 @@ def encode_store(wm_state, store, *, chunk=256, seed=0):
     from its first frame as in acting.
     """
     from ditto_jax.models.world_model import WorldModel
-    model = wm_state.model
+    model = inference_model(wm_state)
     n = store.num_steps
     pad = (-n) % chunk
     obs = np.concatenate([store.observation, np.zeros((pad,) + store.observation.shape[1:],
@@ -126,7 +135,7 @@ class WorldModelAgent:
     def __init__(self, wm_state, actor_apply, actor_params, *, greedy=False):
         from ditto_jax.models.world_model import WorldModel
         from ditto_jax.models.rssm import get_feat
-        self.model, self.params = wm_state.model, wm_state.params
+        self.model, self.params = inference_model(wm_state), wm_state.params
         self.actor_params = actor_params
         action_dim = self.model.action_dim
 

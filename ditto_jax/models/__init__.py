@@ -6,4 +6,5 @@ from ditto_jax.models.world_model import (LossConfig, WorldModel, categorical_en
                                           prev_actions_onehot, preprocess, recon_weights,
                                           to_uint8, world_model_loss)
 from ditto_jax.models.train_step import (TrainState, eval_step, init_train_state, make_model,
-                                         make_optimizer, open_loop, train_step)
+                                         make_optimizer, open_loop, set_decoder_background,
+                                         train_step)

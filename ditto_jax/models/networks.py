@@ -122,11 +122,13 @@ class Conv(nn.Module):
     use_bias: bool = True
     impl: str = "matmul"
     dtype: Dtype = jnp.float32
+    zero_init: bool = False   # start at zero output (see Decoder.pixel_bias)
 
     @nn.compact
     def __call__(self, x):
         shape = (self.kernel, self.kernel, x.shape[-1], self.features)
-        w = self.param("kernel", nn.initializers.lecun_normal(), shape, jnp.float32)
+        init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
+        w = self.param("kernel", init, shape, jnp.float32)
         y = conv2d(x.astype(self.dtype), w.astype(self.dtype), self.stride, self.padding,
                    self.impl)
         if self.use_bias:
@@ -172,13 +174,14 @@ class ConvBlock(nn.Module):
     act: str = "elu"
     final: bool = False     # no norm / activation
     dtype: Dtype = jnp.float32
+    zero_init: bool = False
 
     @nn.compact
     def __call__(self, x):
         if self.pre == "upsample":
             x = upsample_nearest(x)
         x = Conv(self.features, self.kernel, self.stride, self.padding, self.use_bias, self.impl,
-                 self.dtype, name="conv")(x)
+                 self.dtype, self.zero_init, name="conv")(x)
         x = checkpoint_name(x, "conv_out")
         if self.post == "depth_to_space":
             x = depth_to_space(x, 2)
@@ -269,6 +272,11 @@ class Decoder(nn.Module):
     act: str = "elu"
     conv_impl: str = "matmul"     # upsample / depth_to_space convs (conv_transpose: XLA's)
     remat: bool = True            # see ConvBlock (upsample / depth_to_space)
+    # A learned per-pixel output bias (the static background, set from data by
+    # `train_step.set_decoder_background`) and a zero-initialised last layer: the network
+    # then starts at the background and spends its capacity on the small moving objects,
+    # instead of first unlearning a random full-frame output (benchmarks/README.md).
+    pixel_bias: bool = False
     dtype: Dtype = jnp.float32
 
     @nn.compact
@@ -290,8 +298,11 @@ class Decoder(nn.Module):
             kernels = (5, 5, 6, 6)
             for i, (k, c) in enumerate(zip(kernels, chans + (c_out,))):
                 last = i == len(kernels) - 1
+                init = (nn.initializers.zeros if last and self.pixel_bias
+                        else nn.initializers.lecun_normal())
                 x = nn.ConvTranspose(c, (k, k), strides=(2, 2), padding="VALID",
-                                     use_bias=bias or last, dtype=self.dtype, name=f"conv{i}")(x)
+                                     use_bias=bias or last, kernel_init=init, dtype=self.dtype,
+                                     name=f"conv{i}")(x)
                 if not last:
                     x = act(Norm(self.norm, name=f"norm{i}")(x))
         else:
@@ -311,6 +322,10 @@ class Decoder(nn.Module):
                                use_bias=bias or last, impl=self.conv_impl,
                                pre="upsample" if up else "none",
                                post="none" if up else "depth_to_space", norm=self.norm,
-                               act=self.act, final=last, dtype=self.dtype, name=f"block{i}")(x)
+                               act=self.act, final=last, dtype=self.dtype,
+                               zero_init=last and self.pixel_bias, name=f"block{i}")(x)
         assert x.shape[1:] == (h, w, c_out), f"decoder produced {x.shape[1:]}, want {(h, w, c_out)}"
+        if self.pixel_bias:
+            x = x + self.param("pixel_bias", nn.initializers.zeros, (h, w, c_out),
+                               jnp.float32).astype(x.dtype)
         return x.astype(jnp.float32).reshape(lead + (h, w, c_out))

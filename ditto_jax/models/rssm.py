@@ -40,6 +40,22 @@ def sample_onehot(logits, key):
     return onehot + (probs - sg(probs))
 
 
+def latent_sample(logits, key, mode="sample"):
+    """z from logits: a straight-through one-hot sample (`sample`, DreamerV2) or the class
+    probabilities themselves (`probs`, a deterministic relaxation).
+
+    At CPU-demo scale a sampled one-hot code is noise to the decoder until the posterior
+    has sharpened, and a small model stalls there for thousands of updates, never encoding
+    the paddles or the ball (benchmarks/README.md); `probs` lets the encoder's information
+    through from the first update. The KL terms use the logits either way.
+    """
+    if mode == "sample":
+        return sample_onehot(logits, key)
+    if mode == "probs":
+        return jax.nn.softmax(logits, -1)
+    raise ValueError(f"unknown latent mode {mode!r}; expected 'sample' or 'probs'")
+
+
 def get_feat(state):
     """concat(h, flatten(z)) -> (..., D + S*C)."""
     stoch = state["stoch"]
@@ -62,6 +78,7 @@ class RSSM(nn.Module):
     norm: str = "layer"
     act: str = "elu"
     unimix: float = 0.0        # mix of a uniform into the categoricals (DreamerV3); 0 = off
+    latent: str = "sample"     # sample (straight-through one-hot) | probs (see latent_sample)
     unroll: int = 1            # lax.scan unroll
     split_transpose: bool = False  # lax.scan(_split_transpose=...): weight grads out of the loop
     dtype: Dtype = jnp.float32
@@ -149,7 +166,8 @@ class RSSM(nn.Module):
         self._check_action(prev_action, batch)
         deter = self._deter(prev_state, prev_action)
         logits = self._prior_logits(deter)
-        return {"deter": deter, "stoch": sample_onehot(logits, key), "logits": logits}
+        return {"deter": deter, "stoch": latent_sample(logits, key, self.latent),
+                "logits": logits}
 
     def obs_step(self, prev_state, prev_action, embed, is_first, key):
         """Posterior step. Returns (post, prior) for time t.
@@ -168,8 +186,9 @@ class RSSM(nn.Module):
         deter = self._deter(prev_state, prev_action)
         post_logits = self._post_logits(deter, self._embed_proj(embed))
         prior_logits = self._prior_logits(deter)
-        post = {"deter": deter, "stoch": sample_onehot(post_logits, k_post), "logits": post_logits}
-        prior = {"deter": deter, "stoch": sample_onehot(prior_logits, k_prior),
+        post = {"deter": deter, "stoch": latent_sample(post_logits, k_post, self.latent),
+                "logits": post_logits}
+        prior = {"deter": deter, "stoch": latent_sample(prior_logits, k_prior, self.latent),
                  "logits": prior_logits}
         return post, prior
 
@@ -202,7 +221,8 @@ class RSSM(nn.Module):
             action = jnp.where(first[:, None], 0.0, action)
             deter = self._deter(prev, action)
             logits = self._post_logits(deter, e_proj)
-            post = {"deter": deter, "stoch": sample_onehot(logits, k), "logits": logits}
+            post = {"deter": deter, "stoch": latent_sample(logits, k, self.latent),
+                    "logits": logits}
             return post, post
 
         xs = (jnp.swapaxes(actions, 0, 1).astype(jnp.float32), jnp.swapaxes(embed_proj, 0, 1),
@@ -212,7 +232,8 @@ class RSSM(nn.Module):
         posts = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), posts)
         # Prior head hoisted out of the scan: it does not feed the recurrence.
         prior_logits = self._prior_logits(posts["deter"])
-        prior_stoch = jax.vmap(sample_onehot, in_axes=(1, 0), out_axes=1)(prior_logits, k_prior)
+        prior_stoch = jax.vmap(lambda lg, k: latent_sample(lg, k, self.latent),
+                              in_axes=(1, 0), out_axes=1)(prior_logits, k_prior)
         priors = {"deter": posts["deter"], "stoch": prior_stoch, "logits": prior_logits}
         return posts, priors
 

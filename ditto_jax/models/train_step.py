@@ -16,7 +16,7 @@ import optax
 from flax import struct
 
 from ditto_jax.errors import DittoError
-from ditto_jax.models.world_model import (LossConfig, WorldModel, make_world_model,
+from ditto_jax.models.world_model import (LossConfig, WorldModel, make_world_model, preprocess,
                                           prev_actions_onehot, to_uint8, world_model_loss)
 
 
@@ -70,6 +70,24 @@ def init_train_state(config, obs_shape, num_actions, rng):
     params = jax.tree.map(lambda x: x.astype(jnp.float32), params)
     return TrainState(params=params, opt_state=tx.init(params), step=jnp.zeros((), jnp.int32),
                       rng=rng, model=model, tx=tx, loss_cfg=loss_cfg)
+
+
+def set_decoder_background(state: TrainState, frames):
+    """Sets the decoder's per-pixel bias (`model.decoder_pixel_bias`) to the median frame.
+
+    `frames`: uint8 (N, H, W, C) drawn from the training data. A data-dependent init: the
+    bias would otherwise need hundreds of Adam steps to reach the background.
+    """
+    if not state.model.decoder_pixel_bias:
+        return state
+    median = jnp.median(jnp.asarray(frames).astype(jnp.float32), axis=0)
+    bias = preprocess(median.round().astype(jnp.uint8))
+    params = jax.tree.map(lambda x: x, state.params)  # a copy: dicts are mutable
+    decoder = params["params"]["decoder_net"]
+    assert decoder["pixel_bias"].shape == bias.shape, (
+        f"median frame {bias.shape} != decoder pixel bias {decoder['pixel_bias'].shape}")
+    decoder["pixel_bias"] = bias
+    return state.replace(params=params)
 
 
 def train_step(state: TrainState, batch, rng=None):

@@ -82,6 +82,7 @@ class WorldModel(nn.Module):
     decoder_start_channels: int = 0  # 0: 4 * depth (upsample / depth_to_space)
     decoder_channels: tuple = ()     # (): Decoder default
     decoder_kernel: int = 3
+    decoder_pixel_bias: bool = False  # learned background + zero-init last layer (Decoder)
     conv_impl: str = "matmul"        # 'matmul' | 'lax' (see networks.conv2d)
     # rssm
     deter: int = 1024
@@ -89,6 +90,7 @@ class WorldModel(nn.Module):
     stoch: int = 32
     classes: int = 32
     unimix: float = 0.0
+    latent: str = "sample"           # sample | probs (rssm.latent_sample)
     scan_unroll: int = 1
     scan_split_transpose: bool = False
     norm: str = "layer"
@@ -108,7 +110,8 @@ class WorldModel(nn.Module):
                                dtype=self.dtype)
         self.rssm = RSSM(deter=self.deter, hidden=self.hidden, stoch=self.stoch,
                          classes=self.classes, action_dim=self.action_dim, norm=self.norm,
-                         act=self.act, unimix=self.unimix, unroll=self.scan_unroll,
+                         act=self.act, unimix=self.unimix, latent=self.latent,
+                         unroll=self.scan_unroll,
                          split_transpose=self.scan_split_transpose, dtype=self.dtype)
         self.decoder_net = Decoder(out_shape=tuple(self.obs_shape), kind=self.decoder,
                                    depth=self.decoder_depth or self.cnn_depth,
@@ -116,7 +119,7 @@ class WorldModel(nn.Module):
                                    channels=tuple(self.decoder_channels),
                                    kernel=self.decoder_kernel, norm=self.norm, act=self.act,
                                    conv_impl=self.conv_impl, remat=self.remat,
-                                   dtype=self.dtype)
+                                   pixel_bias=self.decoder_pixel_bias, dtype=self.dtype)
         if self.reward_head:
             self.reward_mlp = MLP(self.head_layers, self.head_units, self.norm, self.act,
                                   self.dtype)

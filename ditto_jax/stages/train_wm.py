@@ -161,6 +161,15 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
     key = jax.random.key(config.train.seed)
     init_key, loop_key = jax.random.split(key)
     state = wm.init_train_state(config, obs_shape, num_actions, init_key)
+    if config.model.get("decoder_pixel_bias"):
+        # The decoder's background starts as the median training frame; every host uses
+        # process 0's frames so the replicated parameters agree.
+        frames = train_store.observation[
+            np.linspace(0, train_store.num_steps - 1, 256).astype(np.int64)]
+        if process_count > 1:
+            from jax.experimental import multihost_utils
+            frames = multihost_utils.broadcast_one_to_all(frames)
+        state = wm.set_decoder_background(state, frames)
     state = parallel.replicate(state, mesh)
 
     os.makedirs(workdir, exist_ok=True)

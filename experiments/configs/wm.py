@@ -26,11 +26,13 @@ def _base():
         decoder_start_channels=0,  # 0: 4 * depth at 4x4
         decoder_channels=(),      # (): (2d, d, d/2) at 8, 16, 32 px
         decoder_kernel=3,
+        decoder_pixel_bias=False,  # learned background (from data) + zero-init last layer
         conv_impl="matmul",       # matmul | lax: how convs are computed (benchmarks/README.md)
         deter=1024,
         hidden=1000,
         stoch=32,
         classes=32,
+        latent="sample",          # sample (DreamerV2 straight-through) | probs (relaxed)
         unimix=0.0,               # 0.0: plain categoricals as in DreamerV2 / SPEC §2
         scan_unroll=1,
         scan_split_transpose=False,

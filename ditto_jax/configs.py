@@ -34,18 +34,24 @@ def _parse_value(text, current, key):
     return value
 
 
+def load_python_file(path, function):
+    """Imports the Python file `path` (a config or grid file) and checks it defines `function`."""
+    if not os.path.isfile(path):
+        raise DittoError("File not found", path=path,
+                         expected=f"a Python file defining {function}(...)")
+    module_spec = importlib.util.spec_from_file_location(
+        f"ditto_{function}_{abs(hash(os.path.abspath(path)))}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, function):
+        raise DittoError(f"The file defines no {function}()", path=path)
+    return module
+
+
 def load_config(spec, overrides=()):
     """Loads `path.py[:preset]` and applies `key=value` overrides (dotted keys)."""
     path, _, preset = spec.partition(":")
-    if not os.path.isfile(path):
-        raise DittoError("Config file not found", path=path,
-                         expected="a Python file defining get_config(preset)")
-    module_spec = importlib.util.spec_from_file_location(
-        f"ditto_config_{abs(hash(path))}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise DittoError("Config file defines no get_config()", path=path)
+    module = load_python_file(path, "get_config")
     try:
         config = module.get_config(preset) if preset else module.get_config()
     except (KeyError, ValueError) as e:
@@ -82,3 +88,11 @@ def split_config_args(extra_args):
     for arg in extra_args:
         (overrides if arg.startswith("--config.") else rest).append(arg)
     return overrides, rest
+
+
+def config_overrides(extra_args, expected="--config.KEY=VALUE overrides"):
+    """The `--config.x=y` overrides among unparsed CLI arguments; anything else is an error."""
+    overrides, rest = split_config_args(extra_args or [])
+    if rest:
+        raise DittoError("Unrecognised arguments", got=" ".join(rest), expected=expected)
+    return overrides

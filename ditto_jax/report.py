@@ -433,7 +433,7 @@ def plot_group(group, plot_dir):
         ax.set_xlabel("expert episodes $N_E$")
         ax.grid(alpha=0.3, which="both")
     axes[0][0].set_ylabel("return")
-    handles, labels = {}, []
+    handles = {}
     for ax in axes[0]:
         for h, l in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(l, h)

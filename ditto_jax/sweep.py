@@ -21,7 +21,6 @@ import argparse
 import ast
 import dataclasses
 import fnmatch
-import importlib.util
 import itertools
 import json
 import os
@@ -33,7 +32,7 @@ import sys
 import threading
 import time
 
-from ditto_jax.configs import split_config_args
+from ditto_jax.configs import config_overrides, load_python_file
 from ditto_jax.errors import DittoError
 
 ACCEPTS_EXTRA_ARGS = True  # --config.KEY=VALUE overrides for every run
@@ -80,6 +79,35 @@ def parse_variant(variant, **defaults):
     return out
 
 
+def rlu_ablation_grid(variant, *, axis, values, config_key, name):
+    """A DITTO-only ablation on RL Unplugged Breakout (horizon, reward grids): one config
+    field varied beside game x seed; data and world models as in the paper grid."""
+    v = parse_variant(variant, **{axis: values}, games=("breakout",), seeds=3, ne=1000,
+                      rlu_run=0, expert_checkpoints="45-49", wm_checkpoints="0-49",
+                      wm_episodes=1000, expert_episodes=1000, preset="paper")
+    return dict(
+        config=f"experiments/configs/pipeline.py:{v['preset']}",
+        overrides={
+            "methods": "ditto",
+            "expert_episodes": v["ne"],
+            "data.source": "rlu",
+            "data.rlu_name": "rlu_atari_checkpoints_ordered",
+            "data.expert_checkpoints": v["expert_checkpoints"],
+            "data.expert_episodes": v["expert_episodes"],
+            "data.wm_checkpoints": v["wm_checkpoints"],
+            "data.wm_episodes": v["wm_episodes"],
+        },
+        axes={
+            "game": list(v["games"]),
+            "seed": [{"seed": s, "data.rlu_run": v["rlu_run"] or s % 5 + 1}
+                     for s in seeds_list(v["seeds"])],
+            config_key: list(v[axis]),
+        },
+        share_by=("game", "seed"),
+        name=name,
+    )
+
+
 def seeds_list(seeds):
     """An int N means seeds 0..N-1; a tuple lists them."""
     return tuple(range(seeds)) if isinstance(seeds, int) else tuple(seeds)
@@ -103,12 +131,7 @@ def resolve_grid_path(spec):
 def load_grid(spec):
     """Loads a grid file and calls its get_grid(variant); returns (grid, path, variant)."""
     path, variant = resolve_grid_path(spec)
-    module_spec = importlib.util.spec_from_file_location(
-        f"ditto_grid_{abs(hash(os.path.abspath(path)))}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    if not hasattr(module, "get_grid"):
-        raise DittoError("Grid file defines no get_grid(variant)", path=path)
+    module = load_python_file(path, "get_grid")
     try:
         grid = module.get_grid(variant)
     except DittoError:
@@ -580,10 +603,8 @@ def add_arguments(p):
 
 
 def main(args):
-    overrides, rest = split_config_args(getattr(args, "extra_args", []) or [])
-    if rest:
-        raise DittoError("Unrecognised arguments", got=" ".join(rest),
-                         expected="options of `ditto sweep --help` or --config.KEY=VALUE")
+    overrides = config_overrides(getattr(args, "extra_args", []),
+                                 expected="options of `ditto sweep --help` or --config.KEY=VALUE")
     if args.retries < 0:
         raise DittoError("--retries must be >= 0", got=args.retries)
     grid, grid_path, variant = load_grid(args.grid)

@@ -103,3 +103,15 @@ def test_quickstart_notebook_executes(smoke_run):
         del os.environ["DITTO_NOTEBOOK_WORKDIR"]
     text = json.dumps(nb)
     assert "DITTO" in text and "image/png" in text
+
+
+def test_policies_on_an_older_world_model_are_retrained(smoke_run):
+    """Runs last: it trains the smoke workdir's world model further (2 more updates)."""
+    workdir, _, _ = smoke_run
+    proc = run_cli("run", "--preset", "smoke", "--workdir", workdir, "--quiet", "--stages",
+                   "wm,policy", "--config.wm.train.steps=32", "--config.methods=dbc")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the world model moved on (step 30 -> 32)" in proc.stdout
+    assert os.path.isdir(os.path.join(workdir, "policies", "dbc.stale-wm30"))
+    with open(os.path.join(workdir, "policies", "dbc", "config.json")) as f:
+        assert json.load(f)["world_model"]["step"] == 32

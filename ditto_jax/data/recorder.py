@@ -19,7 +19,8 @@ _RESUME_KEYS = ("game", "policy", "protocol", "epsilon", "seed", "size", "full_a
 def add_arguments(p):
     p.add_argument("--game", required=True, help="Atari game, e.g. pong, breakout")
     p.add_argument("--policy", default="expert",
-                   help="'expert' (scripted, emulator access), 'random', or "
+                   help="'expert' (scripted, emulator look-ahead), 'tracker' (Pong: RAM "
+                        "controller without look-ahead), 'random', or "
                         "'package.module:factory' for any policy factory")
     p.add_argument("--episodes", type=int, required=True, help="number of episodes")
     p.add_argument("--out", required=True, help="output dataset directory")

@@ -33,7 +33,6 @@ import re
 
 import ale_py
 import gymnasium
-import numpy as np
 from gymnasium.wrappers import AtariPreprocessing, TimeLimit
 
 from ditto_jax.errors import DittoError

@@ -33,7 +33,7 @@ that differ from the median frame x20 recovered paddles and later the ball. See
 benchmarks/README.md for the measurement behind the default.
 """
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax

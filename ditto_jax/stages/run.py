@@ -166,15 +166,31 @@ def stage_policy(config, layout, *, progress, log):
         lo, hi = _checkpoint_range(config.data.expert_checkpoints,
                                    "config.data.expert_checkpoints")
         kw["split"] = f"checkpoint_{lo:02d}:checkpoint_{hi:02d}"
+    wm_step = _checkpoint_step(layout.wm)
     for method in methods_of(config):
         pc = _policy_config(config)
         workdir = layout.policy(method)
+        trained_on = _policy_meta(workdir).get("world_model", {}).get("step")
+        if trained_on is not None and trained_on != wm_step:
+            # Trained on an older world model: keep it, but out of the way.
+            stale = f"{workdir}.stale-wm{trained_on}"
+            os.replace(workdir, stale)
+            log(f"policy/{method}: the world model moved on (step {trained_on} -> {wm_step}); "
+                f"retraining (old run kept in {stale})")
         if (_checkpoint_step(workdir) or 0) >= int(pc.steps):
             log(f"policy/{method}: done ({workdir})")
             continue
         log(f"policy/{method}: training {pc.steps} updates")
         train_policy(pc, method=method, wm=layout.wm, expert=expert, workdir=workdir,
                      progress=progress, log=log, **kw)
+
+
+def _policy_meta(workdir):
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
 
 
 def _eval_settings(config):
@@ -203,9 +219,13 @@ def _write_json(path, obj):
 
 def stage_eval(config, layout, *, progress, log):
     from ditto_jax.stages.evaluate import evaluate_workdir
-    settings = _eval_settings(config)
+    base_settings = _eval_settings(config)
     for method in methods_of(config):
         out = os.path.join(layout.eval, f"{method}.json")
+        # An evaluation is redone when the policy or its world model has changed since.
+        settings = dict(base_settings, policy_step=_checkpoint_step(layout.policy(method)),
+                        wm_step=_policy_meta(layout.policy(method)).get(
+                            "world_model", {}).get("step"))
         if _fresh(out, settings):
             log(f"eval/{method}: done")
             continue
@@ -219,6 +239,7 @@ def stage_eval(config, layout, *, progress, log):
         _write_json(out, result)
         log(f"eval/{method}: return {result['return_mean']:.2f} ± {result['return_se']:.2f}, "
             f"length {result['length_mean']:.0f} ({time.perf_counter() - t0:.0f} s)")
+    settings = base_settings
     out = os.path.join(layout.eval, "random.json")
     if not _fresh(out, settings):
         result = evaluate_random(config, layout, settings)
@@ -525,11 +546,8 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
 
 def main(args):
     from ditto_jax import parallel
-    from ditto_jax.configs import load_config, split_config_args
-    overrides, rest = split_config_args(args.extra_args)
-    if rest:
-        raise DittoError("Unrecognised arguments", got=" ".join(rest),
-                         expected="--config.KEY=VALUE overrides")
+    from ditto_jax.configs import config_overrides, load_config
+    overrides = config_overrides(args.extra_args)
     spec = args.config or f"{DEFAULT_CONFIG}:{args.preset or 'demo'}"
     if args.config and args.preset:
         raise DittoError("Give either --config or --preset, not both", field="--preset")

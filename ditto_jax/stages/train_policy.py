@@ -196,7 +196,8 @@ def _agent_meta(config, method, wm_meta, wm_workdir, expert, expert_info):
                               "eval_every", "eval_episodes", "eval_envs", "eval_max_steps")}
     return {
         "method": method, "config": config.to_dict(), "agent_config": agent_cfg,
-        "world_model": {"workdir": os.path.abspath(wm_workdir),
+        # The step too: a policy resumed on a world model trained further is refused.
+        "world_model": {"workdir": os.path.abspath(wm_workdir), "step": wm_meta.get("step"),
                         "dataset": wm_meta.get("dataset"), "model": wm_meta.get("model")},
         "expert": {"source": os.path.abspath(expert) if os.path.exists(expert) else expert,
                    "episodes": expert_info["episodes"]},
@@ -452,11 +453,8 @@ def load_policy(workdir, *, greedy=False):
 
 
 def main(args):
-    from ditto_jax.configs import load_config, split_config_args
-    overrides, rest = split_config_args(args.extra_args)
-    if rest:
-        raise DittoError("Unrecognised arguments", got=" ".join(rest),
-                         expected="--config.KEY=VALUE overrides")
+    from ditto_jax.configs import config_overrides, load_config
+    overrides = config_overrides(args.extra_args)
     config = load_config(args.config, overrides)
     parallel.enable_compilation_cache()
     train_policy(config, method=args.method, wm=args.wm, expert=args.expert,

@@ -262,11 +262,8 @@ def write_open_loop_strip(wm, state, store, config, workdir, step, *, context=5,
 
 
 def main(args):
-    from ditto_jax.configs import load_config, split_config_args
-    overrides, rest = split_config_args(args.extra_args)
-    if rest:
-        raise DittoError("Unrecognised arguments", got=" ".join(rest),
-                         expected="--config.KEY=VALUE overrides")
+    from ditto_jax.configs import config_overrides, load_config
+    overrides = config_overrides(args.extra_args)
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     config = load_config(args.config, overrides)
     parallel.enable_compilation_cache()
@@ -295,6 +292,7 @@ def load_world_model(workdir, step=None):
         abstract = jax.eval_shape(lambda: wm.init_train_state(
             config, tuple(meta["obs_shape"]), int(meta["num_actions"]), jax.random.key(0)))
         state, _ = ckpt.restore(abstract, step)
+        meta = dict(meta, step=int(step if step is not None else ckpt.latest_step()))
     finally:
         ckpt.close()
     return state, meta

@@ -16,7 +16,9 @@ def get_grid(variant=""):
             "game": v["game"],
             "methods": ",".join(v["methods"]),
             "data.source": "scripted",
-            "data.expert_episodes": max(v["ne"]),
+            # One more than the largest N_E: the policy stage holds one episode out
+            # (policy.heldout_episodes) for its action-accuracy diagnostic.
+            "data.expert_episodes": max(v["ne"]) + 1,
         },
         axes={
             "seed": list(seeds_list(v["seeds"])),

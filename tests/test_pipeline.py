@@ -87,6 +87,11 @@ def test_bad_arguments_are_named(tmp_path):
     proc = run_cli("run", "--preset", "smoke", "--workdir", tmp_path / "w",
                    "--config.data.source=atari_zoo")
     assert proc.returncode == 2 and "config.data.source" in proc.stderr
+    # RL Unplugged data that is not there is reported by the data stage, with the knob.
+    proc = run_cli("run", "--preset", "paper", "--workdir", tmp_path / "w", "--stages", "data",
+                   f"--config.data.rlu_data_dir={tmp_path / 'tfds'}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Breakout_run_1" in proc.stderr and "config.data.rlu_data_dir" in proc.stderr
 
 
 def test_quickstart_notebook_executes(smoke_run):

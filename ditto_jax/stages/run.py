@@ -101,7 +101,15 @@ def stage_data(config, layout, *, progress, log):
     from ditto_jax.data.rlds import _is_finished_dataset
     d = config.data
     if d.source != "scripted":
-        log(f"data: using {data_sources(config, layout)[1]} (RL Unplugged, not recorded)")
+        from ditto_jax.data.rlds import read_dataset_metadata
+        _, source, reader = data_sources(config, layout)
+        try:  # fail here, not after the first stage that needs it
+            read_dataset_metadata(source, **reader)
+        except DittoError as e:
+            raise DittoError(f"{e} In `ditto run` the data directory is "
+                             f"--config.data.rlu_data_dir", field="config.data.rlu_data_dir",
+                             got=d.rlu_data_dir or "(unset: ~/tensorflow_datasets)") from None
+        log(f"data: using {source} (RL Unplugged, not recorded)")
         return
     plan = [("expert", d.expert_policy, 0.0, d.expert_episodes, 0),
             ("noisy", d.noisy_policy or d.expert_policy, d.noisy_epsilon, d.noisy_episodes,

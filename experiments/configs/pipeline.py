@@ -19,12 +19,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _load(name, preset):
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(f"ditto_{name}_config",
-                                                  os.path.join(_HERE, f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(preset)
+    from ditto_jax.configs import load_python_file
+    return load_python_file(os.path.join(_HERE, f"{name}.py"), "get_config").get_config(preset)
 
 
 def get_config(preset="demo"):

@@ -416,3 +416,75 @@ def test_png_fast_path_matches_opencv():
     rgb = rng.integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
     np.testing.assert_array_equal(rlds.decode_png_frames([rlds.encode_png(f) for f in rgb]),
                                   rgb)
+
+
+# -- TFDS split expressions ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    """Six episodes in three shards of two, so slices cross shard boundaries."""
+    rng = np.random.default_rng(5)
+    out = str(tmp_path_factory.mktemp("sharded") / "ds")
+    w = EpisodeWriter(out, obs_shape=SHAPE, action_meanings=ACTIONS)
+    for i in range(6):
+        w.write_episode(make_episode(rng, 2 + i), {"episode_id": i})
+    w.finalize(max_episodes_per_shard=2)
+    return out
+
+
+@pytest.mark.parametrize("split, want", [
+    ("train", [0, 1, 2, 3, 4, 5]),
+    ("train[:2]", [0, 1]),
+    ("train[-5:]", [1, 2, 3, 4, 5]),
+    ("train[10%:]", [1, 2, 3, 4, 5]),   # TFDS rounding: 10% of 6 -> 1
+    ("train[:50%]", [0, 1, 2]),
+    ("train[1:4]", [1, 2, 3]),
+    ("train[3:]+train[:1]", [3, 4, 5, 0]),
+    ("train[1:2], train[4:5]", [1, 4]),  # comma = +
+    ("train[1shard]", [2, 3]),
+    ("all", [0, 1, 2, 3, 4, 5]),
+])
+def test_split_expressions_match_tfds(sharded, split, want):
+    import tensorflow_datasets as tfds
+    got = [e.metadata["episode_id"] for e in load_episodes(sharded, split=split)]
+    assert got == want
+    tfds_split = split.replace(",", "+")
+    ds = tfds.builder_from_directory(sharded).as_dataset(split=tfds_split)
+    assert got == [int(ex["episode_id"]) for ex in ds]  # TFDS reads the same episodes
+    s = rlds.dataset_summary(sharded, split=split)
+    assert s["episodes"] == len(want) and s["lengths"] == [2 + i for i in want]
+
+
+def test_rlu_split_expressions(rlu):
+    data_dir, frames, _ = rlu
+    ids = lambda eps: [(e.metadata["checkpoint_id"], e.metadata["episode_id"]) for e in eps]
+    eps = load_episodes(RLU, data_dir=data_dir, split="checkpoint_00[:2]+checkpoint_01[-1:]")
+    assert ids(eps) == [(0, 0), (0, 1), (1, 2)]
+    np.testing.assert_array_equal(eps[2].observation, frames[(1, 2)])
+    assert rlds.dataset_summary(RLU, data_dir=data_dir, split="checkpoint_01[1:]")[
+        "episodes"] == 2
+    # The checkpoint-range shorthand still works, also next to TFDS parts.
+    assert ids(load_episodes(RLU, data_dir=data_dir,
+                             split="checkpoint_00:checkpoint_01,checkpoint_00[:1]")) == \
+        [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (0, 0)]
+    # A selection's checkpoint range applies to the expression's parts.
+    assert ids(load_episodes(RLU, data_dir=data_dir, split="checkpoint_00[:1]+checkpoint_01",
+                             selection="checkpoints:1-1,first:2")) == [(1, 0), (1, 1)]
+
+
+@pytest.mark.parametrize("split, message, got", [
+    ("test[:2]", "Unknown split", "test"),
+    ("train[:2]+tset", "Unknown split", "tset"),
+    ("train[", "Cannot parse the split expression", "train["),
+    ("train[a:b]", "Cannot parse the split expression", "train[a:b]"),
+    ("all[:2]", "Cannot parse the split expression", "all[:2]"),
+    ("train[:20]", "slice does not fit", "train[:20]"),
+    ("train:test", "must name two checkpoints", "train:test"),
+])
+def test_bad_split_expressions(sharded, split, message, got):
+    with pytest.raises(DittoError, match=message) as e:
+        load_episodes(sharded, split=split)
+    text = str(e.value)
+    assert e.value.field == "split" and sharded in text and got in text
+    assert "train" in text.split("Expected:")[1].split("Got:")[0]  # names the splits
+    assert "Traceback" not in text

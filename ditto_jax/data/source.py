@@ -259,8 +259,9 @@ def _split_plan(src: _Source, split, selection) -> list[_Part]:
                 continue
             if ":" in part and "[" not in part:
                 raise DittoError("A split range must name two checkpoints", path=src.path,
-                                 field="split", expected="e.g. checkpoint_40:checkpoint_49",
-                                 got=part)
+                                 field="split", got=part,
+                                 expected="e.g. checkpoint_40:checkpoint_49 among splits "
+                                          f"{_short_list(available)}")
             plan += _tfds_parts(tfds, src, part, available, sizes)
     if selection is not None and selection.checkpoints is not None and ckpt_splits:
         lo, hi = selection.checkpoints
@@ -302,8 +303,9 @@ def _tfds_parts(tfds, src, part, available, sizes):
         name = names[0] if len(names) == 1 and names[0] else part
         raise DittoError("The split slice does not fit the split", path=src.path,
                          field="split", got=f"{part!r} ({_first_line(e)})",
-                         expected=f"a slice within the {sizes.get(name, '?')} episode(s) of "
-                                  f"{name}" if name in sizes else _SPLIT_HELP) from None
+                         expected=f"a slice within the {sizes[name]} episode(s) of split "
+                                  f"{name}" if name in sizes else
+                                  f"{_SPLIT_HELP}; splits: {_short_list(available)}") from None
     out = []
     for a in absolute:
         n = sizes[str(a.splitname)]

@@ -7,60 +7,284 @@ resumed run refuse an incompatible config or a different dataset.
 """
 import json
 import os
+import shutil
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
+from ditto_jax import io
 from ditto_jax.errors import DittoError
+
+CORRUPT_DIR = "checkpoints.corrupt"  # sibling of the checkpoint directory
 
 
 class Checkpointer:
-    """A thin wrapper over `ocp.CheckpointManager` with async saves."""
+    """A thin wrapper over `ocp.CheckpointManager` with async saves.
+
+    Reading falls back past a corrupt newest step: `latest_step`, `read_meta`
+    and `restore` warn in one line naming the unreadable step directory and use
+    the previous readable step. A writable Checkpointer moves the corrupt step
+    to ../checkpoints.corrupt/ (nothing is deleted) so training can save that
+    step again. Saves refuse a state with NaN/inf values, and a full disk is a
+    DittoError naming the directory.
+    """
 
     def __init__(self, directory, *, save_every=1000, keep=3, use_async=True, read_only=False):
         self.directory = os.path.abspath(directory)
-        if read_only:
-            options = ocp.CheckpointManagerOptions(read_only=True, create=False,
-                                                   save_interval_steps=0, max_to_keep=None)
-        else:
-            options = ocp.CheckpointManagerOptions(
-                save_interval_steps=max(int(save_every), 1), max_to_keep=keep,
-                enable_async_checkpointing=use_async)
-        self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_names=("state", "meta"))
+        self.read_only = read_only
+        self.restored_step = None  # the step the last `restore` actually read
+        self._bad = {}    # step -> reason (None once reported), steps found unreadable
+        self._hidden = set()  # steps a restore failed on, until an older one succeeds
+        self._checked = set()
+        with io.disk_errors(self.directory, "opening checkpoints in"):
+            if read_only:
+                options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                                       save_interval_steps=0, max_to_keep=None)
+            else:
+                options = ocp.CheckpointManagerOptions(
+                    save_interval_steps=max(int(save_every), 1), max_to_keep=keep,
+                    enable_async_checkpointing=use_async)
+            self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                                 item_names=("state", "meta"))
+
+    # ---------------------------------------------------------------- steps
+    def step_dir(self, step):
+        return os.path.join(self.directory, str(int(step)))
+
+    def _steps(self):
+        """Steps on disk not known to be unreadable, newest first."""
+        return [s for s in sorted(self.manager.all_steps(), reverse=True)
+                if s not in self._bad and s not in self._hidden]
 
     def latest_step(self):
-        return self.manager.latest_step()
+        """The newest step whose files look complete (cheap checks, no arrays read).
 
+        None when there is no checkpoint; a DittoError when there are steps but
+        none of them is readable.
+        """
+        for step in self._steps():
+            if step not in self._checked:
+                problem = _structural_problem(self.step_dir(step))
+                if problem:
+                    self._bad[step] = problem
+                    continue
+                self._checked.add(step)
+            self._settle(step)
+            return step
+        if self._bad:
+            self._none_readable()
+        return None
+
+    def _settle(self, good):
+        """Warns about unreadable steps newer than `good`, moving them aside if writable."""
+        for step in sorted(s for s in self._bad if s > good):
+            reason = self._bad[step]
+            if reason is None:
+                continue  # already reported
+            where = self.step_dir(step)
+            moved = ""
+            if not self.read_only and os.path.isdir(where) and jax.process_index() == 0:
+                dest = _free_name(os.path.join(os.path.dirname(self.directory), CORRUPT_DIR,
+                                               str(step)))
+                with io.disk_errors(dest, "moving a corrupt checkpoint to"):
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    shutil.move(where, dest)
+                moved = f"; moved to {dest}"
+                self.manager.reload()
+            io.warn(f"checkpoint {where} is unreadable ({reason}); using step {good} "
+                    f"instead{moved}")
+            self._bad[step] = None
+
+    def _none_readable(self):
+        steps = sorted(self._bad)
+        reasons = "; ".join(f"step {s}: {self._bad[s]}" for s in steps if self._bad[s])
+        raise DittoError(
+            f"No readable checkpoint: every step here ({', '.join(map(str, steps))}) is "
+            f"corrupt or incomplete ({reasons})", path=self.directory,
+            expected="a checkpoint directory written by a finished ditto save; move it "
+                     "away (or use a new --workdir) to start afresh")
+
+    # ----------------------------------------------------------------- save
     def save(self, step, state, meta, *, force=False):
-        return self.manager.save(
-            int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               meta=ocp.args.JsonSave(meta)), force=force)
+        bad = nonfinite_leaf(state)
+        if bad is not None:
+            self.wait()
+            raise DittoError(
+                f"Training diverged: the parameters after step {step} hold NaN/inf "
+                f"values (first: {bad}), so they were not saved. {self.resume_advice(step)}",
+                path=os.path.dirname(self.directory))
+        with io.disk_errors(self.step_dir(step), "saving checkpoint"):
+            return self.manager.save(
+                int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                   meta=ocp.args.JsonSave(meta)), force=force)
 
+    def resume_advice(self, step, *, poisoned_step=None, change="lower the learning rate"):
+        """Where a diverged run can go from here, naming the last finite checkpoint."""
+        self.wait()
+        steps = [s for s in self._steps() if s < step]
+        if not steps:
+            return (f"There is no earlier checkpoint: {change} and start again (delete "
+                    f"{self.directory} or use a new --workdir)")
+        last = steps[0]
+        if poisoned_step is not None and last == poisoned_step:
+            earlier = [s for s in steps if s < last]
+            alt = (f"move {self.step_dir(last)} aside to resume from step {earlier[0]}"
+                   if earlier else f"delete {self.directory} or use a new --workdir")
+            return (f"The last good checkpoint is step {last} as far as finite parameters "
+                    f"go, but the non-finite metric was computed from exactly those "
+                    f"parameters, so resuming from it would diverge again: {change} and {alt}")
+        return (f"The last good checkpoint is step {last} (finite parameters); {change} "
+                f"(or check the data), then re-run with the same --workdir to resume from "
+                f"step {last}")
+
+    # ----------------------------------------------------------------- read
     def read_meta(self, step=None):
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise DittoError("No checkpoint found", path=self.directory,
-                             expected="a workdir written by a ditto training command")
-        return self.manager.restore(step, args=ocp.args.Composite(
-            meta=ocp.args.JsonRestore()))["meta"]
+        if step is not None:
+            return self._read_named(step, None)[1]
+        while True:
+            step = self.latest_step()
+            if step is None:
+                raise DittoError("No checkpoint found", path=self.directory,
+                                 expected="a workdir written by a ditto training command")
+            try:
+                return self._read(step, None)[1]
+            except _Unreadable as e:
+                self._bad[step] = e.reason
 
     def restore(self, abstract_state, step=None):
-        """Restores (state, meta); `abstract_state` gives shapes, dtypes and shardings."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise DittoError("No checkpoint found", path=self.directory)
-        abstract = jax.tree.map(_with_sharding, abstract_state)
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-        return restored["state"], restored["meta"]
+        """Restores (state, meta); `abstract_state` gives shapes, dtypes and shardings.
 
+        Without `step`, the newest readable step; `self.restored_step` says which.
+        """
+        abstract = jax.tree.map(_with_sharding, abstract_state)
+        if step is not None:
+            state, meta = self._read_named(step, abstract)
+            self.restored_step = int(step)
+            return state, meta
+        failures = {}
+        while True:
+            step = self.latest_step()
+            if step is None:
+                if failures:
+                    # Every step failed to restore into this state: more likely a
+                    # mismatch with the code/config than corruption; touch nothing.
+                    self._hidden.clear()
+                    newest = max(failures)
+                    raise DittoError(
+                        f"No checkpoint here could be restored; the newest, step {newest}, "
+                        f"failed with: {failures[newest]}", path=self.directory,
+                        expected="a checkpoint written by this version of ditto with a "
+                                 "compatible config")
+                raise DittoError("No checkpoint found", path=self.directory)
+            try:
+                state, meta = self._read(step, abstract)
+            except _Unreadable as e:
+                failures[step] = e.reason
+                self._hidden.add(step)  # until an older step proves readable
+                continue
+            self._hidden.clear()
+            self._bad.update(failures)
+            self._settle(step)
+            self.restored_step = int(step)
+            return state, meta
+
+    def _read_named(self, step, abstract):
+        """`_read` of one requested step; a damaged step is a DittoError naming it."""
+        try:
+            return self._read(step, abstract)
+        except _Unreadable as e:
+            raise DittoError(f"Checkpoint step {step} is unreadable ({e.reason})",
+                             path=self.step_dir(step)) from None
+
+    def _read(self, step, abstract):
+        items = {"meta": ocp.args.JsonRestore()}
+        if abstract is not None:
+            items["state"] = ocp.args.StandardRestore(abstract)
+        try:
+            restored = self.manager.restore(int(step), args=ocp.args.Composite(**items))
+        except DittoError:
+            raise
+        except Exception as e:  # Orbax/TensorStore raise many types for damaged files
+            if _find_os_error(e) is not None and not isinstance(
+                    _find_os_error(e), FileNotFoundError):
+                raise io.os_error_to_ditto(e, self.step_dir(step), "reading") from None
+            raise _Unreadable(_short(e)) from None
+        return restored.get("state") if abstract is not None else None, restored["meta"]
+
+    # ---------------------------------------------------------------- close
     def wait(self):
-        self.manager.wait_until_finished()
+        with io.disk_errors(self.directory, "saving checkpoints in"):
+            self.manager.wait_until_finished()
 
     def close(self):
-        self.manager.wait_until_finished()
-        self.manager.close()
+        try:
+            self.wait()
+        finally:
+            with io.disk_errors(self.directory, "saving checkpoints in"):
+                self.manager.close()
+
+
+class _Unreadable(Exception):
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _find_os_error(e):
+    return io._find_os_error(e)
+
+
+def _short(e):
+    text = str(e).strip().splitlines()
+    text = text[0] if text else ""
+    text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _structural_problem(step_dir):
+    """Why a step directory is obviously damaged (missing items, torn JSON), or None."""
+    for item in ("state", "meta"):
+        if not os.path.isdir(os.path.join(step_dir, item)):
+            return f"the '{item}' item is missing"
+    for rel in ("meta/metadata", "state/_METADATA"):
+        path = os.path.join(step_dir, rel)
+        if not os.path.exists(path):
+            continue
+        try:
+            with open(path, "rb") as f:
+                json.loads(f.read().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            return f"{rel} is not valid JSON ({type(e).__name__})"
+    return None
+
+
+def _free_name(path):
+    if not os.path.exists(path):
+        return path
+    i = 1
+    while os.path.exists(f"{path}.{i}"):
+        i += 1
+    return f"{path}.{i}"
+
+
+def nonfinite_leaf(tree):
+    """The path of the first floating-point leaf holding NaN/inf, or None (one device sync)."""
+    import jax.numpy as jnp
+    leaves = [(jax.tree_util.keystr(p), x) for p, x in
+              jax.tree_util.tree_flatten_with_path(tree)[0]
+              if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.inexact)]
+    if not leaves:
+        return None
+    flags = np.asarray(jax.device_get(_all_finite([x for _, x in leaves])))
+    bad = np.flatnonzero(~flags)
+    return leaves[bad[0]][0] if bad.size else None
+
+
+@jax.jit
+def _all_finite(xs):
+    import jax.numpy as jnp
+    return jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs])
 
 
 def _with_sharding(x):
@@ -76,44 +300,70 @@ def _with_sharding(x):
 
 
 def check_compatible(saved, current, keys, *, path, what="checkpoint"):
-    """Fails with a clear message when `saved[k] != current[k]` for any key."""
+    """Fails with a clear message when `saved[k] != current[k]` for any key.
+
+    The message names every changed field with its saved and current value.
+    """
+    changed, diffs = [], []
     for key in keys:
         a, b = saved.get(key), current.get(key)
         if a is None or b is None:
             continue
-        if json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
-            detail = _first_difference(a, b, key)
-            raise DittoError(
-                f"The {what} in this workdir was written with a different {key}; use a new "
-                f"--workdir or the original settings", path=path, field=detail[0],
-                expected=detail[1], got=detail[2])
+        if _canon(a) != _canon(b):
+            changed.append(key)
+            diffs += _differences(a, b, key)
+    if changed:
+        listing = "; ".join(f"{f}: saved {x!r}, now {y!r}" for f, x, y in diffs[:8])
+        if len(diffs) > 8:
+            listing += f"; and {len(diffs) - 8} more"
+        raise DittoError(
+            f"The {what} in this workdir was written with a different "
+            f"{', '.join(changed)} ({listing}); use a new --workdir or the original settings",
+            path=path, field=", ".join(f for f, _, _ in diffs),
+            expected=", ".join(f"{f}={x!r}" for f, x, _ in diffs[:8]),
+            got=", ".join(f"{f}={y!r}" for f, _, y in diffs[:8]))
 
 
-def _first_difference(a, b, prefix):
+def _canon(x):
+    return json.dumps(x, sort_keys=True, default=str)
+
+
+def _differences(a, b, prefix):
+    """(field, saved, current) for every leaf that differs."""
     if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if k not in a or k not in b or json.dumps(a[k], sort_keys=True) != json.dumps(
-                    b[k], sort_keys=True):
-                if k in a and k in b:
-                    return _first_difference(a[k], b[k], f"{prefix}.{k}")
-                return (f"{prefix}.{k}", a.get(k, "<absent>"), b.get(k, "<absent>"))
-    return (prefix, a, b)
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            if k not in a or k not in b:
+                out.append((f"{prefix}.{k}", a.get(k, "<absent>"), b.get(k, "<absent>")))
+            elif _canon(a[k]) != _canon(b[k]):
+                out += _differences(a[k], b[k], f"{prefix}.{k}")
+        return out
+    return [(prefix, a, b)]
 
 
-def fetch_checked_metrics(metrics, step, ckpt, workdir):
+def fetch_checked_metrics(metrics, step, ckpt, workdir, *, change=None):
     """Host copy of a step's metrics; stops training on NaN/inf before anything is saved.
 
-    Called at every step that logs or saves, so a checkpoint only ever holds a state
-    whose metrics were finite.
+    The metrics of update `step` are computed from the parameters after update
+    `step - 1`, so a non-finite value here also condemns a checkpoint of step
+    `step - 1`; the message says so and names where to resume from instead.
+    `change` is the advice on what to change (e.g. "lower config.optim.lr (now 0.001)").
+    Saved states are themselves checked for NaN/inf by `Checkpointer.save`.
     """
     from ditto_jax.metrics import first_nonfinite
     metrics = jax.device_get(metrics)
     bad = first_nonfinite(metrics)
     if bad is not None:
         ckpt.wait()
+        advice = ckpt.resume_advice(step, poisoned_step=step - 1,
+                                    change=change or "lower the learning rate")
         raise DittoError(
-            f"Training diverged: metric '{bad}' is {float(metrics[bad])} at step {step}. "
-            f"Nothing from this step was saved; the last good checkpoint is step "
-            f"{ckpt.latest_step()}. Lower the learning rate or check the data, then re-run "
-            f"to resume", path=workdir)
+            f"Training diverged: metric '{bad}' is {_first_bad_value(metrics[bad])} "
+            f"at step {step} (computed from the parameters after step {step - 1}). Nothing "
+            f"from this step was saved. {advice}", path=workdir)
     return metrics
+
+
+def _first_bad_value(value):
+    value = np.asarray(value, dtype=np.float64).ravel()
+    return float(value[~np.isfinite(value)][0])

@@ -1,0 +1,474 @@
+"""Faults: corrupt checkpoints and state files, NaN, two writers, changed configs, full disk.
+
+Each fault must end in a DittoError that names the file (and field), a non-zero
+exit without a traceback from the CLI, and no loss of what was already written.
+Most cases run in-process on tiny pytrees; the few CLI cases share one
+2-step tiny world model.
+"""
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+
+from ditto_jax import io
+from ditto_jax.errors import DittoError
+from tests.conftest import REPO, run_cli
+
+WM_CONFIG = os.path.join(REPO, "experiments/configs/wm.py:tiny")
+
+
+# ------------------------------------------------------------------ checkpoints
+def _tree(scale=1.0):
+    import jax.numpy as jnp
+    return {"w": jnp.ones((3,)) * scale, "b": {"k": jnp.zeros((2, 2)) + scale}}
+
+
+def _checkpoints(directory, steps=(1, 2)):
+    from ditto_jax.checkpoint import Checkpointer
+    ckpt = Checkpointer(directory, save_every=1, keep=5)
+    for s in steps:
+        ckpt.save(s, _tree(s), {"step": s})
+    ckpt.close()
+
+
+def _garble(step_dir, how):
+    if how == "meta":
+        with open(os.path.join(step_dir, "meta", "metadata"), "w") as f:
+            f.write('{"step": ')
+    elif how == "arrays":  # damage deep inside the array store: only a restore finds it
+        for root, _, files in os.walk(os.path.join(step_dir, "state")):
+            if os.path.basename(root) == "d":
+                for name in files:
+                    with open(os.path.join(root, name), "wb") as f:
+                        f.write(b"\0" * 7)
+    elif how == "missing":
+        shutil.rmtree(os.path.join(step_dir, "state"))
+
+
+@pytest.mark.parametrize("how", ["meta", "arrays", "missing"])
+def test_corrupt_newest_checkpoint_falls_back_to_previous(tmp_path, capsys, how):
+    from ditto_jax.checkpoint import Checkpointer
+    directory = str(tmp_path / "checkpoints")
+    _checkpoints(directory)
+    _garble(os.path.join(directory, "2"), how)
+    # Read-only (the next stage loading a model): falls back, moves nothing.
+    ckpt = Checkpointer(directory, read_only=True)
+    state, meta = ckpt.restore(_tree())
+    ckpt.close()
+    assert ckpt.restored_step == 1 and meta == {"step": 1}
+    np.testing.assert_allclose(state["w"], 1.0)
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and os.path.join(directory, "2") in warnings[0], err
+    assert "using step 1" in warnings[0]
+    assert os.path.isdir(os.path.join(directory, "2"))
+    # Writable (resuming training): the corrupt step is moved aside, then saved anew.
+    ckpt = Checkpointer(directory, save_every=1, keep=5)
+    if how != "arrays":
+        assert ckpt.latest_step() == 1  # obvious damage: found without reading arrays
+    ckpt.read_meta()
+    ckpt.restore(_tree())
+    assert ckpt.restored_step == 1
+    kept = tmp_path / "checkpoints.corrupt" / "2"
+    assert kept.is_dir()  # nothing deleted
+    ckpt.save(2, _tree(5.0), {"step": 2})
+    ckpt.close()
+    state, _ = Checkpointer(directory, read_only=True).restore(_tree())
+    np.testing.assert_allclose(state["w"], 5.0)
+
+
+def test_no_readable_checkpoint_names_the_directory(tmp_path):
+    from ditto_jax.checkpoint import Checkpointer
+    directory = str(tmp_path / "checkpoints")
+    _checkpoints(directory)
+    for s in ("1", "2"):
+        _garble(os.path.join(directory, s), "meta")
+    ckpt = Checkpointer(directory, save_every=1)
+    with pytest.raises(DittoError, match="No readable checkpoint") as e:
+        ckpt.read_meta()
+    assert directory in str(e.value)
+    assert sorted(os.listdir(directory)) == ["1", "2"]  # nothing moved or lost
+    ckpt.close()
+
+
+def test_restore_failing_on_every_step_touches_nothing(tmp_path):
+    import jax.numpy as jnp
+    from ditto_jax.checkpoint import Checkpointer
+    directory = str(tmp_path / "checkpoints")
+    _checkpoints(directory)
+    wrong = {"w": jnp.ones((5,)), "b": {"k": jnp.zeros((2, 2))}}  # another shape
+    ckpt = Checkpointer(directory, save_every=1)
+    with pytest.raises(DittoError, match="could be restored") as e:
+        ckpt.restore(wrong)
+    assert directory in str(e.value)
+    ckpt.close()
+    assert sorted(os.listdir(directory)) == ["1", "2"]
+    assert not (tmp_path / "checkpoints.corrupt").exists()
+
+
+def test_save_refuses_a_nonfinite_state_and_names_the_last_good_step(tmp_path):
+    import jax.numpy as jnp
+    from ditto_jax.checkpoint import Checkpointer
+    directory = str(tmp_path / "checkpoints")
+    ckpt = Checkpointer(directory, save_every=1, keep=5)
+    ckpt.save(1, _tree(), {})
+    ckpt.save(2, _tree(2.0), {})
+    bad = {"w": jnp.array([1.0, jnp.nan, 0.0]), "b": {"k": jnp.zeros((2, 2))}}
+    with pytest.raises(DittoError) as e:
+        ckpt.save(3, bad, {})
+    msg = str(e.value)
+    assert "after step 3" in msg and "['w']" in msg and "not saved" in msg
+    assert "last good checkpoint is step 2" in msg and "resume from step 2" in msg
+    ckpt.close()
+    assert sorted(d for d in os.listdir(directory) if d.isdigit()) == ["1", "2"]
+
+
+def test_nan_metric_advice_does_not_loop(tmp_path):
+    """The metrics of update N come from the parameters after N-1: that checkpoint is
+    poisoned too, and the advice must lead past it, not back to it."""
+    from ditto_jax.checkpoint import Checkpointer, fetch_checked_metrics
+    directory = str(tmp_path / "checkpoints")
+    ckpt = Checkpointer(directory, save_every=1, keep=5)
+    for s in (2, 4):
+        ckpt.save(s, _tree(s), {})
+    with pytest.raises(DittoError) as e:
+        fetch_checked_metrics({"loss": np.float32(np.nan)}, 5, ckpt, str(tmp_path),
+                              change="lower config.optim.lr (now 1.0)")
+    msg = str(e.value)
+    assert "at step 5" in msg and "after step 4" in msg
+    assert "would diverge again" in msg and "resume from step 2" in msg
+    assert "config.optim.lr (now 1.0)" in msg
+    with pytest.raises(DittoError) as e:  # a checkpoint two steps back is not condemned
+        fetch_checked_metrics({"loss": np.inf}, 6, ckpt, str(tmp_path))
+    assert "last good checkpoint is step 4" in str(e.value)
+    assert "would diverge again" not in str(e.value)
+    ckpt.close()
+
+
+def test_checkpoint_full_disk_is_a_ditto_error(tmp_path):
+    from ditto_jax.checkpoint import Checkpointer
+    directory = str(tmp_path / "checkpoints")
+    ckpt = Checkpointer(directory, save_every=1, keep=5)
+    ckpt.save(1, _tree(), {})
+    ckpt.wait()
+
+    def full(*a, **k):
+        raise RuntimeError("save failed") from OSError(errno.ENOSPC, "No space left on device")
+
+    ckpt.manager.save = full
+    with pytest.raises(DittoError, match="No space left on device") as e:
+        ckpt.save(2, _tree(), {})
+    assert os.path.join(directory, "2") in str(e.value)
+    ckpt.close()
+    assert "1" in os.listdir(directory)
+
+
+# ------------------------------------------------------------------ JSON state
+def test_json_atomic_write_and_corrupt_read(tmp_path):
+    path = str(tmp_path / "eval" / "ditto.json")
+    io.write_json_atomic(path, {"return_mean": 1.5})
+    assert io.read_json(path) == {"return_mean": 1.5}
+    assert not [p for p in os.listdir(tmp_path / "eval") if ".tmp" in p]
+    with open(path, "w") as f:
+        f.write('{"return_mean": 1.')
+    with pytest.raises(DittoError) as e:
+        io.read_json(path, what="evaluation result")
+    assert path in str(e.value) and "corrupt" in str(e.value)
+    assert io.read_json(path, default=None, tolerate=True) is None  # caches: rebuilt
+    assert io.read_json(str(tmp_path / "absent.json"), default={}) == {}
+
+
+def test_json_write_on_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
+    path = str(tmp_path / "stage_seconds.json")
+    io.write_json_atomic(path, {"wm": 1.0})
+
+    def full(*a):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(DittoError, match="No space left on device") as e:
+        io.write_json_atomic(path, {"wm": 2.0})
+    monkeypatch.undo()
+    assert path in str(e.value)
+    assert io.read_json(path) == {"wm": 1.0}
+    assert os.listdir(tmp_path) == ["stage_seconds.json"]
+
+
+def test_jsonl_torn_last_line_is_dropped_and_repaired(tmp_path, capsys):
+    path = str(tmp_path / "metrics.jsonl")
+    with open(path, "w") as f:
+        f.write('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+    assert [r["step"] for r in io.read_jsonl(path)] == [1, 2]
+    assert "torn last line" in capsys.readouterr().err
+    with open(path) as f:
+        assert f.read().endswith('"lo')  # reading alone changes nothing
+    io.read_jsonl(path, repair=True)
+    with open(path) as f:
+        assert f.read() == '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n'
+    with open(path, "w") as f:
+        f.write('{"step": 1}\n{"st\n{"step": 3}\n')
+    with pytest.raises(DittoError, match="line 2") as e:
+        io.read_jsonl(path)
+    assert path in str(e.value)
+
+
+def test_metric_writer_survives_a_torn_log_and_a_full_disk(tmp_path, monkeypatch):
+    from ditto_jax.metrics import MetricWriter, read_jsonl
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.0}\n{"step": 3, "lo')
+    writer = MetricWriter(str(tmp_path), tensorboard=False)
+    writer.truncate_after(2)
+    writer.write(3, {"loss": 0.5})
+    assert [r["step"] for r in read_jsonl(str(path))] == [1, 2, 3]
+    before = path.read_bytes()
+
+    def full(fd, data):
+        os.ftruncate(fd, os.fstat(fd).st_size + 3)  # a partial write, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(DittoError, match="No space left on device") as e:
+        writer.write(4, {"loss": 0.25})
+    monkeypatch.undo()
+    assert str(path) in str(e.value)
+    assert path.read_bytes() == before  # no torn line, nothing lost
+    writer.close()
+
+
+# ----------------------------------------------------------------- workdir lock
+def _hold_lock(workdir):
+    code = ("import sys, time; from ditto_jax.io import lock_workdir; "
+            "l = lock_workdir(sys.argv[1], 'test holder'); print('held', flush=True); "
+            "time.sleep(120)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(workdir)], cwd=REPO,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_second_writer_is_refused_and_a_dead_holder_does_not_block(tmp_path):
+    holder = _hold_lock(tmp_path)
+    try:
+        with pytest.raises(DittoError) as e:
+            io.lock_workdir(tmp_path, "test")
+        msg = str(e.value)
+        assert str(tmp_path) in msg and f"PID {holder.pid}" in msg
+    finally:
+        holder.send_signal(signal.SIGKILL)  # killed: the kernel drops its lock
+        holder.wait()
+    lock = io.lock_workdir(tmp_path, "test")
+    with open(tmp_path / ".lock") as f:
+        assert f"PID {os.getpid()}" in f.read()
+    lock.release()
+    with io.lock_workdir(tmp_path, "again"):
+        pass
+
+
+# -------------------------------------------------------------- compatibility
+def test_check_compatible_names_every_changed_field():
+    from ditto_jax.checkpoint import check_compatible
+    saved = {"optim": {"lr": 1e-3, "eps": 1e-5}, "train": {"batch_size": 8, "seed": 0},
+             "loss": {"beta": 0.1}}
+    now = {"optim": {"lr": 3e-4, "eps": 1e-5}, "train": {"batch_size": 16, "seed": 1},
+           "loss": {"beta": 0.1}}
+    with pytest.raises(DittoError) as e:
+        check_compatible(saved, now, ("loss", "optim", "train"), path="/x/checkpoints",
+                         what="world-model checkpoint")
+    msg = str(e.value)
+    for field in ("optim.lr", "train.batch_size", "train.seed"):
+        assert field in msg
+    assert "loss" not in msg.split("different")[1].split("(")[0]
+    assert "/x/checkpoints" in msg
+
+
+# ------------------------------------------------------------- tracking, media
+class _FakeWandb(types.ModuleType):
+    def __init__(self):
+        super().__init__("wandb")
+        self.calls = []
+
+    def init(self, **kwargs):
+        self.calls.append(("init", kwargs))
+        fake = self
+
+        class Run:
+            def log(self, data, step=None):
+                fake.calls.append(("log", data, step))
+
+            def finish(self):
+                fake.calls.append(("finish",))
+        return Run()
+
+    def Image(self, array):
+        return ("image", np.asarray(array).shape)
+
+    def Video(self, array, fps=None):
+        return ("video", np.asarray(array).shape, fps)
+
+
+def test_wandb_logging_with_a_fake_module(tmp_path, monkeypatch):
+    from ditto_jax.metrics import MetricWriter
+    fake = _FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    tracking = {"wandb_project": "ditto-test", "wandb_mode": "offline", "wandb_name": ""}
+    writer = MetricWriter(str(tmp_path), tensorboard=False, tracking=tracking,
+                          run_config={"lr": 1e-3})
+    writer.write(5, {"loss": np.float32(1.5)})
+    writer.add_image("world_model/open_loop", np.zeros((4, 6, 1), np.uint8), 5)
+    writer.add_video("eval/episode", np.zeros((3, 4, 6, 3), np.uint8), 5, fps=10)
+    writer.close()
+    kinds = [c[0] for c in fake.calls]
+    assert kinds == ["init", "log", "log", "log", "finish"]
+    init = fake.calls[0][1]
+    assert init["project"] == "ditto-test" and init["mode"] == "offline"
+    assert init["config"] == {"lr": 1e-3} and init["resume"] == "allow" and "name" not in init
+    assert fake.calls[1][1:] == ({"loss": 1.5}, 5)
+    assert fake.calls[2][1]["world_model/open_loop"] == ("image", (4, 6, 3))
+    assert fake.calls[3][1]["eval/episode"] == ("video", (3, 3, 4, 6), 10)
+    # A resumed run continues the same wandb run.
+    writer = MetricWriter(str(tmp_path), tensorboard=False, tracking=tracking)
+    writer.close()
+    inits = [c[1] for c in fake.calls if c[0] == "init"]
+    assert inits[0]["id"] == inits[1]["id"]
+
+
+def test_wandb_off_by_default_and_missing_wandb_is_a_clear_error(tmp_path, monkeypatch):
+    from ditto_jax.configs import load_config
+    from ditto_jax.metrics import MetricWriter
+    config = load_config(WM_CONFIG)
+    assert config.tracking.wandb_project == ""
+    monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` fails
+    MetricWriter(str(tmp_path), tensorboard=False, tracking=config.tracking.to_dict()).close()
+    with pytest.raises(DittoError, match="wandb is not installed"):
+        MetricWriter(str(tmp_path), tensorboard=False, tracking={"wandb_project": "p"})
+
+
+def _event_bytes(workdir):
+    out = b""
+    for root, _, files in os.walk(os.path.join(workdir, "tensorboard")):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as f:
+                out += f.read()
+    return out
+
+
+def test_images_and_videos_go_to_tensorboard(tmp_path, monkeypatch, capsys):
+    from ditto_jax import metrics
+    from ditto_jax.metrics import MetricWriter
+    writer = MetricWriter(str(tmp_path))
+    writer.add_image("world_model/open_loop", np.zeros((8, 12, 3), np.uint8), 3)
+    monkeypatch.setattr(metrics, "has_moviepy", lambda: False)
+    frames = np.random.default_rng(0).integers(0, 255, (5, 8, 8, 1), np.uint8)
+    writer.add_video("eval/ditto_episode", frames, 3)
+    writer.add_video("eval/ditto_episode", frames, 4)
+    writer.close()
+    events = _event_bytes(str(tmp_path))
+    assert b"world_model/open_loop" in events and b"eval/ditto_episode_frames" in events
+    notes = [line for line in capsys.readouterr().err.splitlines() if "moviepy" in line]
+    assert len(notes) == 1  # said once
+    grid = metrics.frame_grid(np.zeros((5, 8, 8, 3), np.uint8))
+    assert grid.shape == (16, 32, 3)
+
+
+def test_prediction_strip_is_labelled(tmp_path):
+    from PIL import Image
+    from ditto_jax import viz
+    truth = np.full((2, 6, 16, 16, 1), 128, np.uint8)
+    png = viz.save_prediction_strip(truth, truth, str(tmp_path / "strip"), context=2)
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    scale = 2
+    strip_h = (2 * 2 * 16 + 2 * 2) * scale
+    assert img.shape[0] == strip_h + viz.HEADER_HEIGHT
+    assert img.shape[1] == (6 * 16 + 2) * scale + viz.LABEL_WIDTH
+    margin = img[viz.HEADER_HEIGHT:, :viz.LABEL_WIDTH]
+    header = img[:viz.HEADER_HEIGHT, viz.LABEL_WIDTH:]
+    # Text drawn on white: dark pixels next to each row and above both column groups.
+    for row in range(4):
+        band = margin[row * 16 * scale + row // 2 * 2 * scale:][:16 * scale]
+        assert (band.sum(-1) < 200).any(), row
+    observed, imagined = header[:, :2 * 16 * scale], header[:, (2 * 16 + 2) * scale:]
+    assert (observed.sum(-1) < 200).any() and (imagined[..., 0] > imagined[..., 1] + 100).any()
+    assert os.path.exists(tmp_path / "strip.gif")
+
+
+# --------------------------------------------------------------- the CLI, end to end
+def _train(data, workdir, steps, *extra):
+    return run_cli("train-wm", "--config", WM_CONFIG, "--data", data, "--workdir", workdir,
+                   "--steps", steps, "--quiet", "--config.train.log_every=1",
+                   "--config.train.save_every=1", "--config.train.keep_checkpoints=3",
+                   "--config.train.strip_every=0", "--config.train.eval_every=0", *extra)
+
+
+@pytest.fixture(scope="module")
+def two_step_wm(pong_dataset, tmp_path_factory):
+    """A tiny world model with checkpoints at steps 1 and 2 (copied by each test)."""
+    workdir = tmp_path_factory.mktemp("wm2") / "wm"
+    proc = _train(pong_dataset, workdir, 2)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir
+
+
+def _fails_cleanly(proc, *needles):
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    for n in needles:
+        assert n in proc.stderr, (n, proc.stderr[-3000:])
+
+
+def test_cli_resumes_past_a_corrupt_newest_checkpoint(two_step_wm, pong_dataset, tmp_path):
+    workdir = tmp_path / "wm"
+    shutil.copytree(two_step_wm, workdir)
+    _garble(str(workdir / "checkpoints" / "2"), "arrays")
+    with open(workdir / "metrics.jsonl", "a") as f:
+        f.write('{"step": 3, "lo')  # and a torn metrics line from the "crash"
+    proc = _train(pong_dataset, workdir, 3)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "resumed from step 1" in proc.stdout
+    warnings = [line for line in proc.stderr.splitlines() if "checkpoint" in line and
+                "unreadable" in line]
+    assert len(warnings) == 1 and str(workdir / "checkpoints" / "2") in warnings[0]
+    assert (workdir / "checkpoints.corrupt" / "2").is_dir()
+    rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+    assert [r["step"] for r in rows if "loss" in r] == [1, 2, 3]
+    assert sorted(d for d in os.listdir(workdir / "checkpoints") if d.isdigit()) == \
+        ["1", "2", "3"]
+
+
+def test_cli_refuses_changed_objective_but_not_loop_settings(two_step_wm, pong_dataset,
+                                                            tmp_path):
+    workdir = tmp_path / "wm"
+    shutil.copytree(two_step_wm, workdir)
+    before = sorted(os.listdir(workdir / "checkpoints"))
+    proc = _train(pong_dataset, workdir, 3, "--config.optim.lr=0.5",
+                  "--config.train.batch_size=16", "--config.loss.beta=0.5",
+                  "--config.train.seed=3")
+    _fails_cleanly(proc, "optim.lr", "train.batch_size", "loss.beta", "train.seed",
+                   str(workdir / "checkpoints"))
+    assert sorted(os.listdir(workdir / "checkpoints")) == before
+    # Loop settings may change on resume.
+    proc = _train(pong_dataset, workdir, 3, "--config.train.log_every=2",
+                  "--config.train.save_every=3", "--config.train.strip_every=0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resumed from step 2" in proc.stdout
+
+
+def test_cli_second_writer_gets_the_pid(tmp_path, pong_dataset):
+    workdir = tmp_path / "wm"
+    holder = _hold_lock(workdir)
+    try:
+        t0 = time.time()
+        proc = _train(pong_dataset, workdir, 1)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    _fails_cleanly(proc, f"PID {holder.pid}", str(workdir))
+    assert not (workdir / "checkpoints").exists()
+    assert time.time() - t0 < 120

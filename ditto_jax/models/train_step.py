@@ -45,8 +45,16 @@ def make_optimizer(config):
 
 
 def make_model(config, obs_shape, num_actions):
-    return make_world_model(config.model, obs_shape, num_actions,
-                            config.train.get("compute_dtype", "float32"))
+    """The WorldModel of `config`; "auto" device defaults resolved here (ditto_jax/devices.py)."""
+    from ditto_jax import devices
+    import math
+    t = config.train
+    frames = None
+    if t.get("batch_size") and t.get("seq_len"):
+        frames = math.ceil(int(t.batch_size) * int(t.seq_len) / jax.device_count())
+    model, dtype = devices.resolve_for_build(config.model, t.get("compute_dtype", "float32"),
+                                             frames=frames)
+    return make_world_model(model, obs_shape, num_actions, dtype)
 
 
 def dummy_batch(obs_shape, batch_size=1, seq_len=2):

@@ -125,6 +125,8 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
     is_main = process_index == 0
     if steps is not None:
         config.train.steps = int(steps)
+    from ditto_jax.devices import apply_device_defaults  # "auto" fields, saved in meta
+    apply_device_defaults(config, log=log if is_main else None)
     mesh = parallel.make_mesh()
     local_batch = parallel.local_batch_size(config.train.batch_size, mesh)
     seq_len = int(config.train.seq_len)
@@ -289,6 +291,8 @@ def load_world_model(workdir, step=None):
     try:
         meta = ckpt.read_meta(step)
         config = ml_collections.ConfigDict(meta["config"])
+        from ditto_jax.devices import resolve_loaded_config  # "auto" fields, this backend
+        resolve_loaded_config(config)
         abstract = jax.eval_shape(lambda: wm.init_train_state(
             config, tuple(meta["obs_shape"]), int(meta["num_actions"]), jax.random.key(0)))
         state, _ = ckpt.restore(abstract, step)

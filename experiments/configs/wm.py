@@ -7,6 +7,12 @@ Groups:
   loss.*   LossConfig fields
   optim.*  optimizer (clip_by_global_norm + adam / adamw)
   train.*  loop settings read by the training driver
+
+Device-aware defaults (ditto_jax/devices.py): model.conv_impl="auto", model.frame_chunk=-1
+and train.compute_dtype="auto" resolve from jax.default_backend() when training starts
+(CPU: matmul convs, 250-frame remat chunks, float32; GPU/TPU: XLA convs, no chunking
+unless memory needs it, bfloat16 activations with float32 parameters). Set a value to
+pin it, e.g. --config.model.conv_impl=matmul --config.train.compute_dtype=float32.
 """
 import ml_collections
 
@@ -27,7 +33,8 @@ def _base():
         decoder_channels=(),      # (): (2d, d, d/2) at 8, 16, 32 px
         decoder_kernel=3,
         decoder_pixel_bias=False,  # learned background (from data) + zero-init last layer
-        conv_impl="matmul",       # matmul | lax: how convs are computed (benchmarks/README.md)
+        conv_impl="auto",         # auto | matmul | lax: how convs are computed (auto: matmul
+                                  # on CPU, lax elsewhere; benchmarks/README.md)
         deter=1024,
         hidden=1000,
         stoch=32,
@@ -43,7 +50,9 @@ def _base():
         head_layers=2,
         head_units=400,
         remat=False,              # conv blocks keep only conv outputs for the backward
-        frame_chunk=250,          # encoder/decoder over 250 frames at a time, rematerialised
+        frame_chunk=-1,           # encoder/decoder over N frames at a time, rematerialised;
+                                  # 0: no chunks; -1 auto: 250 on CPU, none on GPU/TPU
+                                  # unless the batch's activations would not fit
     ))
 
     c.loss = ml_collections.ConfigDict(dict(
@@ -81,7 +90,8 @@ def _base():
         keep_checkpoints=3,
         val_episodes=2,           # episodes held out for validation metrics
         seed=0,
-        compute_dtype="float32",  # float32 | bfloat16 (activations only; params stay fp32)
+        compute_dtype="auto",     # auto | float32 | bfloat16 (activations only; params stay
+                                  # fp32); auto: float32 on CPU, bfloat16 on GPU/TPU
         strip_every=2_000,        # open-loop prediction strip (5 context + 10 imagined)
     ))
     return c

@@ -1,10 +1,12 @@
 """The single `ditto` command line. Every entry point is a subcommand here.
 
-Subcommand modules are imported lazily so `ditto --help` stays fast and a
-missing optional dependency only affects the command that needs it.
+Only the chosen subcommand's module is imported (to add its options), so `ditto --help`
+starts without JAX or TensorFlow, and a missing optional dependency only affects the
+command that needs it. Every option's help shows its default.
 """
 import argparse
 import importlib
+import logging
 import os
 import sys
 
@@ -27,27 +29,89 @@ COMMANDS = {
 }
 
 
-def build_parser():
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows '(default: X)' after an option's help, except where there is nothing to
+    show (None, a flag's False) or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or "%(default)" in text
+                or "default" in text.lower() or not action.option_strings
+                or action.default == []):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+# -- argument types: bad numbers are refused by argparse, before anything runs -----------
+
+def _number(kind, text, low, inclusive, what):
+    try:
+        value = kind(text)
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < low or (not inclusive and value == low):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    return _number(int, text, 0, False, "a positive integer")
+
+
+def non_negative_int(text):
+    """argparse type: an integer >= 0."""
+    return _number(int, text, 0, True, "a non-negative integer")
+
+
+def probability(text):
+    """argparse type: a number in [0, 1]."""
+    value = _number(float, text, 0.0, True, "a number in [0, 1]")
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+def quiet_logs():
+    """Silences TensorFlow's C++ start-up chatter and absl/TFDS/Orbax INFO lines."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def _command_in(argv):
+    """The subcommand named in argv (its first non-option word), or None."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(commands=()):
+    """The `ditto` parser; only the subcommands in `commands` get their options (and
+    their modules imported). `commands=None`: all of them."""
     parser = argparse.ArgumentParser(
         prog="ditto",
         description="DITTO: offline imitation learning with world models (JAX/Flax).",
+        epilog="`ditto COMMAND --help` lists a command's options.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)
-        p.set_defaults(_module=module)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=HelpFormatter)
+        if commands is None or name in commands:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
     return parser
 
 
 def main(argv=None):
-    # TF prints pages of start-up chatter; keep the console readable.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import logging
-    logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax/TFDS info chatter
-    parser = build_parser()
+    quiet_logs()  # before any subcommand module can import TensorFlow
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    command = _command_in(argv)
+    parser = build_parser([command] if command else [])
     args, unknown = parser.parse_known_args(argv)
     if unknown and not getattr(args._module, "ACCEPTS_EXTRA_ARGS", False):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -78,3 +78,52 @@ def test_info_missing_path(tmp_path):
 def test_info_folder_that_is_not_a_dataset(tmp_path):
     (tmp_path / "junk.txt").write_text("hello")
     _fails_cleanly(run_cli("info", tmp_path), str(tmp_path))
+
+
+def test_info_split_expressions(tmp_path):
+    out = tmp_path / "three"
+    _ok(run_cli("record", "--game", "pong", "--policy", "random", "--episodes", 3,
+                "--max-steps", 10, "--out", out, "--quiet"))
+    assert json.loads(_ok(run_cli("info", out, "--split", "train[:2]", "--json")).stdout)[
+        "episodes"] == 2
+    assert json.loads(_ok(run_cli("info", out, "--split", "train[-1:]+train[:1]",
+                                  "--json")).stdout)["episodes"] == 2
+    proc = run_cli("info", out, "--split", "test[:2]")
+    _fails_cleanly(proc, "unknown split", "test", str(out), "one of train")
+    _fails_cleanly(run_cli("info", out, "--split", "train[:x]"), "split", "train[:x]",
+                   str(out))
+
+
+def test_policy_typo_leaves_nothing_behind(tmp_path):
+    out = tmp_path / "d"
+    args = ["record", "--game", "pong", "--episodes", 1, "--max-steps", 10, "--out", out,
+            "--quiet"]
+    _fails_cleanly(run_cli(*args, "--policy", "randmo"), "randmo", "policy")
+    assert not os.path.exists(out)
+    _ok(run_cli(*args, "--policy", "random"))  # the corrected command just works
+
+
+def test_resume_sets_a_damaged_staged_episode_aside(tmp_path):
+    out = tmp_path / "d"
+    args = ["record", "--game", "pong", "--policy",
+            "tests.policies_for_tests:interrupt_in_third_episode", "--episodes", 4,
+            "--max-steps", 30, "--out", out, "--quiet"]
+    _fails_cleanly(run_cli(*args), "--resume")
+    staged = out / ".staging" / "episode_00000000.npz"
+    staged.write_bytes(staged.read_bytes()[:200])  # damaged
+    # Two episodes in all: the damaged episode 0 is recorded again (the test policy
+    # would interrupt a third one).
+    args[args.index("--episodes") + 1] = 2
+    proc = _ok(run_cli(*args, "--resume"))
+    assert "damaged" in proc.stdout and "episode_00000000.npz" in proc.stdout
+    info = json.loads(_ok(run_cli("info", out, "--json")).stdout)
+    assert info["episodes"] == 2 and info["steps"] == 60
+    assert os.listdir(out / ".damaged") == ["episode_00000000.npz"]  # kept
+
+
+def test_non_positive_counts_are_refused(tmp_path):
+    for bad in ("0", "-3", "two"):
+        proc = run_cli("record", "--game", "pong", "--episodes", bad, "--out", tmp_path / "x")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert "--episodes" in proc.stderr and "positive integer" in proc.stderr
+    assert not os.path.exists(tmp_path / "x")

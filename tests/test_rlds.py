@@ -488,3 +488,38 @@ def test_bad_split_expressions(sharded, split, message, got):
     assert e.value.field == "split" and sharded in text and got in text
     assert "train" in text.split("Expected:")[1].split("Got:")[0]  # names the splits
     assert "Traceback" not in text
+
+
+# -- damaged staged episodes ---------------------------------------------------------------
+
+def test_damaged_staged_episode_is_found_before_anything_is_written(tmp_path):
+    out = str(tmp_path / "ds")
+    rng = np.random.default_rng(3)
+    eps = [make_episode(rng, 3) for _ in range(3)]
+    w = EpisodeWriter(out, obs_shape=SHAPE, action_meanings=ACTIONS)
+    paths = [w.write_episode(ep, {"episode_id": i}) for i, ep in enumerate(eps)]
+    with open(paths[1], "r+b") as f:  # a torn write / bad disk
+        f.truncate(os.path.getsize(paths[1]) // 2)
+    with pytest.raises(DittoError, match=r"damaged.*--resume") as e:
+        w.finalize()
+    assert paths[1] in str(e.value)
+    assert not os.path.exists(os.path.join(out, "dataset_info.json"))
+    assert w.staged_episode_ids == [0, 1, 2]  # nothing moved or deleted
+    # Resuming sets the damaged file aside (kept) and asks for that episode again.
+    w = EpisodeWriter(out, obs_shape=SHAPE, action_meanings=ACTIONS, resume=True)
+    moved = w.check_staged()
+    assert [os.path.basename(p) for p, _ in moved] == [os.path.basename(paths[1])]
+    assert w.missing_episode_ids(3) == [1]
+    w.write_episode(eps[1], {"episode_id": 1})
+    w.finalize()
+    assert [e.metadata["episode_id"] for e in load_episodes(out)] == [0, 1, 2]
+    assert os.listdir(os.path.join(out, ".damaged")) == [os.path.basename(paths[1])]
+
+
+def test_empty_stub_recording_is_started_afresh(tmp_path):
+    out = str(tmp_path / "ds")
+    EpisodeWriter(out, obs_shape=SHAPE, action_meanings=ACTIONS,
+                  dataset_metadata={"policy": "exprt"})  # crashed before episode 0
+    w = EpisodeWriter(out, obs_shape=SHAPE, action_meanings=ACTIONS,
+                      dataset_metadata={"policy": "expert"})
+    assert w.recording_args["policy"] == "expert"

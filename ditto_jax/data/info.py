@@ -7,8 +7,12 @@ import numpy as np
 def add_arguments(p):
     p.add_argument("source", help="dataset directory, or a TFDS name such as "
                                   "rlu_atari_checkpoints_ordered/Pong_run_1")
-    p.add_argument("--data-dir", default=None, help="TFDS data directory for a TFDS name")
-    p.add_argument("--split", default=None, help="split, e.g. train or checkpoint_49")
+    p.add_argument("--data-dir", default=None,
+                   help="TFDS data directory for a TFDS name (default: ~/tensorflow_datasets)")
+    p.add_argument("--split", default=None,
+                   help="TFDS split expression, e.g. train, 'train[:10]', 'train[10%%:]', "
+                        "'train[-5:]', 'a+b', or checkpoint_40:checkpoint_49 (default: "
+                        "train, else every split)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

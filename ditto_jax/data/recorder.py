@@ -17,20 +17,24 @@ _RESUME_KEYS = ("game", "policy", "protocol", "epsilon", "seed", "size", "full_a
 
 
 def add_arguments(p):
+    from ditto_jax.cli import non_negative_int, positive_int, probability
     p.add_argument("--game", required=True, help="Atari game, e.g. pong, breakout")
     p.add_argument("--policy", default="expert",
                    help="'expert' (scripted, emulator look-ahead), 'tracker' (Pong: RAM "
                         "controller without look-ahead), 'random', or "
                         "'package.module:factory' for any policy factory")
-    p.add_argument("--episodes", type=int, required=True, help="number of episodes")
+    p.add_argument("--episodes", type=positive_int, required=True,
+                   help="number of episodes (with --resume: in all)")
     p.add_argument("--out", required=True, help="output dataset directory")
-    p.add_argument("--epsilon", type=float, default=0.0,
+    p.add_argument("--epsilon", type=probability, default=0.0,
                    help="probability of a uniformly random action (coverage data)")
-    p.add_argument("--protocol", default="ditto", choices=["ditto", "machado"])
-    p.add_argument("--seed", type=int, default=0, help="episode i uses seed + i")
-    p.add_argument("--max-steps", type=int, default=27_000,
+    p.add_argument("--protocol", default="ditto", choices=["ditto", "machado"],
+                   help="evaluation protocol of the environment (frame skip, sticky "
+                        "actions, episode caps)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="episode i uses seed + i")
+    p.add_argument("--max-steps", type=positive_int, default=27_000,
                    help="agent steps per episode before truncation")
-    p.add_argument("--size", type=int, default=64, help="frame height and width")
+    p.add_argument("--size", type=positive_int, default=64, help="frame height and width")
     p.add_argument("--full-action-space", action="store_true",
                    help="record in the 18-action set instead of the minimal one")
     p.add_argument("--resume", action="store_true",
@@ -95,33 +99,46 @@ def record(*, game, policy="expert", episodes, out, epsilon=0.0, protocol="ditto
         raise DittoError("Epsilon is a probability", field="--epsilon",
                          expected="a number in [0, 1]", got=epsilon)
     game = atari.canonical_game(game)
-    env = atari.make_env(game, protocol, size=(size, size), full_action_space=full_action_space)
     meanings = atari.action_meanings(game, full_action_space=full_action_space)
+    # The policy is built before anything is created on disk: a typo in --policy must
+    # not leave a stub recording behind that blocks the corrected command.
+    agent = make_policy(policy, game=game, num_actions=len(meanings), epsilon=epsilon,
+                        seed=seed)
     args = dict(game=game, policy=policy, protocol=protocol, epsilon=float(epsilon),
                 seed=int(seed), size=int(size), full_action_space=bool(full_action_space))
-    writer = EpisodeWriter(
-        out, obs_shape=(size, size, 1), action_meanings=meanings,
-        dataset_metadata=args, resume=resume)
-    stored = getattr(writer, "recording_args", None) or {}
-    mismatched = {k: (stored[k], args[k]) for k in _RESUME_KEYS
-                  if k in stored and stored[k] != args[k]}
-    if resume and mismatched:
-        k, (was, now) = next(iter(mismatched.items()))
-        raise DittoError("--resume must repeat the original recording's arguments",
-                         path=out, field=k, expected=was, got=now)
+    env = atari.make_env(game, protocol, size=(size, size), full_action_space=full_action_space)
+    try:
+        writer = EpisodeWriter(
+            out, obs_shape=(size, size, 1), action_meanings=meanings,
+            dataset_metadata=args, resume=resume)
+        stored = getattr(writer, "recording_args", None) or {}
+        mismatched = {k: (stored[k], args[k]) for k in _RESUME_KEYS
+                      if k in stored and stored[k] != args[k]}
+        if resume and mismatched:
+            k, (was, now) = next(iter(mismatched.items()))
+            raise DittoError("--resume must repeat the original recording's arguments",
+                             path=out, field=k, expected=was, got=now)
+        if resume:
+            # Check what is staged now, not after recording the rest: damaged episode
+            # files are set aside (kept in .staging/damaged/) and recorded again.
+            for path, why in writer.check_staged():
+                log(f"warning: damaged staged episode set aside and recorded again: "
+                    f"{path} ({why})")
+    except BaseException:
+        env.close()
+        raise
     start = writer.num_staged
     if start:
         log(f"resuming: {start} finished episode(s) kept in {out}")
-    agent = make_policy(policy, game=game, num_actions=len(meanings), epsilon=epsilon,
-                        seed=seed)
+    todo = writer.missing_episode_ids(episodes)
 
     from tqdm import tqdm
-    bar = tqdm(total=episodes, initial=start, unit="ep", disable=not progress,
+    bar = tqdm(total=start + len(todo), initial=start, unit="ep", disable=not progress,
                desc=f"record {game}/{policy}", dynamic_ncols=True)
     total_steps, t0 = 0, time.perf_counter()
     returns = []
     try:
-        for i in range(start, episodes):
+        for i in todo:
             steps, ret, terminated = rollout_episode(env, agent, seed=seed + i,
                                                      max_steps=max_steps)
             length = len(steps["action"]) - 1

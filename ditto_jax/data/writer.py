@@ -46,7 +46,9 @@ class EpisodeWriter:
     - `out_dir` is a finished dataset: DittoError (already exists; with resume=True the
       error says it is complete).
     - `out_dir` has a staging folder: DittoError unless resume=True, which continues it
-      (staged episodes kept; `recording_args` holds the stored arguments to compare).
+      (staged episodes kept; `recording_args` holds the stored arguments to compare;
+      `check_staged` sets damaged episode files aside). A staging folder without a
+      single staged episode (a stub) is started afresh without resume.
     - `out_dir` exists with other content: DittoError (never overwritten).
     """
 
@@ -241,8 +243,9 @@ class EpisodeWriter:
     def check_staged(self) -> list[str]:
         """Checks every staged episode file (zip CRCs, fields, shapes, metadata).
 
-        Damaged files are moved, not deleted, into `.staging/damaged/` so that their
-        episodes are recorded again (`missing_episode_ids`); returns their new paths.
+        Damaged files are moved, not deleted, into `.staging/damaged/` (`finalize` keeps
+        them as `.damaged/`) so that their episodes are recorded again
+        (`missing_episode_ids`); returns [(new path, what is wrong)].
         """
         moved = []
         for _, path in self._staged_files():
@@ -359,5 +362,9 @@ class EpisodeWriter:
                 os.replace(os.path.join(build, name), os.path.join(self.out_dir, name))
         os.replace(os.path.join(build, "dataset_info.json"),
                    os.path.join(self.out_dir, "dataset_info.json"))
+        damaged = os.path.join(self.staging_dir, DAMAGED)
+        if os.path.isdir(damaged) and not os.path.exists(os.path.join(self.out_dir,
+                                                                      "." + DAMAGED)):
+            os.replace(damaged, os.path.join(self.out_dir, "." + DAMAGED))  # kept
         shutil.rmtree(self.staging_dir)
         return self.out_dir

@@ -39,6 +39,19 @@ from ditto_jax.errors import DittoError
 
 gymnasium.register_envs(ale_py)
 
+
+def quiet_ale():
+    """Silences the emulator's start-up banner ("A.L.E: Arcade Learning Environment ...",
+    "[Powered by Stella]") and its info lines; errors still print. The logger mode is
+    process-wide in ale-py, so this runs on import and again at each env creation."""
+    try:
+        ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+    except (AttributeError, TypeError):  # pragma: no cover - older ale-py
+        pass
+
+
+quiet_ale()
+
 __all__ = [
     "Protocol",
     "PROTOCOLS",
@@ -231,6 +244,7 @@ def make_env(
     if height <= 0 or width <= 0:
         raise DittoError("Observation size must be positive", field="size", got=size)
     noops = proto.noop_max if noop_max is None else int(noop_max)
+    quiet_ale()
     env = gymnasium.make(
         ale_id(game),
         frameskip=1,  # AtariPreprocessing does the skipping and the max-pool

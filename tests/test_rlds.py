@@ -523,3 +523,24 @@ def test_empty_stub_recording_is_started_afresh(tmp_path):
     w = EpisodeWriter(out, obs_shape=SHAPE, action_meanings=ACTIONS,
                       dataset_metadata={"policy": "expert"})
     assert w.recording_args["policy"] == "expert"
+
+
+@pytest.mark.parametrize("size", [48, 84])
+def test_frame_size_the_world_model_cannot_take(tmp_path, size):
+    """Expert data at another frame size than a 64x64 world model, without resize: the
+    error names the dataset, the observation field, the expected and the actual shape."""
+    from ditto_jax.configs import load_config
+    from ditto_jax.stages.train_policy import DEFAULT_CONFIG, load_expert
+    rng = np.random.default_rng(0)
+    out = write_dataset(str(tmp_path / f"ds{size}"),
+                        [make_episode(rng, 3, shape=(size, size, 1)) for _ in range(2)],
+                        shape=(size, size, 1))
+    config = load_config(DEFAULT_CONFIG)
+    config.expert_resize = False
+    wm_meta = {"obs_shape": [64, 64, 1], "num_actions": len(ACTIONS),
+               "action_meanings": ACTIONS, "game": "pong"}
+    with pytest.raises(DittoError, match="wrong shape") as e:
+        load_expert(config, out, wm_meta)
+    text = str(e.value)
+    assert out in text and "observation" in text
+    assert "(64, 64, 1)" in text and f"({size}, {size}, 1)" in text

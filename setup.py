@@ -1,4 +1,6 @@
 """ditto_jax: DITTO (offline imitation learning with world models) in JAX/Flax."""
+import glob  # data_files
+
 from setuptools import find_packages, setup
 
 setup(
@@ -9,6 +11,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["ditto_jax", "ditto_jax.*"]),
+    # Experiment configs and grids, found after a non-editable install by
+    # ditto_jax.resources under <prefix>/share/ditto_jax/experiments/.
+    data_files=[(f"share/ditto_jax/experiments/{d}", sorted(glob.glob(f"experiments/{d}/*.py")))
+                for d in ("configs", "grids")],
     install_requires=[
         # compute
         "jax>=0.4.35",

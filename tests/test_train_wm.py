@@ -159,3 +159,7 @@ def test_nan_loss_stops_with_step_and_metric_and_keeps_checkpoint(pong_dataset, 
     assert "Training diverged" in proc.stderr and "at step 2" in proc.stderr
     assert "last good checkpoint is step 1" in proc.stderr
     assert sorted(d for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()) == ["1"]
+    # The advice leads somewhere: step 1's parameters gave the NaN, so resuming from it
+    # would diverge again; it names the setting to change and a way out.
+    assert "would diverge again" in proc.stderr and "config.optim.lr (now 1e+30)" in proc.stderr
+    assert "new --workdir" in proc.stderr

@@ -18,6 +18,8 @@ def _parse_value(text, current, key):
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         value = text  # a bare string such as `depth_to_space`
+    if isinstance(current, str) and not isinstance(value, str):
+        value = text  # a string field takes the text as written ("0,1,2", "1e-3")
     if isinstance(current, bool):
         if isinstance(value, str) and value.lower() in ("true", "false"):
             value = value.lower() == "true"

@@ -28,29 +28,40 @@ def normalized(score, low, high):
 
 
 def summarize(returns, lengths, *, game, protocol, expert_return=None, random_return=None,
-              extra=None):
-    """Mean return +- standard error and the expert/human-normalised scores."""
+              max_steps=None, extra=None):
+    """Mean return +- standard error and the normalised scores (one definition everywhere).
+
+    expert_normalized = (return - random) / (expert - random), where `expert_return` and
+        `random_return` must be MEASURED under the same protocol and episode cap as
+        `returns` (`reference_returns`); None when either is missing. The published
+        full-game random score is never substituted: on capped episodes it is meaningless.
+    human_normalized = (return - random_published) / (human - random_published) with
+        SPEC §6's full-game references; None when any episode was cut by `max_steps`.
+    """
     returns = np.asarray(returns, np.float64)
     n = len(returns)
     mean = float(returns.mean()) if n else float("nan")
     se = float(returns.std(ddof=1) / math.sqrt(n)) if n > 1 else 0.0
     human, rand = HUMAN_RANDOM.get(game, (None, None))
-    low = random_return if random_return is not None else rand
+    capped = bool(max_steps) and any(int(x) >= int(max_steps) for x in lengths)
     result = {
         "game": game, "protocol": protocol, "episodes": n,
         "return_mean": mean, "return_se": se,
         "returns": returns.tolist(), "lengths": [int(x) for x in lengths],
         "length_mean": float(np.mean(lengths)) if n else float("nan"),
-        "expert_return": expert_return, "random_return": low,
-        "expert_normalized": normalized(mean, low, expert_return),
-        "human_normalized": normalized(mean, rand, human),
+        "max_steps": None if max_steps is None else int(max_steps),
+        "capped_episodes": int(sum(int(x) >= int(max_steps) for x in lengths))
+        if max_steps else 0,
+        "expert_return": expert_return, "random_return": random_return,
+        "expert_normalized": normalized(mean, random_return, expert_return),
+        "human_normalized": None if capped else normalized(mean, rand, human),
     }
     result.update(extra or {})
     return result
 
 
 def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=27_000,
-                 record_first=False, progress=None, key=None):
+                 record_first=False, progress=None, key=None, observer=None):
     """Runs until `episodes` episodes finish; returns (returns, lengths, frames of ep 0).
 
     Envs that would start an episode beyond the requested count are ignored, so
@@ -60,6 +71,9 @@ def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=2
     import jax
     num_envs = max(1, min(num_envs, episodes))
     env = make_vec_env(num_envs)
+    for hooked in (agent, observer):
+        if hasattr(hooked, "bind"):  # scripted experts read the emulators themselves
+            hooked.bind(env, seed)
     key = jax.random.key(seed) if key is None else key
     try:
         obs, _ = env.reset(seed=seed)
@@ -78,6 +92,8 @@ def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=2
             key, step_key = jax.random.split(key)
             carry, actions = agent.act(carry, obs, is_first, step_key)
             actions = np.asarray(actions)
+            if observer is not None:  # before the step: the state the learner acts in
+                observer.observe(obs, is_first, actions, counted=active & ~needs_reset)
             if recording:
                 frames.append(np.asarray(obs[slot_of_episode0]))
             obs, reward, terminated, truncated, _ = env.step(actions)
@@ -126,3 +142,124 @@ class python_policy_agent:
 
     def act(self, carry, obs, is_first, key):
         return carry, np.asarray([self.act_one(o) for o in obs])
+
+
+# ------------------------------------------------------------------ scripted experts
+def expert_spec_of(policy):
+    """The scripted policy that can be asked for its action in any emulator state, from a
+    dataset's recorded `policy` field; None when there is none (random play, RL
+    Unplugged, an unknown policy)."""
+    if not policy:
+        return None
+    policy = str(policy)
+    if policy in ("expert", "tracker") or ":" in policy:
+        return policy
+    return None
+
+
+def _sub_envs(env):
+    envs = getattr(env.env, "envs", None)
+    if env.backend != "sync" or envs is None:
+        raise RuntimeError("scripted experts need the 'sync' vector-env backend")
+    return envs
+
+
+class ScriptedAgent:
+    """A scripted expert (RAM reader or look-ahead) playing a `sync` vector env, so it is
+    evaluated by the very loop, seeds and cap that evaluate every learner."""
+
+    def __init__(self, spec, game, num_actions):
+        self.spec, self.game, self.num_actions = spec, game, num_actions
+
+    def bind(self, env, seed):
+        from ditto_jax.experts.base import make_policy
+        self.envs = _sub_envs(env)
+        self.seed = int(seed)
+        self.policies = [make_policy(self.spec, game=self.game, num_actions=self.num_actions,
+                                     seed=self.seed + i) for i in range(len(self.envs))]
+        self.episode = 0
+
+    def init(self, num_envs):
+        return None
+
+    def act(self, carry, obs, is_first, key):
+        actions = []
+        for i, (policy, env) in enumerate(zip(self.policies, self.envs)):
+            if is_first[i]:
+                self.episode += 1
+                policy.reset(env, self.seed + 7919 * self.episode + i)
+            actions.append(int(policy.act(obs[i], env)))
+        return carry, np.asarray(actions)
+
+
+class ExpertAgreement:
+    """On-policy expert agreement, the direct measure of covariate shift.
+
+    In every state the LEARNER visits (a `sync` vector env), the scripted expert is asked
+    what it would do; agreement = fraction of counted steps where the learner's action is
+    the expert's. Agreement on expert states (held-out accuracy) cannot see covariate
+    shift; this can.
+    """
+
+    def __init__(self, spec, game, num_actions):
+        self.spec, self.game, self.num_actions = spec, game, num_actions
+        self.agree = self.total = 0
+
+    def bind(self, env, seed):
+        self.inner = ScriptedAgent(self.spec, self.game, self.num_actions)
+        self.inner.bind(env, seed)
+
+    def observe(self, obs, is_first, actions, counted):
+        _, expert = self.inner.act(None, obs, is_first, None)
+        for i, (policy, a) in enumerate(zip(self.inner.policies, actions)):
+            if hasattr(policy, "note_action"):  # the learner's action is the one taken
+                policy.note_action(int(a))
+        counted = np.asarray(counted, bool)
+        self.agree += int(((expert == actions) & counted).sum())
+        self.total += int(counted.sum())
+
+    def result(self):
+        return {"expert_agreement": self.agree / self.total if self.total else None,
+                "expert_agreement_steps": self.total, "expert_agreement_with": self.spec}
+
+
+class RandomAgent:
+    """Uniform random actions: the random-play reference of every normalised score."""
+
+    def __init__(self, num_actions, seed):
+        self.num_actions, self.rng = num_actions, np.random.default_rng(seed)
+
+    def init(self, num_envs):
+        return None
+
+    def act(self, carry, obs, is_first, key):
+        return carry, self.rng.integers(self.num_actions, size=len(obs))
+
+
+def reference_returns(game, *, protocol, max_steps, episodes, seed, num_envs=8, size=(64, 64),
+                      expert_spec=None, progress=None):
+    """Random play and (if there is a scripted expert) the expert, MEASURED under exactly the
+    protocol, cap, seeds and loop of the learners: the ends of `expert_normalized`.
+
+    Returns {"random": summary, "expert": summary or None}.
+    """
+    from ditto_jax.envs import atari
+    from ditto_jax.envs.vector import make_vector_env
+    game = atari.canonical_game(game)
+    num_actions = len(atari.action_meanings(game))
+    out = {}
+    for name, agent, backend in (
+            ("random", RandomAgent(num_actions, seed), "sync" if expert_spec else "native"),
+            ("expert", ScriptedAgent(expert_spec, game, num_actions) if expert_spec else None,
+             "sync")):
+        if agent is None:
+            out[name] = None
+            continue
+        returns, lengths, _ = run_episodes(
+            lambda n, b=backend: make_vector_env(game, n, protocol, size=size, seed=seed,
+                                                 backend=b),
+            agent, episodes=episodes, num_envs=num_envs, seed=seed, max_steps=max_steps,
+            progress=progress)
+        out[name] = summarize(returns, lengths, game=game, protocol=protocol,
+                              max_steps=max_steps)
+    return out

@@ -58,15 +58,16 @@ _COLORS = {"ditto": "#1f77b4", "dbc": "#ff7f0e", "dgail": "#2ca02c", "bc": "#d62
 
 
 def add_arguments(p):
+    from ditto_jax.cli import non_negative_int, positive_int
     p.add_argument("sweep_dir", help="sweep directory (searched recursively for "
                                      "results.json) or a single run directory")
-    p.add_argument("--reps", type=int, default=2000,
+    p.add_argument("--reps", type=positive_int, default=2000,
                    help="stratified-bootstrap replications for the confidence intervals")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap random seed")
     p.add_argument("--out", default=None,
                    help="where to write report.md, report.json and plots/ "
                         "(default: SWEEP_DIR)")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--no-plots", action="store_true", help="write tables only, no plots")
     p.add_argument("--json", action="store_true", help="print report.json to stdout")
 
 
@@ -501,8 +502,8 @@ def run_report(sweep_dir, *, reps=2000, seed=0, out_dir=None, plots=True):
     report["markdown"] = os.path.join(out_dir, "report.md")
     with open(report["markdown"], "w") as f:
         f.write(format_markdown(report))
-    with open(os.path.join(out_dir, "report.json"), "w") as f:
-        json.dump(report, f, indent=2)
+    from ditto_jax.io import write_json_atomic
+    write_json_atomic(os.path.join(out_dir, "report.json"), report)
     return report
 
 

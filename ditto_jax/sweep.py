@@ -33,12 +33,13 @@ import threading
 import time
 
 from ditto_jax.configs import config_overrides, load_python_file
+from ditto_jax import resources
 from ditto_jax.errors import DittoError
 
 ACCEPTS_EXTRA_ARGS = True  # --config.KEY=VALUE overrides for every run
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GRID_DIRS = ("experiments/grids", os.path.join(REPO_ROOT, "experiments", "grids"))
+GRID_DIRS = ("experiments/grids", resources.grids_dir())  # cwd, then the installed grids
 WM_STAGES = "data,wm"
 AFTER_WM_STAGES = "policy,eval,report"
 RESULTS = "results.json"
@@ -463,11 +464,8 @@ class Status:
             counts[e["status"]] = counts.get(e["status"], 0) + 1
         data = {**self.meta, "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "counts": counts,
                 "runs": list(self.entries.values())}
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, self.path)
+        from ditto_jax.io import write_json_atomic
+        write_json_atomic(self.path, data, indent=1)
 
     def failed(self):
         return [e for e in self.entries.values() if e["status"] == "failed"]
@@ -512,8 +510,9 @@ def run_sweep(wm_jobs, runs, sweep_dir, backend, *, retries=1, meta=None, log=pr
             error = f"exited 0 but wrote no {RESULTS}"
         ok = rc == 0 and error is None
         if ok and job.phase == 1:
-            with open(job.marker, "w") as f:
-                json.dump({"command": job.command, "time": time.time()}, f)
+            from ditto_jax.io import write_json_atomic
+            write_json_atomic(job.marker, {"command": job.command, "time": time.time()},
+                              indent=None)
         n = e["attempts"] + 1
         final = ok or n >= attempts
         status.set(job, attempts=n, returncode=rc, error=error,
@@ -564,6 +563,7 @@ def _minutes(text):
 
 
 def add_arguments(p):
+    from ditto_jax.cli import non_negative_int, positive_int
     p.add_argument("grid", help="grid file[:variant], e.g. experiments/grids/paper.py:games="
                                 "breakout+pong,seeds=5, or a grid name (paper, horizon, reward, "
                                 "local); --config.KEY=VALUE overrides apply to every run")
@@ -573,29 +573,36 @@ def add_arguments(p):
     p.add_argument("--shared-dir", default=None,
                    help="where shared data + world models live (default WORKDIR/shared); point "
                         "an ablation at the paper sweep's to reuse its world models")
-    p.add_argument("--backend", choices=("local", "slurm"), default="local")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--backend", choices=("local", "slurm"), default="local",
+                   help="run the jobs on this machine, or submit them to SLURM")
+    p.add_argument("--workers", type=positive_int, default=None,
                    help="local: runs at once (default 1, or one per --visible-devices entry)")
     p.add_argument("--visible-devices", default=None,
                    help="local: comma-separated GPU ids; each running job gets one "
                         "(CUDA_VISIBLE_DEVICES)")
-    p.add_argument("--retries", type=int, default=1, help="re-runs of a failed job")
+    p.add_argument("--retries", type=non_negative_int, default=1, help="re-runs of a failed job")
     p.add_argument("--only", default=None, help="comma-separated globs over run names")
     p.add_argument("--dry-run", action="store_true",
                    help="print every command, phase by phase, and run nothing")
+    p.add_argument("--estimate", action="store_true",
+                   help="print the grid's device-hours per stage from measured step times "
+                        "(benchmarks/device.py) and run nothing")
+    p.add_argument("--device-results", default=None,
+                   help="--estimate: a JSON from benchmarks/device.py, or a folder of them "
+                        "(default: the newest benchmarks/results/device-*.json)")
     p.add_argument("--ditto-command", default=None,
                    help="the ditto executable (default: python -m ditto_jax.cli, "
                         f"or ${COMMAND_ENV})")
     g = p.add_argument_group("slurm backend (submitit)")
-    g.add_argument("--partition", default=None)
-    g.add_argument("--gpus", type=int, default=1, help="GPUs per job")
-    g.add_argument("--cpus", type=int, default=None, help="CPUs per job")
-    g.add_argument("--mem-gb", type=int, default=None)
+    g.add_argument("--partition", default=None, help="SLURM partition")
+    g.add_argument("--gpus", type=non_negative_int, default=1, help="GPUs per job")
+    g.add_argument("--cpus", type=positive_int, default=None, help="CPUs per job")
+    g.add_argument("--mem-gb", type=positive_int, default=None, help="memory per job in GB")
     g.add_argument("--time", default="1440", help="time limit per job: minutes or [D-]HH:MM:SS")
-    g.add_argument("--account", default=None)
-    g.add_argument("--qos", default=None)
-    g.add_argument("--constraint", default=None)
-    g.add_argument("--array-parallelism", type=int, default=None,
+    g.add_argument("--account", default=None, help="SLURM account")
+    g.add_argument("--qos", default=None, help="SLURM quality of service")
+    g.add_argument("--constraint", default=None, help="SLURM node constraint, e.g. a GPU type")
+    g.add_argument("--array-parallelism", type=positive_int, default=None,
                    help="most jobs of one phase running at once")
     g.add_argument("--slurm-setup", action="append", default=[],
                    help="shell line run before each job (repeatable), e.g. 'module load cuda'")
@@ -614,6 +621,10 @@ def main(args):
     command = shlex.split(args.ditto_command) if args.ditto_command else None
     wm_jobs, runs = expand(grid, sweep_dir, extra_overrides=overrides, command=command,
                            shared_dir=args.shared_dir, only=args.only, grid_path=grid_path)
+    if getattr(args, "estimate", False):
+        from ditto_jax import estimate
+        return estimate.main(wm_jobs, runs, grid=args.grid,
+                             device_results=args.device_results)
     if args.dry_run:
         print(f"# sweep {args.grid}: {len(runs)} runs, {len(wm_jobs)} shared world models, "
               f"workdir {os.path.abspath(sweep_dir)}")

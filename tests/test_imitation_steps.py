@@ -1,4 +1,5 @@
 """DITTO, D-GAIL and D-BC train steps on a toy latent world with a known expert."""
+import pytest
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -104,3 +105,80 @@ def test_dbc_fits_expert_actions():
     for i in range(200):
         state, m = step(state, {"feat": x, "action": y}, jax.random.key(i))
     assert float(m["accuracy"]) > 0.95
+
+
+# ---------------------------------------------------------------- study levers (issue 9)
+def test_first_step_all_actions_is_the_expected_reinforce_gradient():
+    """At step 0 the all-actions loss has the gradient E_{a~pi}[-grad log pi(a) (Q(a)-b)],
+    summed exactly over actions: checked against a plain loop over actions."""
+    from ditto_jax.agents.actor_critic import Actor, actor_critic_losses
+    config = _config(standardize_advantages=False, entropy=0.0, horizon=1)
+    actor = Actor(NUM_ACTIONS, 8, 1)
+    rng = np.random.default_rng(3)
+    feats = jnp.asarray(rng.normal(size=(2, 4, 5)).astype(np.float32))   # (H+1, B, F)
+    params = actor.init(jax.random.key(0), feats[0])
+    q = jnp.asarray(rng.normal(size=(4, NUM_ACTIONS)).astype(np.float32))
+
+    def critic(p, x):
+        return jnp.zeros(x.shape[:-1])
+
+    def loss(p):
+        a_loss, _, _ = actor_critic_losses(
+            p, None, None, actor.apply, critic, feats, jnp.zeros((1, 4), jnp.int32),
+            jnp.zeros((1, 4)), config, first_q=q)
+        return a_loss
+
+    grad = jax.grad(loss)(params)
+    probs = jax.nn.softmax(actor.apply(params, feats[0]))
+    expected = jax.tree.map(jnp.zeros_like, params)
+    for b in range(4):
+        baseline = float(jnp.sum(probs[b] * q[b]))
+        for a in range(NUM_ACTIONS):
+            g_logp = jax.grad(lambda p: jax.nn.log_softmax(
+                actor.apply(p, feats[0, b:b + 1]))[0, a])(params)
+            w = float(probs[b, a]) * (float(q[b, a]) - baseline) / 4
+            expected = jax.tree.map(lambda e, g: e - w * g, expected, g_logp)
+    for got, want in zip(jax.tree.leaves(grad), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_ditto_with_all_actions_first_step_learns_the_expert_action():
+    state, history, accuracy = _train(_config(first_step="all_actions"), updates=100)
+    assert accuracy > 0.9, accuracy
+    assert history[-1]["first_q_gap"] > 0
+
+
+def test_entropy_schedule_is_linear_then_constant():
+    from ditto_jax.agents.actor_critic import entropy_coef
+    c = _config(entropy=0.3, entropy_final=0.1, entropy_decay_steps=10)
+    got = [float(entropy_coef(c, jnp.asarray(s))) for s in (0, 5, 10, 50)]
+    np.testing.assert_allclose(got, [0.3, 0.2, 0.1, 0.1], rtol=1e-6)
+    assert float(entropy_coef(_config(entropy=0.05), jnp.asarray(7))) == pytest.approx(0.05)
+
+
+def test_bc_initialised_ditto_phases():
+    """BC phase fits the expert action, the warm-up trains only the critic, then DITTO."""
+    config = _config(bc_init_steps=60, critic_warmup_steps=5)
+    state = imitation.init_agent_state(config, D + 4, D, NUM_ACTIONS, jax.random.key(0))
+    step = jax.jit(imitation.make_bcinit_ditto_step(
+        config, img_step=img_step, feat=feat, num_actions=NUM_ACTIONS, action_dim=ACTION_DIM))
+    rng = np.random.default_rng(1)
+    phases, actor_at = [], {}
+    for i in range(70):
+        batch = _expert_batch(rng, 64, config.horizon)
+        batch["action"] = jnp.ones(64, jnp.int32)            # the toy expert's action
+        critic_before = state.critic
+        state, m = step(state, batch, jax.random.key(i))
+        phases.append(int(m["phase"]))
+        actor_at[i] = state.actor
+        if i < 60:
+            assert all(np.array_equal(a, b) for a, b in zip(
+                jax.tree.leaves(critic_before), jax.tree.leaves(state.critic)))
+    assert phases[:60] == [0] * 60 and phases[60:65] == [1] * 5 and phases[65:] == [2] * 5
+    frozen = [all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(actor_at[i - 1]),
+                                                       jax.tree.leaves(actor_at[i])))
+              for i in range(60, 66)]
+    assert frozen == [True] * 5 + [False]
+    probe = _expert_batch(np.random.default_rng(9), 256, 1)
+    logits = imitation.policy_logits(config, NUM_ACTIONS)(state.actor, feat(probe["start"]))
+    assert float((np.argmax(logits, -1) == 1).mean()) > 0.9

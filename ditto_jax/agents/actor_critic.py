@@ -98,23 +98,63 @@ def imagine(actor_apply, actor_params, img_step, feat, start, horizon, num_actio
     return states, feats, actions
 
 
+def entropy_coef(config, step):
+    """eta at update `step`: `entropy`, or linear from `entropy` to `entropy_final` over
+    `entropy_decay_steps` updates (entropy_final < 0: constant)."""
+    eta0 = float(config.entropy)
+    final = float(config.get("entropy_final", -1.0))
+    decay = int(config.get("entropy_decay_steps", 0))
+    if final < 0 or decay <= 0:
+        return jnp.asarray(eta0, jnp.float32)
+    frac = jnp.minimum(step.astype(jnp.float32) / decay, 1.0)
+    return eta0 + (final - eta0) * frac
+
+
 def actor_critic_losses(actor_params, critic_params, target_params, actor_apply, critic_apply,
-                        feats, actions, rewards, config):
-    """Losses and metrics given an imagined trajectory and its rewards (time-major)."""
+                        feats, actions, rewards, config, *, eta=None, first_q=None):
+    """Losses and metrics given an imagined trajectory and its rewards (time-major).
+
+    feats (H+1, B, F), actions (H, B), rewards (H, B). `first_q` (B, A), when given, holds
+    one-step action values Q(s_0, a) = r(a) + gamma v(s_1^a) of EVERY action at the first
+    imagined step; the actor then takes the exact expected gradient there,
+    -sum_a pi(a|s_0) sg(Q(s_0, a) - sum_a' pi(a'|s_0) Q(s_0, a')), instead of REINFORCE
+    on the one sampled action. Both terms share the advantage scale (standardisation).
+    """
+    eta = config.entropy if eta is None else eta
     feats = jax.lax.stop_gradient(feats)
     values_target = critic_apply(target_params, feats)          # (H+1, B)
     returns = lambda_returns(rewards, values_target[:-1], values_target[-1],
                              gamma=config.gamma, lam=config.lam)  # (H, B)
     values = critic_apply(critic_params, feats[:-1])
     critic_loss = 0.5 * jnp.mean(jnp.square(values - jax.lax.stop_gradient(returns)))
-    advantages = returns - values_target[:-1]
-    if config.standardize_advantages:
-        advantages = standardize(advantages)
+    raw_adv = returns - values_target[:-1]
+    scale = raw_adv.std() + 1e-8 if config.standardize_advantages else 1.0
+    advantages = (raw_adv - raw_adv.mean()) / scale if config.standardize_advantages \
+        else raw_adv
     logits = actor_apply(actor_params, feats[:-1])
-    actor_loss, ent = reinforce_loss(logits, actions, advantages, config.entropy)
+    if first_q is None:
+        actor_loss, ent = reinforce_loss(logits, actions, advantages, eta)
+    else:
+        # Steps k >= 1 by REINFORCE, step 0 by the exact expectation over actions.
+        horizon = logits.shape[0]
+        pg, ent_all = _reinforce_terms(logits[1:], actions[1:], advantages[1:])
+        probs0 = jax.nn.softmax(logits[0])
+        q = jax.lax.stop_gradient(first_q)
+        adv0 = (q - jnp.sum(jax.lax.stop_gradient(probs0) * q, -1, keepdims=True)) / scale
+        pg0 = -jnp.sum(probs0 * adv0, -1)                               # (B,)
+        ent0 = entropy_from_logits(logits[0])
+        ent = (ent0.sum() + ent_all.sum()) / (horizon * ent0.shape[0])
+        actor_loss = (pg0.sum() + pg.sum()) / (horizon * ent0.shape[0]) - eta * ent
     metrics = {
         "actor_loss": actor_loss, "critic_loss": critic_loss, "entropy": ent,
         "return_mean": returns.mean(), "value_mean": values.mean(),
-        "advantage_std": (returns - values_target[:-1]).std(),
+        "advantage_std": raw_adv.std(), "eta": jnp.asarray(eta, jnp.float32),
     }
     return actor_loss, critic_loss, metrics
+
+
+def _reinforce_terms(logits, actions, advantages):
+    """Per-step -log pi(a|s) sg(A) and entropies, unreduced."""
+    logp = jax.nn.log_softmax(logits)
+    logp_a = jnp.take_along_axis(logp, actions[..., None], axis=-1)[..., 0]
+    return -logp_a * jax.lax.stop_gradient(advantages), entropy_from_logits(logits)

@@ -17,10 +17,11 @@ import jax.numpy as jnp
 import optax
 
 from ditto_jax.agents import rewards as reward_lib
-from ditto_jax.agents.actor_critic import (Actor, Critic, MLP, actor_critic_losses, imagine,
-                                           reinforce_loss)
+from ditto_jax.agents.actor_critic import (Actor, Critic, MLP, actor_critic_losses,
+                                           entropy_coef, imagine, reinforce_loss)
 
-METHODS = ("ditto", "dgail", "dbc")
+METHODS = ("ditto", "dgail", "dbc", "ditto_bcinit")
+FIRST_STEP = ("sample", "all_actions")
 
 
 @flax.struct.dataclass
@@ -83,15 +84,36 @@ def make_imagination_step(config, *, img_step, feat, num_actions, action_dim):
     disc_opt = _optimizer(config.disc_lr, config.eps, config.clip)
     horizon = int(config.horizon)
     gail = config.reward == "gail"
+    first_step = str(config.get("first_step", "sample"))
+    if first_step not in FIRST_STEP:
+        raise ValueError(f"first_step must be one of {FIRST_STEP}, got {first_step!r}")
+    if first_step == "all_actions" and gail:
+        raise ValueError("first_step=all_actions needs a latent reward, not gail")
 
     def compared(states):
         return reward_lib.latent_part(states, config.latent)
+
+    def first_step_values(state, start, expert_1, key):
+        """Q(s_0, a) = r(s_1^a) + gamma v_target(s_1^a) for every action a: (B, A).
+
+        Every action's successor uses the same prior key (common random numbers), so the
+        differences between actions are not blurred by different latent samples.
+        """
+        def one(a):
+            onehot = jnp.broadcast_to(jax.nn.one_hot(a, action_dim),
+                                      (expert_1.shape[0], action_dim))
+            nxt = img_step(start, onehot, key)
+            r = reward_lib.imitation_reward(config.reward, compared(nxt), expert_1,
+                                            threshold=config.sparse_threshold)
+            return r + config.gamma * critic.apply(state.target_critic, feat(nxt))
+        q = jax.vmap(one)(jnp.arange(num_actions))                   # (A, B)
+        return jax.lax.stop_gradient(jnp.swapaxes(q, 0, 1))
 
     def train_step(state, batch, rng):
         expert = batch["expert"]
         assert expert.shape[1] == horizon + 1, (
             f"expert windows must hold H+1={horizon + 1} steps, got {expert.shape}")
-        imag_key, _ = jax.random.split(rng)
+        imag_key, q_key = jax.random.split(rng)
         states, feats, actions = imagine(actor.apply, state.actor, img_step, feat,
                                          batch["start"], horizon, num_actions, action_dim,
                                          imag_key)
@@ -125,12 +147,19 @@ def make_imagination_step(config, *, img_step, feat, num_actions, action_dim):
         metrics["latent_distance"] = 1.0 - reward_lib.maxcos(agent_latents[1:],
                                                              expert_tm[1:]).mean()
         rewards = jax.lax.stop_gradient(rewards)
+        first_q = (first_step_values(state, batch["start"], expert_tm[1], q_key)
+                   if first_step == "all_actions" else None)
+        if first_q is not None:
+            # How far apart the actions' one-step values are: the signal the actor sees.
+            metrics["first_q_gap"] = (first_q.max(-1) - first_q.min(-1)).mean()
+        eta = entropy_coef(config, state.step)
+        train_actor = batch.get("train_actor", True)
 
         def loss_fn(params):
             actor_params, critic_params = params
             a_loss, c_loss, m = actor_critic_losses(
                 actor_params, critic_params, state.target_critic, actor.apply, critic.apply,
-                feats, actions, rewards, config)
+                feats, actions, rewards, config, eta=eta, first_q=first_q)
             return a_loss + c_loss, m
 
         (_, m), (a_grads, c_grads) = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -138,6 +167,10 @@ def make_imagination_step(config, *, img_step, feat, num_actions, action_dim):
         a_updates, actor_opt = opt.update(a_grads, state.actor_opt, state.actor)
         c_updates, critic_opt = opt.update(c_grads, state.critic_opt, state.critic)
         actor_params = optax.apply_updates(state.actor, a_updates)
+        if train_actor is not True:  # critic warm-up (DITTO with BC init): actor frozen
+            actor_params, actor_opt = jax.tree.map(
+                lambda new, old: jnp.where(train_actor, new, old),
+                (actor_params, actor_opt), (state.actor, state.actor_opt))
         critic_params = optax.apply_updates(state.critic, c_updates)
         step = state.step + 1
         # The target critic is a copy refreshed every `target_every` updates.
@@ -178,5 +211,56 @@ def make_dbc_step(config, *, num_actions):
         metrics["actor_grad_norm"] = optax.global_norm(grads)
         return state.replace(step=state.step + 1, actor=actor_params,
                              actor_opt=actor_opt), metrics
+
+    return train_step
+
+
+def make_bcinit_ditto_step(config, *, img_step, feat, num_actions, action_dim):
+    """DITTO initialised by behaviour cloning on the world-model latents (SPEC §9 lever).
+
+    Three phases by update index t, one jitted step (`lax.cond` picks the phase):
+      t < bc_init_steps                      the actor is fit with the D-BC objective on
+                                             the window start states and their expert
+                                             actions (the critic is untouched);
+      t < bc_init_steps + critic_warmup     DITTO's critic learns the values of that
+                                             fixed actor (actor frozen);
+      later                                  plain DITTO.
+    Batch: the DITTO batch plus "action" (B,), the expert action at each start state.
+    Reported as its own method ("DITTO (BC init)"), never as DITTO.
+    """
+    from ditto_jax.models.rssm import get_feat  # noqa: F401  (feat is passed in)
+    ditto = make_imagination_step(config, img_step=img_step, feat=feat,
+                                  num_actions=num_actions, action_dim=action_dim)
+    dbc = make_dbc_step(config, num_actions=num_actions)
+    bc_steps = int(config.bc_init_steps)
+    warmup = int(config.critic_warmup_steps)
+
+    def train_step(state, batch, rng):
+        def bc_phase(state):
+            new, m = dbc(state, {"feat": feat(batch["start"]), "action": batch["action"]},
+                         rng)
+            return new, m
+
+        def ac_phase(state):
+            b = {"start": batch["start"], "expert": batch["expert"],
+                 "train_actor": state.step >= bc_steps + warmup}
+            return ditto(state, b, rng)
+
+        # Both branches must return the same metric keys: fill the other's with NaN-free 0s.
+        _, m_bc = jax.eval_shape(bc_phase, state)
+        _, m_ac = jax.eval_shape(ac_phase, state)
+        keys = sorted(set(m_bc) | set(m_ac))
+
+        def padded(fn):
+            def run(state):
+                new, m = fn(state)
+                return new, {k: jnp.asarray(m.get(k, 0.0), jnp.float32) for k in keys}
+            return run
+
+        new, metrics = jax.lax.cond(state.step < bc_steps, padded(bc_phase),
+                                    padded(ac_phase), state)
+        metrics["phase"] = jnp.where(state.step < bc_steps, 0,
+                                     jnp.where(state.step < bc_steps + warmup, 1, 2))
+        return new, metrics
 
     return train_step

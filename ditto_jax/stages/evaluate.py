@@ -7,46 +7,136 @@ from ditto_jax.errors import DittoError
 
 
 def add_arguments(p):
+    from ditto_jax.cli import non_negative_int, positive_int
     p.add_argument("--workdir", required=True, help="workdir of `ditto train-policy`")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--envs", type=int, default=8, help="parallel environments")
-    p.add_argument("--protocol", default="ditto", choices=["ditto", "machado"])
-    p.add_argument("--seed", type=int, default=12345)
-    p.add_argument("--max-steps", type=int, default=27_000,
+    p.add_argument("--episodes", type=positive_int, default=10, help="episodes to play")
+    p.add_argument("--envs", type=positive_int, default=8, help="parallel environments")
+    p.add_argument("--protocol", default="ditto", choices=["ditto", "machado"],
+                   help="evaluation protocol (frame skip, sticky actions, episode caps)")
+    p.add_argument("--seed", type=non_negative_int, default=12345,
+                   help="seed of the environments and the policy's sampling")
+    p.add_argument("--max-steps", type=positive_int, default=27_000,
                    help="agent steps per episode (the protocols' own caps still apply)")
-    p.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
-    p.add_argument("--no-video", action="store_true")
+    p.add_argument("--policy", default="sample", choices=["sample", "greedy"],
+                   help="action rule: sample from pi (as the authors evaluate) or argmax")
+    p.add_argument("--greedy", action="store_true", help="same as --policy greedy")
+    p.add_argument("--wm", default=None,
+                   help="world-model workdir, if it moved since training (the recorded "
+                        "step is still required)")
+    p.add_argument("--no-agreement", action="store_true",
+                   help="skip on-policy expert agreement (asking the scripted expert in "
+                        "the learner's states)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-video", action="store_true", help="do not write episode videos")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _expert_spec(meta):
+    """The scripted expert behind the policy's demonstrations, if it can be asked live."""
+    from ditto_jax.evaluation import expert_spec_of
+    source = meta.get("expert", {}).get("source")
+    if not source:
+        return None
+    try:
+        from ditto_jax.data.rlds import read_dataset_metadata
+        return expert_spec_of(read_dataset_metadata(source).get("policy"))
+    except (DittoError, OSError, ValueError):
+        return None  # the expert data is not here (a moved run): no live reference
+
+
 def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=12345,
-                     video=True, greedy=False, max_steps=27_000):
+                     video=True, greedy=False, max_steps=27_000, references=None,
+                     agreement="auto", progress=False, wm=None):
+    """Evaluates a trained policy in the real game; returns (and writes) its result.
+
+    references: {"expert": R_E, "random": R_R} measured under this protocol and cap; None
+        measures them here (random play, and the scripted expert live when the policy's
+        demonstrations came from one), with the same seeds, so `ditto eval` and a
+        pipeline's results.md give the same normalised score.
+    agreement: scripted-expert spec to ask in the learner's own states ("auto": the
+        policy's demonstrator if scripted; None: off).
+    """
     from ditto_jax.stages.train_policy import evaluate_agent, load_policy
     from ditto_jax import viz
+    from ditto_jax.evaluation import ExpertAgreement, reference_returns
     if episodes < 1:
         raise DittoError("Nothing to evaluate", field="--episodes", expected=">= 1",
                          got=episodes)
-    agent, config, meta = load_policy(workdir, greedy=greedy)
+    agent, config, meta = load_policy(workdir, greedy=greedy, wm=wm)
     config.eval_envs = envs
     config.eval_max_steps = max_steps
-    result = evaluate_agent(agent, config, meta, seed=seed, episodes=episodes,
-                            protocol=protocol, record_first=video)
+    spec = _expert_spec(meta) if agreement == "auto" or references is None else None
+    if agreement == "auto":
+        agreement = spec
+    bar = _progress_bar(progress, episodes, f"eval/{meta['method']}")
+    if references is None:
+        refs = reference_returns(meta["game"], protocol=protocol, max_steps=max_steps,
+                                 episodes=episodes, seed=seed, num_envs=envs,
+                                 size=tuple(meta["obs_shape"][:2]), expert_spec=spec)
+        references = {"random": refs["random"]["return_mean"],
+                      "expert": refs["expert"]["return_mean"] if refs["expert"] else None}
+    observer = None
+    if agreement:
+        from ditto_jax.envs import atari
+        observer = ExpertAgreement(agreement, atari.canonical_game(meta["game"]),
+                                   int(meta["num_actions"]))
+    try:
+        result = evaluate_agent(agent, config, meta, seed=seed, episodes=episodes,
+                                protocol=protocol, record_first=video,
+                                references=references, observer=observer,
+                                progress=bar.callback if bar else None)
+    finally:
+        if bar:
+            bar.close()
+    if observer is not None:
+        result.update(observer.result())
+    result["rule"] = "greedy" if greedy else "sample"
     frames = result.pop("frames")
     result["method"] = meta["method"]
     if video and frames is not None:
         result["video"] = viz.save_video(frames, os.path.join(workdir, f"eval_{protocol}.mp4"))
-    with open(os.path.join(workdir, f"eval_{protocol}.json"), "w") as f:
-        json.dump(result, f, indent=2)
+        from ditto_jax.metrics import log_media  # the episode in TensorBoard (and wandb)
+        log_media(workdir, video=frames, tag=f"eval/{protocol}_episode",
+                  tracking=dict(config.get("tracking") or {}))
+    from ditto_jax.io import write_json_atomic
+    write_json_atomic(os.path.join(workdir, f"eval_{protocol}.json"), result)
     return result
 
 
+class _progress_bar:
+    """tqdm over finished episodes (with an ETA), fed by `run_episodes`' callback."""
+
+    def __new__(cls, enabled, total, desc):
+        if not enabled:
+            return None
+        return super().__new__(cls)
+
+    def __init__(self, enabled, total, desc):
+        from tqdm import tqdm
+        self.bar = tqdm(total=total, desc=desc, unit="episode", dynamic_ncols=True)
+
+    def callback(self, done, total, elapsed):
+        self.bar.update(done - self.bar.n)
+
+    def close(self):
+        self.bar.close()
+
+
 def format_result(r):
-    lines = [f"{r['method']} on {r['game']} ({r['protocol']} protocol, {r['episodes']} episodes)",
+    lines = [f"{r['method']} on {r['game']} ({r['protocol']} protocol, {r['episodes']} "
+             f"episodes, {r.get('rule', 'sample')} actions)",
              f"  return           {r['return_mean']:.2f} ± {r['return_se']:.2f} (s.e.)",
              f"  episode length   {r['length_mean']:.0f}"]
     if r.get("expert_normalized") is not None:
         lines.append(f"  expert-normalised {r['expert_normalized']:.3f} "
                      f"(expert {r['expert_return']:.2f}, random {r['random_return']})")
+    else:
+        lines.append("  expert-normalised —  (no expert reference measured under this "
+                     "protocol and cap)")
+    if r.get("expert_agreement") is not None:
+        lines.append(f"  on-policy expert agreement {r['expert_agreement']:.3f} "
+                     f"({r['expert_agreement_steps']} learner states, asked "
+                     f"{r['expert_agreement_with']})")
     if r.get("human_normalized") is not None:
         lines.append(f"  human-normalised  {r['human_normalized']:.3f}")
     if r.get("video"):
@@ -57,7 +147,10 @@ def format_result(r):
 def main(args):
     result = evaluate_workdir(args.workdir, episodes=args.episodes, envs=args.envs,
                               protocol=args.protocol, seed=args.seed,
-                              video=not args.no_video, greedy=args.greedy,
-                              max_steps=args.max_steps)
+                              video=not args.no_video,
+                              greedy=args.greedy or args.policy == "greedy",
+                              max_steps=args.max_steps, wm=args.wm,
+                              agreement=None if args.no_agreement else "auto",
+                              progress=not (args.quiet or args.json))
     print(json.dumps(result) if args.json else format_result(result))
     return 0

@@ -19,19 +19,20 @@ import time
 
 import numpy as np
 
+from ditto_jax import resources
 from ditto_jax.errors import DittoError
 
 ACCEPTS_EXTRA_ARGS = True
 STAGES = ("data", "wm", "policy", "eval", "report")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_CONFIG = os.path.join(REPO_ROOT, "experiments", "configs", "pipeline.py")
+DEFAULT_CONFIG = resources.config_path("pipeline.py")  # any cwd, any install
 # RL Unplugged's config names ({Game}_run_{n}).
 RLU_NAMES = {"pong": "Pong", "breakout": "Breakout", "mspacman": "MsPacman",
              "beamrider": "BeamRider", "qbert": "Qbert", "spaceinvaders": "SpaceInvaders"}
 
 
 def add_arguments(p):
-    p.add_argument("--config", default=None,
+    p.add_argument("--config", default=None, type=resources.resolve_config_spec,
                    help="pipeline config and preset (default: experiments/configs/"
                         "pipeline.py:demo); override fields with --config.KEY=VALUE")
     p.add_argument("--preset", default=None, choices=["smoke", "demo", "paper"],
@@ -53,9 +54,19 @@ class Layout:
         self.wm = os.path.abspath(config.paths.wm or os.path.join(workdir, "wm"))
         self.eval = os.path.join(self.workdir, "eval")
         self.plots = os.path.join(self.workdir, "plots")
+        self.primary_seed = int(config.seed)
 
-    def policy(self, method):
-        return os.path.join(self.workdir, "policies", method)
+    def seed_suffix(self, seed):
+        """'' for the run's own seed (config.seed), '-sN' for the other policy seeds."""
+        return "" if int(seed) == self.primary_seed else f"-s{int(seed)}"
+
+    def name(self, method, seed=None, rule="sample"):
+        """`method[-sN][-greedy]`: the policy's (and its evaluation file's) name."""
+        seed = self.primary_seed if seed is None else seed
+        return method + self.seed_suffix(seed) + ("-greedy" if rule == "greedy" else "")
+
+    def policy(self, method, seed=None):
+        return os.path.join(self.workdir, "policies", self.name(method, seed))
 
 
 def methods_of(config):
@@ -95,6 +106,61 @@ def _checkpoint_range(text, field):
 
 
 # ----------------------------------------------------------------------- stages
+# Config fields that do not shape a stage's output (loop settings, logging): changing them
+# never invalidates a finished stage.
+_WM_LOOP = ("steps", "log_every", "eval_every", "save_every", "keep_checkpoints",
+            "strip_every")
+_POLICY_LOOP = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_every",
+                "eval_episodes", "eval_envs", "eval_max_steps", "eval_protocol", "method",
+                "tracking")
+
+
+def data_fields(config, name=None):
+    """The fields that shape the recorded datasets (all of them, or dataset `name`)."""
+    d = config.data
+    if d.source != "scripted":
+        return {"source": d.source, "game": config.game,
+                **{k: d[k] for k in ("rlu_name", "rlu_run", "expert_checkpoints",
+                                     "wm_checkpoints", "wm_episodes", "expert_episodes")}}
+    plan = {"expert": (d.expert_policy, 0.0, d.expert_episodes),
+            "noisy": (d.noisy_policy or d.expert_policy, d.noisy_epsilon, d.noisy_episodes),
+            "random": ("random", 0.0, d.random_episodes)}
+    out = {n: {"game": config.game, "seed": int(config.seed), "policy": pol,
+               "epsilon": float(eps), "episodes": int(n_ep), "protocol": d.protocol,
+               "max_steps": int(d.max_steps), "size": int(d.size)}
+           for n, (pol, eps, n_ep) in plan.items() if int(n_ep) > 0}
+    return out[name] if name else out
+
+
+def wm_fields(config):
+    wm = config.wm.to_dict()
+    wm.pop("tracking", None)  # logging only
+    wm["train"] = {k: v for k, v in wm["train"].items() if k not in _WM_LOOP}
+    wm["train"]["seed"] = int(config.seed)
+    return {"game": config.game, "data": data_fields(config), "wm": wm}
+
+
+def policy_fields(config, method, seed):
+    pc = {k: v for k, v in config.policy.to_dict().items() if k not in _POLICY_LOOP}
+    pc.update(seed=int(seed), expert_episodes=int(config.expert_episodes))
+    from ditto_jax.provenance import config_hash
+    return {"method": method, "policy": pc, "wm": config_hash(wm_fields(config))}
+
+
+def _reuse_or_move_aside(directory, stage, fields, log, legacy=None):
+    """Keeps `directory` if it was produced with `fields`; else moves it aside (the stage
+    is then retrained) and says which fields changed. Then stamps it with `fields`."""
+    from ditto_jax import provenance as prov
+    if os.path.isdir(directory):
+        changes = prov.stale_fields(directory, fields, legacy=legacy)
+        if changes:
+            old = (prov.read_stamp(directory) or {}).get("fingerprint") or "unstamped"
+            moved = prov.move_aside(directory, str(old)[:8])
+            log(f"{stage}: trained under another config ({prov.describe_changes(changes)}); "
+                f"retraining (old one kept in {moved})")
+    prov.write_stamp(directory, stage, fields)
+
+
 def stage_data(config, layout, *, progress, log):
     """Records the scripted datasets (resuming an interrupted one); RLU needs nothing."""
     from ditto_jax.data.recorder import record
@@ -111,22 +177,21 @@ def stage_data(config, layout, *, progress, log):
                              got=d.rlu_data_dir or "(unset: ~/tensorflow_datasets)") from None
         log(f"data: using {source} (RL Unplugged, not recorded)")
         return
-    plan = [("expert", d.expert_policy, 0.0, d.expert_episodes, 0),
-            ("noisy", d.noisy_policy or d.expert_policy, d.noisy_epsilon, d.noisy_episodes,
-             10_000),
-            ("random", "random", 0.0, d.random_episodes, 20_000)]
-    for name, policy, epsilon, episodes, seed_offset in plan:
+    seed_offsets = {"expert": 0, "noisy": 10_000, "random": 20_000}
+    for name, f in data_fields(config).items():
         out = os.path.join(layout.data, name)
-        if episodes <= 0:
-            continue
+        if _is_finished_dataset(out):
+            _reuse_or_move_aside(out, f"data/{name}", f, log)
         if _is_finished_dataset(out):
             log(f"data/{name}: done ({out})")
             continue
-        record(game=config.game, policy=policy, episodes=int(episodes), out=out,
-               epsilon=float(epsilon), protocol=d.protocol,
-               seed=int(config.seed) * 100_000 + seed_offset, max_steps=int(d.max_steps),
-               size=int(d.size), resume=os.path.isdir(os.path.join(out, ".staging")),
+        # (An unfinished recording resumes; the recorder refuses changed arguments.)
+        record(game=config.game, policy=f["policy"], episodes=f["episodes"], out=out,
+               epsilon=f["epsilon"], protocol=f["protocol"],
+               seed=int(config.seed) * 100_000 + seed_offsets[name], max_steps=f["max_steps"],
+               size=f["size"], resume=os.path.isdir(os.path.join(out, ".staging")),
                progress=progress, log=log)
+        _reuse_or_move_aside(out, f"data/{name}", f, log)
 
 
 def _checkpoint_step(workdir):
@@ -144,6 +209,7 @@ def _checkpoint_step(workdir):
 def stage_wm(config, layout, *, progress, log):
     from ditto_jax.stages.train_wm import train_world_model
     steps = int(config.wm.train.steps)
+    _reuse_or_move_aside(layout.wm, "wm", wm_fields(config), log)
     if (_checkpoint_step(layout.wm) or 0) >= steps:
         log(f"wm: done ({layout.wm}, {steps} steps)")
         return
@@ -159,11 +225,39 @@ def stage_wm(config, layout, *, progress, log):
                       **reader, **kw)
 
 
-def _policy_config(config):
+def run_seeds(config):
+    """The policy seeds: `config.seeds` ("0,1,2"), or just `config.seed`."""
+    text = str(config.get("seeds", "") or "").strip()
+    if not text:
+        return [int(config.seed)]
+    try:
+        seeds = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise DittoError("Seeds are comma-separated integers", field="config.seeds",
+                         expected="e.g. 0,1,2", got=text) from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise DittoError("Seeds must be distinct integers", field="config.seeds", got=text)
+    return seeds
+
+
+def _policy_config(config, seed):
     pc = config.policy.copy_and_resolve_references()
-    pc.seed = int(config.seed)
+    pc.seed = int(seed)
     pc.expert_episodes = int(config.expert_episodes)
     return pc
+
+
+def _legacy_policy_fields(workdir, config, method, seed):
+    """Fields recoverable from a policy trained before stamps existed (its config.json)."""
+    meta = _policy_meta(workdir)
+    if not meta.get("agent_config"):
+        return None
+    pc = {k: v for k, v in meta["agent_config"].items() if k not in _POLICY_LOOP}
+    if method == "dgail":  # D-GAIL used to record the config before setting its reward
+        pc["reward"] = config.policy.reward
+    fields = policy_fields(config, method, seed)
+    fields["policy"] = {k: pc.get(k, v) for k, v in fields["policy"].items()}
+    return fields
 
 
 def stage_policy(config, layout, *, progress, log):
@@ -175,135 +269,163 @@ def stage_policy(config, layout, *, progress, log):
                                    "config.data.expert_checkpoints")
         kw["split"] = f"checkpoint_{lo:02d}:checkpoint_{hi:02d}"
     wm_step = _checkpoint_step(layout.wm)
-    for method in methods_of(config):
-        pc = _policy_config(config)
-        workdir = layout.policy(method)
-        trained_on = _policy_meta(workdir).get("world_model", {}).get("step")
-        if trained_on is not None and trained_on != wm_step:
-            # Trained on an older world model: keep it, but out of the way.
-            stale = f"{workdir}.stale-wm{trained_on}"
-            os.replace(workdir, stale)
-            log(f"policy/{method}: the world model moved on (step {trained_on} -> {wm_step}); "
-                f"retraining (old run kept in {stale})")
-        if (_checkpoint_step(workdir) or 0) >= int(pc.steps):
-            log(f"policy/{method}: done ({workdir})")
-            continue
-        log(f"policy/{method}: training {pc.steps} updates")
-        train_policy(pc, method=method, wm=layout.wm, expert=expert, workdir=workdir,
-                     progress=progress, log=log, **kw)
+    for seed in run_seeds(config):
+        for method in methods_of(config):
+            pc = _policy_config(config, seed)
+            workdir = layout.policy(method, seed)
+            name = layout.name(method, seed)
+            trained_on = _policy_meta(workdir).get("world_model", {}).get("step")
+            if trained_on is not None and trained_on != wm_step:
+                # Trained on an older world model: keep it, but out of the way.
+                stale = f"{workdir}.stale-wm{trained_on}"
+                os.replace(workdir, stale)
+                log(f"policy/{name}: the world model moved on (step {trained_on} -> "
+                    f"{wm_step}); retraining (old run kept in {stale})")
+            _reuse_or_move_aside(workdir, f"policy/{name}", policy_fields(config, method, seed),
+                                 log, legacy=lambda w=workdir, m=method, sd=seed:
+                                 _legacy_policy_fields(w, config, m, sd))
+            if (_checkpoint_step(workdir) or 0) >= int(pc.steps):
+                log(f"policy/{name}: done ({workdir})")
+                continue
+            log(f"policy/{name}: training {pc.steps} updates")
+            train_policy(pc, method=method, wm=layout.wm, expert=expert, workdir=workdir,
+                         progress=progress, log=log, **kw)
 
 
 def _policy_meta(workdir):
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         return {}
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except ValueError:
+        raise DittoError("A policy's config.json is unreadable (torn write?)", path=path,
+                         expected="JSON written by `ditto train-policy`; delete the policy "
+                                  "directory to retrain it") from None
 
 
-def _eval_settings(config):
+def eval_rules(config):
+    rule = str(config.eval.policy)
+    if rule not in ("sample", "greedy", "both"):
+        raise DittoError("Unknown evaluation action rule", field="config.eval.policy",
+                         expected="sample, greedy or both", got=rule)
+    return ["sample", "greedy"] if rule == "both" else [rule]
+
+
+def _eval_settings(config, seed):
     e = config.eval
     return {"episodes": int(e.episodes), "protocol": str(e.protocol),
-            "max_steps": int(e.max_steps), "greedy": bool(e.greedy),
-            "seed": 12_345 + 1_000 * int(config.seed)}
+            "max_steps": int(e.max_steps), "seed": 12_345 + 1_000 * int(seed),
+            "expert": _expert_spec(config)}
+
+
+def _expert_spec(config):
+    """The scripted expert measured live as the expert reference, if there is one."""
+    from ditto_jax.evaluation import expert_spec_of
+    if config.data.source != "scripted" or str(config.eval.expert) != "live":
+        return None
+    return expert_spec_of(config.data.expert_policy)
 
 
 def _fresh(path, settings):
     """The evaluation file at `path`, if it was made with these settings."""
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        result = json.load(f)
+    try:
+        with open(path) as f:
+            result = json.load(f)
+    except ValueError:
+        return None  # a torn file is simply redone
     return result if result.get("settings") == settings else None
 
 
 def _write_json(path, obj):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=float)
-    os.replace(tmp, path)  # a killed run never leaves a half-written result
+    from ditto_jax.io import write_json_atomic  # tmp + fsync + replace; full disk named
+    write_json_atomic(path, obj, default=float)  # a killed run never leaves half a file
+
+
+def references(config, layout, seed, *, log):
+    """eval/random[-sN].json and eval/expert[-sN].json for one evaluation seed: measured
+    under the learners' own protocol, cap, seeds and loop (`reference_returns`)."""
+    from ditto_jax.evaluation import reference_returns, summarize
+    settings = _eval_settings(config, seed)
+    suffix = layout.seed_suffix(seed)
+    paths = {k: os.path.join(layout.eval, f"{k}{suffix}.json") for k in ("random", "expert")}
+    cached = {k: _fresh(p, settings) for k, p in paths.items()}
+    if all(cached.values()):
+        return cached
+    refs = reference_returns(config.game, protocol=settings["protocol"],
+                             max_steps=settings["max_steps"], episodes=settings["episodes"],
+                             seed=settings["seed"], num_envs=int(config.eval.envs),
+                             size=(int(config.data.size),) * 2, expert_spec=settings["expert"])
+    if refs["expert"] is None:  # no live expert: its demonstrations, labelled as such
+        refs["expert"] = expert_result(config, layout, settings)
+    else:
+        refs["expert"]["source"] = (f"{settings['expert']} expert played live, "
+                                    f"{settings['protocol']} protocol, at most "
+                                    f"{settings['max_steps']} steps")
+    exp, rnd = refs["expert"]["return_mean"], refs["random"]["return_mean"]
+    comparable = refs["expert"].get("comparable", True)
+    for name, r in refs.items():
+        r.update(summarize(r["returns"], r["lengths"], game=r["game"], protocol=r["protocol"],
+                           expert_return=exp if comparable else None, random_return=rnd,
+                           max_steps=settings["max_steps"]))
+        r.update(method=name, settings=settings, seed=int(seed))
+        _write_json(paths[name], r)
+        log(f"eval/{name}{suffix}: return {r['return_mean']:.2f} ± {r['return_se']:.2f}"
+            + (f" ({r['source']})" if r.get("source") else ""))
+    return refs
 
 
 def stage_eval(config, layout, *, progress, log):
+    from ditto_jax import provenance as prov
     from ditto_jax.stages.evaluate import evaluate_workdir
-    base_settings = _eval_settings(config)
-    for method in methods_of(config):
-        out = os.path.join(layout.eval, f"{method}.json")
-        # An evaluation is redone when the policy or its world model has changed since.
-        settings = dict(base_settings, policy_step=_checkpoint_step(layout.policy(method)),
-                        wm_step=_policy_meta(layout.policy(method)).get(
-                            "world_model", {}).get("step"))
-        if _fresh(out, settings):
-            log(f"eval/{method}: done")
-            continue
-        t0 = time.perf_counter()
-        result = evaluate_workdir(layout.policy(method), episodes=settings["episodes"],
-                                  envs=int(config.eval.envs), protocol=settings["protocol"],
-                                  seed=settings["seed"], greedy=settings["greedy"],
-                                  max_steps=settings["max_steps"],
-                                  video=bool(config.eval.video) and method == "ditto")
-        result["settings"] = settings
-        _write_json(out, result)
-        log(f"eval/{method}: return {result['return_mean']:.2f} ± {result['return_se']:.2f}, "
-            f"length {result['length_mean']:.0f} ({time.perf_counter() - t0:.0f} s)")
-    settings = base_settings
-    out = os.path.join(layout.eval, "random.json")
-    if not _fresh(out, settings):
-        result = evaluate_random(config, layout, settings)
-        _write_json(out, result)
-        log(f"eval/random: return {result['return_mean']:.2f} ± {result['return_se']:.2f}")
-    out = os.path.join(layout.eval, "expert.json")
-    if not _fresh(out, settings):
-        result = expert_result(config, layout, settings)
-        _write_json(out, result)
-        log(f"eval/expert: return {result['return_mean']:.2f} ± {result['return_se']:.2f} "
-            f"({result['source']})")
-
-
-class RandomAgent:
-    """Uniform random actions: the random-play row of every results table."""
-
-    def __init__(self, num_actions, seed):
-        self.num_actions, self.rng = num_actions, np.random.default_rng(seed)
-
-    def init(self, num_envs):
-        return None
-
-    def act(self, carry, obs, is_first, key):
-        return carry, self.rng.integers(self.num_actions, size=len(obs))
-
-
-def evaluate_random(config, layout, settings):
-    from ditto_jax.envs import atari
-    from ditto_jax.envs.vector import make_vector_env
-    from ditto_jax.evaluation import run_episodes, summarize
-    game = atari.canonical_game(config.game)
-    size = (int(config.data.size),) * 2
-    agent = RandomAgent(len(atari.action_meanings(game)), settings["seed"])
-    returns, lengths, _ = run_episodes(
-        lambda n: make_vector_env(game, n, settings["protocol"], size=size,
-                                  seed=settings["seed"]),
-        agent, episodes=settings["episodes"], num_envs=int(config.eval.envs),
-        seed=settings["seed"], max_steps=settings["max_steps"])
-    result = summarize(returns, lengths, game=game, protocol=settings["protocol"],
-                       expert_return=_expert_return(layout))
-    return dict(result, method="random", settings=settings)
-
-
-def _expert_return(layout):
-    path = os.path.join(layout.eval, "expert.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)["return_mean"]
-    return None
+    rules = eval_rules(config)
+    for seed in run_seeds(config):
+        refs = references(config, layout, seed, log=log)
+        exp, rnd = refs["expert"]["return_mean"], refs["random"]["return_mean"]
+        if not refs["expert"].get("comparable", True):
+            exp = None
+        for method in methods_of(config):
+            workdir = layout.policy(method, seed)
+            for rule in rules:
+                name = layout.name(method, seed, rule)
+                out = os.path.join(layout.eval, f"{name}.json")
+                # Redone when the policy, its config or its world model changed since.
+                settings = dict(_eval_settings(config, seed), rule=rule,
+                                policy_step=_checkpoint_step(workdir),
+                                policy_stamp=(prov.read_stamp(workdir) or {}).get(
+                                    "fingerprint"),
+                                wm_step=_policy_meta(workdir).get("world_model", {}).get(
+                                    "step"),
+                                references=[exp, rnd])
+                if _fresh(out, settings):
+                    log(f"eval/{name}: done")
+                    continue
+                t0 = time.perf_counter()
+                result = evaluate_workdir(
+                    workdir, episodes=settings["episodes"], envs=int(config.eval.envs),
+                    protocol=settings["protocol"], seed=settings["seed"],
+                    greedy=rule == "greedy", max_steps=settings["max_steps"],
+                    video=bool(config.eval.video) and method == "ditto" and rule == rules[0]
+                    and seed == run_seeds(config)[0],
+                    references={"expert": exp, "random": rnd},
+                    agreement=settings["expert"] if bool(config.eval.agreement) else None,
+                    progress=progress)
+                result.update(settings=settings, seed=int(seed), rule=rule)
+                _write_json(out, result)
+                agree = result.get("expert_agreement")
+                log(f"eval/{name}: return {result['return_mean']:.2f} ± "
+                    f"{result['return_se']:.2f}, length {result['length_mean']:.0f}"
+                    + (f", on-policy expert agreement {agree:.3f}" if agree is not None
+                       else "") + f" ({time.perf_counter() - t0:.0f} s)")
 
 
 def expert_result(config, layout, settings):
-    """The expert's row: the returns of its demonstrations, played in the real game.
-
-    The scripted expert's episodes were recorded under the data protocol by the same
-    emulator, so their returns are real-game evaluations; replaying them costs minutes.
+    """The expert's demonstrations as its row, when it cannot be played live (RL Unplugged
+    or a non-scripted policy). Comparable with the learners only when recorded under the
+    evaluation's protocol and cap; otherwise expert-normalised scores are left empty.
     """
     from ditto_jax.data.rlds import dataset_summary
     from ditto_jax.evaluation import summarize
@@ -317,193 +439,18 @@ def expert_result(config, layout, settings):
     summary = dataset_summary(expert, **reader, **kw)
     returns = summary["returns"]
     result = summarize(returns, summary["lengths"], game=config.game,
-                       protocol=str(config.data.protocol), expert_return=float(np.mean(returns)))
+                       protocol=str(config.data.protocol))
+    comparable = (config.data.source == "scripted"
+                  and str(config.data.protocol) == settings["protocol"]
+                  and int(config.data.max_steps) == settings["max_steps"])
     source = (f"{len(returns)} recorded demonstrations ({summary.get('policy', 'expert')}, "
               f"{config.data.protocol} protocol, at most {config.data.max_steps} steps)")
-    return dict(result, method="expert", source=source, settings=settings)
-
-
-# ----------------------------------------------------------------------- report
-ROW_ORDER = ("expert", "ditto", "dgail", "dbc", "bc", "random")
-LABELS = {"expert": "Expert", "ditto": "DITTO", "dgail": "D-GAIL", "dbc": "D-BC",
-          "bc": "BC (pixels)", "random": "Random"}
-
-
-def collect_rows(config, layout):
-    """One row per evaluated method, the expert and random, normalised to this expert."""
-    from ditto_jax.evaluation import normalized
-    rows = {}
-    for name in ROW_ORDER:
-        path = os.path.join(layout.eval, f"{name}.json")
-        if os.path.exists(path) and (name in ("expert", "random") or
-                                      name in methods_of(config)):
-            with open(path) as f:
-                rows[name] = json.load(f)
-    if "expert" not in rows or "random" not in rows:
-        raise DittoError("The evaluation stage has not finished", path=layout.eval,
-                         expected="eval/expert.json and eval/random.json (run --stages eval)")
-    expert, random = rows["expert"]["return_mean"], rows["random"]["return_mean"]
-    out = []
-    for name, r in rows.items():
-        out.append({
-            "method": name, "label": LABELS[name], "protocol": r["protocol"],
-            "episodes": r["episodes"], "return_mean": r["return_mean"],
-            "return_se": r["return_se"], "length_mean": r["length_mean"],
-            "returns": r["returns"], "lengths": r["lengths"],
-            "expert_return": expert, "random_return": random,
-            # Normalised against this run's own expert and random rows (SPEC §6).
-            "expert_normalized": normalized(r["return_mean"], random, expert),
-            "human_normalized": r.get("human_normalized"),
-            "source": r.get("source", "real-game evaluation"),
-        })
-    return out
+    return dict(result, method="expert", source=source, comparable=comparable)
 
 
 def stage_report(config, layout, *, progress, log, timings=None):
-    rows = collect_rows(config, layout)
-    timings = timings or {}
-    results = {
-        "game": config.game, "seed": int(config.seed), "preset": config.preset,
-        "protocol": str(config.eval.protocol), "expert_episodes": _n_expert(config, layout),
-        "horizon": int(config.policy.horizon), "reward": str(config.policy.reward),
-        "rows": rows, "stage_seconds": timings,
-        "wall_time_s": float(sum(timings.values())),
-        "config": config.to_dict(),
-    }
-    md = results_markdown(results)
-    with open(os.path.join(layout.workdir, "results.md"), "w") as f:
-        f.write(md)
-    os.makedirs(layout.plots, exist_ok=True)
-    artefacts = {"bar_chart": plot_scores(rows, os.path.join(layout.plots, "scores.png"),
-                                          title=f"{config.game} ({config.preset})")}
-    artefacts["learning_curves"] = plot_learning_curves(config, layout)
-    artefacts.update(copy_media(layout))
-    results["artefacts"] = {k: os.path.relpath(v, layout.workdir) for k, v in artefacts.items()
-                            if v}
-    # results.json last: its presence means the run finished (sweeps skip such runs).
-    _write_json(os.path.join(layout.workdir, "results.json"), results)
-    log(md)
-    return results
-
-
-def _n_expert(config, layout):
-    if int(config.expert_episodes) > 0:
-        return int(config.expert_episodes)
-    for method in methods_of(config):
-        path = os.path.join(layout.policy(method), "config.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                return int(json.load(f)["expert"]["episodes"])
-    return None
-
-
-def results_markdown(results):
-    def fmt(x, spec=".2f"):
-        return "—" if x is None else format(x, spec)
-    lines = [f"# {results['game']}: DITTO and baselines ({results['preset']} preset, "
-             f"seed {results['seed']})", "",
-             f"N_E = {results['expert_episodes']} expert episodes; evaluation protocol "
-             f"`{results['protocol']}`; expert-normalised = (return - random) / "
-             f"(expert - random) with this table's expert and random rows.", "",
-             "| method | return (mean ± s.e.) | episode length | expert-normalised | "
-             "human-normalised | episodes | protocol |",
-             "|---|---|---|---|---|---|---|"]
-    for r in results["rows"]:
-        lines.append(f"| {r['label']} | {r['return_mean']:.2f} ± {r['return_se']:.2f} | "
-                     f"{r['length_mean']:.0f} | {fmt(r['expert_normalized'], '.3f')} | "
-                     f"{fmt(r['human_normalized'], '.3f')} | {r['episodes']} | "
-                     f"{r['protocol']} |")
-    expert = next(r for r in results["rows"] if r["method"] == "expert")
-    lines += ["", f"Expert row: {expert['source']}.",
-              f"Wall time: {results['wall_time_s'] / 60:.1f} min "
-              f"({', '.join(f'{k} {v / 60:.1f}' for k, v in results['stage_seconds'].items())}"
-              f" min) in the last invocation of each stage.", ""]
-    return "\n".join(lines)
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_scores(rows, path, *, title):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    labels = [r["label"] for r in rows]
-    scores = [r["expert_normalized"] or 0.0 for r in rows]
-    span = (rows[0]["expert_return"] - rows[0]["random_return"]) or 1.0
-    errors = [r["return_se"] / abs(span) for r in rows]
-    ax.bar(labels, scores, yerr=errors, capsize=3,
-           color=["#4c72b0" if r["method"] not in ("expert", "random") else "#999999"
-                  for r in rows])
-    ax.axhline(0, color="k", lw=0.5)
-    ax.set_ylabel("expert-normalised score")
-    ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-def _read_metrics(workdir):
-    path = os.path.join(workdir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def plot_learning_curves(config, layout):
-    """World-model losses and each method's training signal against updates."""
-    plt = _pyplot()
-    methods = methods_of(config)
-    fig, axes = plt.subplots(1, 1 + len(methods), figsize=(3.2 * (1 + len(methods)), 3))
-    wm = _read_metrics(layout.wm)
-    ax = axes[0]
-    for key in ("image_loss", "val/image_loss"):
-        pts = [(m["step"], m[key]) for m in wm if key in m]
-        if pts:
-            ax.plot(*zip(*pts), label=key)
-    ax.set_yscale("log")
-    ax.set_title("world model")
-    ax.set_xlabel("update")
-    ax.legend(fontsize=7)
-    signals = {"ditto": "reward", "dgail": "reward", "dbc": "bc_loss", "bc": "bc_loss"}
-    for ax, method in zip(axes[1:], methods):
-        ms = _read_metrics(layout.policy(method))
-        for key in (signals[method], "heldout_action_accuracy", "accuracy"):
-            pts = [(m["step"], m[key]) for m in ms if key in m]
-            if pts:
-                ax.plot(*zip(*pts), label=key)
-        ax.set_title(LABELS[method])
-        ax.set_xlabel("update")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(layout.plots, "learning_curves.png")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def copy_media(layout):
-    """The DITTO agent's video and the latest dream-vs-real strip, at the workdir's top."""
-    out = {}
-    videos = sorted(glob.glob(os.path.join(layout.policy("ditto"), "eval_*.mp4")) +
-                    glob.glob(os.path.join(layout.policy("ditto"), "eval_*.gif")))
-    if videos:
-        dst = os.path.join(layout.workdir, "ditto_agent" + os.path.splitext(videos[-1])[1])
-        shutil.copyfile(videos[-1], dst)
-        out["video"] = dst
-    strips = sorted(glob.glob(os.path.join(layout.wm, "strips", "open_loop_*.png")))
-    if strips:
-        for ext in (".png", ".gif"):
-            src = os.path.splitext(strips[-1])[0] + ext
-            if os.path.exists(src):
-                shutil.copyfile(src, os.path.join(layout.workdir, "dream_vs_real" + ext))
-        out["dream_vs_real"] = os.path.join(layout.workdir, "dream_vs_real.png")
-    return out
+    from ditto_jax import results as results_lib
+    return results_lib.write_report(config, layout, timings=timings or {}, log=log)
 
 
 # ------------------------------------------------------------------------- main
@@ -520,15 +467,17 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
         raise DittoError("Unknown pipeline stage", field="--stages",
                          expected=f"a comma-separated subset of {','.join(STAGES)}",
                          got=",".join(unknown))
-    methods_of(config)  # fail on a bad method list before hours of training
+    # Fail on bad values before hours of training.
+    methods_of(config)
+    run_seeds(config)
+    eval_rules(config)
     layout = Layout(config, workdir)
     os.makedirs(layout.workdir, exist_ok=True)
+    from ditto_jax.io import lock_workdir, read_json
+    lock = lock_workdir(layout.workdir, "ditto run")  # one writer per workdir, until return
     _write_json(os.path.join(layout.workdir, "pipeline_config.json"), config.to_dict())
     timings_path = os.path.join(layout.workdir, "stage_seconds.json")
-    timings = {}
-    if os.path.exists(timings_path):
-        with open(timings_path) as f:
-            timings = json.load(f)
+    timings = read_json(timings_path, what="stage timings", default={}, tolerate=True)
     t_start = time.perf_counter()
     todo = [s for s in STAGES if s in stages]
     results = None
@@ -549,6 +498,7 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
             _write_json(timings_path, timings)
     log(f"ditto run: finished {','.join(todo)} in {(time.perf_counter() - t_start) / 60:.1f} "
         f"min; results in {layout.workdir}")
+    lock.release()
     return results
 
 

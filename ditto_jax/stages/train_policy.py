@@ -17,27 +17,37 @@ import numpy as np
 
 from ditto_jax import checkpoint as ckpt_lib
 from ditto_jax import parallel
+from ditto_jax import resources
 from ditto_jax.errors import DittoError
 from ditto_jax.metrics import MetricWriter
 
 ACCEPTS_EXTRA_ARGS = True
-DEFAULT_CONFIG = "experiments/configs/policy.py:small"
-METHODS = ("ditto", "dbc", "dgail", "bc")
+DEFAULT_CONFIG = resources.config_path("policy.py") + ":small"  # any cwd, any install
+METHODS = ("ditto", "dbc", "dgail", "bc", "ditto_bcinit")
+# Methods that learn in imagination from expert windows (the rest clone actions).
+IMAGINATION = ("ditto", "dgail", "ditto_bcinit")
 _COMPAT_KEYS = ("method", "agent_config", "world_model", "expert")
 
 
 def add_arguments(p):
+    from ditto_jax.cli import positive_int
     p.add_argument("--method", default=None, choices=METHODS,
                    help="imitation method (default: the config's)")
-    p.add_argument("--config", default=DEFAULT_CONFIG,
+    p.add_argument("--config", default=DEFAULT_CONFIG, type=resources.resolve_config_spec,
                    help="config file and preset; override fields with --config.KEY=VALUE")
     p.add_argument("--wm", required=True, help="workdir of a trained world model")
     p.add_argument("--expert", required=True, help="expert RLDS dataset (dir or TFDS name)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--split", default=None)
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--data-dir", default=None,
+                   help="TFDS data directory for a TFDS name (default: ~/tensorflow_datasets)")
+    p.add_argument("--split", default=None,
+                   help="TFDS split expression, e.g. train, 'train[:10]', 'train[10%%:]', "
+                        "'a+b', or checkpoint_40:checkpoint_49 (default: train, else every "
+                        "split)")
+    p.add_argument("--workdir", required=True,
+                   help="output folder: checkpoints, metrics, config")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="total updates (default: the config's)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 # --------------------------------------------------------------------- inputs
@@ -190,14 +200,29 @@ class PixelBCAgent:
 
 
 # ------------------------------------------------------------------------ loop
-def _agent_meta(config, method, wm_meta, wm_workdir, expert, expert_info):
+def _relpath(path, start):
+    try:
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(start))
+    except ValueError:  # another drive (Windows)
+        return os.path.abspath(path)
+
+
+def resolve_wm_path(meta, workdir):
+    """The world-model workdir recorded in a policy's meta (relative to the policy's)."""
+    path = meta["world_model"]["workdir"]
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(workdir, path))
+
+
+def _agent_meta(config, method, wm_meta, wm_workdir, expert, expert_info, workdir):
     agent_cfg = {k: v for k, v in config.to_dict().items()
                  if k not in ("steps", "log_every", "save_every", "keep_checkpoints",
-                              "eval_every", "eval_episodes", "eval_envs", "eval_max_steps")}
+                              "eval_every", "eval_episodes", "eval_envs", "eval_max_steps",
+                              "tracking")}
     return {
         "method": method, "config": config.to_dict(), "agent_config": agent_cfg,
         # The step too: a policy resumed on a world model trained further is refused.
-        "world_model": {"workdir": os.path.abspath(wm_workdir), "step": wm_meta.get("step"),
+        # Stored relative to the policy's workdir, so a run directory can be moved.
+        "world_model": {"workdir": _relpath(wm_workdir, workdir), "step": wm_meta.get("step"),
                         "dataset": wm_meta.get("dataset"), "model": wm_meta.get("model")},
         "expert": {"source": os.path.abspath(expert) if os.path.exists(expert) else expert,
                    "episodes": expert_info["episodes"]},
@@ -233,9 +258,10 @@ def build_method(config, method, wm_state, wm_meta, *, key):
     def img_step(s, a, k):
         return model.apply(params, s, a, k, method=WorldModel.img_step)
 
-    step = imitation.make_imagination_step(config, img_step=img_step, feat=get_feat,
-                                           num_actions=num_actions,
-                                           action_dim=model.action_dim)
+    make = (imitation.make_bcinit_ditto_step if method == "ditto_bcinit"
+            else imitation.make_imagination_step)
+    step = make(config, img_step=img_step, feat=get_feat, num_actions=num_actions,
+                action_dim=model.action_dim)
     return state, step, actor_apply
 
 
@@ -259,7 +285,9 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
     wm_state, wm_meta = load_world_model(wm)
     store, held_store, expert_info = load_expert(config, expert, wm_meta, data_dir=data_dir,
                                                  split=split)
-    meta = _agent_meta(config, method, wm_meta, wm, expert, expert_info)
+    meta = _agent_meta(config, method, wm_meta, wm, expert, expert_info, workdir)
+    from ditto_jax.provenance import provenance
+    meta["provenance"] = provenance(meta["agent_config"], seeds=[int(config.seed)])
     key = jax.random.key(config.seed)
     init_key, loop_key = jax.random.split(key)
     state, pure_step, actor_apply = build_method(config, method, wm_state, wm_meta,
@@ -275,12 +303,17 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
     horizon, batch_size = int(config.horizon), int(config.batch_size)
     part = config.latent
 
-    if method in ("ditto", "dgail"):
+    if method in IMAGINATION:
+        actions = jnp.asarray(store.action.astype(np.int32))
+
         @jax.jit
         def step_fn(state, index, rng, latents):
             start = jax.tree.map(lambda x: x[index[:, 0]], latents)
             expert_part = latent_part(jax.tree.map(lambda x: x[index], latents), part)
-            return pure_step(state, {"start": start, "expert": expert_part}, rng)
+            batch = {"start": start, "expert": expert_part}
+            if method == "ditto_bcinit":  # the expert's action at each start state
+                batch["action"] = actions[index[:, 0]]
+            return pure_step(state, batch, rng)
 
         def make_batch(rng):
             return store.sample_expert_windows(rng, batch_size, horizon,
@@ -314,9 +347,12 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
                     "action": store.action[index].astype(np.int32)}
 
     os.makedirs(workdir, exist_ok=True)
+    from ditto_jax import io
+    lock = io.lock_workdir(workdir, "ditto train-policy")
     ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  save_every=config.save_every, keep=config.keep_checkpoints)
-    writer = MetricWriter(workdir)
+    writer = MetricWriter(workdir, tracking=dict(config.get("tracking") or {}),
+                          run_config=config.to_dict())
     start = 0
     evals = []
     if ckpt.latest_step() is not None:
@@ -324,13 +360,12 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
         ckpt_lib.check_compatible(saved, meta, _COMPAT_KEYS, path=ckpt.directory,
                                   what="policy checkpoint")
         state, saved = ckpt.restore(state)
-        start = int(ckpt.latest_step())
+        start = int(ckpt.restored_step)
         evals = list(saved.get("evals", []))
         evals = [e for e in evals if e["step"] <= start]
         writer.truncate_after(start)
         log(f"resumed from step {start}")
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        json.dump(meta, f, indent=2, default=str)
+    io.write_json_atomic(os.path.join(workdir, "config.json"), meta, default=str)
 
     total = int(config.steps)
     from tqdm import tqdm
@@ -352,8 +387,8 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
                 if method == "dgail":
                     metrics.update(_gail_collapse(metrics))
                 if held_latents is not None and method != "bc":
-                    metrics["heldout_action_accuracy"] = heldout_accuracy(
-                        actor_apply, _actor_params(state, method), held_latents, held_store)
+                    metrics.update(heldout_diagnostics(
+                        actor_apply, _actor_params(state, method), held_latents, held_store))
                 now = time.perf_counter()
                 metrics["steps_per_s"] = config.log_every / max(now - last_log, 1e-9)
                 last_log = now
@@ -380,6 +415,7 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
         bar.close()
         ckpt.close()
         writer.close()
+        lock.release()
     return state, result
 
 
@@ -387,13 +423,31 @@ def _actor_params(state, method):
     return state.params if method == "bc" else state.actor
 
 
-def heldout_accuracy(actor_apply, actor_params, latents, store):
-    """Expert-action accuracy of the greedy actor on held-out expert steps."""
+def heldout_diagnostics(actor_apply, actor_params, latents, store):
+    """The actor on held-out expert states (never trained on):
+
+    heldout_action_accuracy  greedy action == expert action
+    heldout_expert_prob      E[pi(a_E | s_E)], what a sampling policy actually does
+    heldout_entropy          mean policy entropy in nats
+    These see expert states only, so they cannot show covariate shift; the on-policy
+    expert agreement measured during evaluation does.
+    """
     from ditto_jax.models.rssm import get_feat
     valid = np.flatnonzero(~store.is_last)
     feat = get_feat(jax.tree.map(lambda x: x[valid], latents))
-    pred = np.asarray(jnp.argmax(actor_apply(actor_params, feat), -1))
-    return float((pred == store.action[valid]).mean())
+    logp = jax.nn.log_softmax(actor_apply(actor_params, feat))
+    expert = jnp.asarray(store.action[valid].astype(np.int32))
+    p_expert = jnp.exp(jnp.take_along_axis(logp, expert[:, None], -1)[:, 0])
+    entropy = -jnp.sum(jnp.exp(logp) * logp, -1)
+    return {"heldout_action_accuracy": float((jnp.argmax(logp, -1) == expert).mean()),
+            "heldout_expert_prob": float(p_expert.mean()),
+            "heldout_entropy": float(entropy.mean())}
+
+
+def heldout_accuracy(actor_apply, actor_params, latents, store):
+    """Expert-action accuracy of the greedy actor on held-out expert steps."""
+    return heldout_diagnostics(actor_apply, actor_params, latents,
+                               store)["heldout_action_accuracy"]
 
 
 def _gail_collapse(metrics):
@@ -412,7 +466,10 @@ def make_agent(method, config, wm_state, actor_apply, state, meta, greedy=False)
 
 
 def evaluate_agent(agent, config, meta, *, seed, episodes=None, protocol=None,
-                   record_first=False):
+                   record_first=False, references=None, observer=None, progress=None):
+    """Plays `agent` in the real game. `references` ({"expert", "random"} returns measured
+    under the same protocol and cap) give the expert-normalised score; without them it is
+    None (the demonstrations' return is not comparable with capped evaluations)."""
     from ditto_jax.envs import atari
     from ditto_jax.envs.vector import make_vector_env
     from ditto_jax.evaluation import run_episodes, summarize
@@ -420,19 +477,63 @@ def evaluate_agent(agent, config, meta, *, seed, episodes=None, protocol=None,
     protocol = protocol or config.eval_protocol
     size = tuple(meta["obs_shape"][:2])
     episodes = episodes or int(config.eval_episodes)
+    # Asking a scripted expert in the learner's states needs emulator access per env.
+    backend = "sync" if observer is not None else "native"
     returns, lengths, frames = run_episodes(
-        lambda n: make_vector_env(game, n, protocol, size=size, seed=seed),
+        lambda n: make_vector_env(game, n, protocol, size=size, seed=seed, backend=backend),
         agent, episodes=episodes, num_envs=int(config.eval_envs), seed=seed,
-        max_steps=int(config.eval_max_steps), record_first=record_first)
+        max_steps=int(config.eval_max_steps), record_first=record_first,
+        observer=observer, progress=progress)
+    refs = references or {}
     result = summarize(returns, lengths, game=game, protocol=protocol,
-                       expert_return=meta.get("expert_return"))
+                       expert_return=refs.get("expert"), random_return=refs.get("random"),
+                       max_steps=int(config.eval_max_steps))
     result["frames"] = frames
     return result
 
 
-def load_policy(workdir, *, greedy=False):
-    """Restores a trained policy for evaluation: (agent, config, meta)."""
+def load_pinned_world_model(meta, workdir, wm=None):
+    """The world model a policy was trained on: its recorded workdir (or `wm`), at the
+    recorded step, with the recorded architecture. Anything else is refused, so a world
+    model trained further, or another one, is never used silently."""
     from ditto_jax.stages.train_wm import load_world_model
+    recorded = meta.get("world_model", {})
+    path = os.path.abspath(wm) if wm else resolve_wm_path(meta, workdir)
+    ckpt_dir = os.path.join(path, "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        raise DittoError("The policy's world model is not there", path=path,
+                         field="world_model.workdir" if not wm else "--wm",
+                         expected="the world-model workdir this policy was trained on "
+                                  "(pass --wm / load_policy(..., wm=...) if it moved)")
+    step = recorded.get("step")
+    if step is not None:
+        ckpt = ckpt_lib.Checkpointer(ckpt_dir, read_only=True)
+        try:
+            steps = sorted(ckpt.manager.all_steps())
+        finally:
+            ckpt.close()
+        if int(step) not in steps:
+            raise DittoError("The world-model step this policy was trained on is gone",
+                             path=ckpt_dir, field="world_model.step", expected=int(step),
+                             got=f"steps {steps}")
+    wm_state, wm_meta = load_world_model(path, step=step)
+    if recorded.get("model") is not None and wm_meta.get("model") is not None:
+        from ditto_jax.provenance import changed_fields
+        diff = changed_fields(recorded["model"], wm_meta["model"])
+        if diff:
+            raise DittoError("This world model is not the one the policy was trained on",
+                             path=path, field="model." + next(iter(diff)),
+                             expected=diff[next(iter(diff))][0],
+                             got=diff[next(iter(diff))][1])
+    return wm_state, wm_meta
+
+
+def load_policy(workdir, *, greedy=False, wm=None):
+    """Restores a trained policy for evaluation: (agent, config, meta).
+
+    The world model is the one it was trained on, pinned by step; `wm` overrides its
+    location (a copied run whose world model lives elsewhere).
+    """
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(ckpt_dir):
         raise DittoError("No policy checkpoint here", path=ckpt_dir,
@@ -441,7 +542,7 @@ def load_policy(workdir, *, greedy=False):
     try:
         meta = ckpt.read_meta()
         config = ml_collections.ConfigDict(meta["config"])
-        wm_state, wm_meta = load_world_model(meta["world_model"]["workdir"])
+        wm_state, wm_meta = load_pinned_world_model(meta, workdir, wm)
         template, _, actor_apply = build_method(config, meta["method"], wm_state, wm_meta,
                                                 key=jax.random.key(0))
         state, _ = ckpt.restore(template)

@@ -14,36 +14,51 @@ import jax
 import numpy as np
 
 from ditto_jax import checkpoint as ckpt_lib
+from ditto_jax import io
 from ditto_jax import parallel
+from ditto_jax import resources
 from ditto_jax.errors import DittoError
 from ditto_jax.metrics import MetricWriter
 
 ACCEPTS_EXTRA_ARGS = True  # --config.KEY=VALUE overrides
-DEFAULT_CONFIG = "experiments/configs/wm.py:small"
+DEFAULT_CONFIG = resources.config_path("wm.py") + ":small"  # any cwd, any install
 
 # Parts of the config that fix the parameter shapes and the objective; a
-# checkpoint written with different values cannot be resumed.
-_COMPAT_KEYS = ("model", "dataset", "obs_shape", "num_actions")
+# checkpoint written with different values cannot be resumed. "train" is the
+# train group without the loop settings below (batch size, sequence length, seed, ...).
+_COMPAT_KEYS = ("model", "dataset", "obs_shape", "num_actions", "loss", "optim", "train")
+# Loop settings, free to change when resuming.
+_LOOP_KEYS = ("steps", "log_every", "eval_every", "save_every", "strip_every",
+              "keep_checkpoints")
+# Also free: the activation dtype (parameters stay float32, so the checkpoint fits either).
+_FREE_TRAIN_KEYS = _LOOP_KEYS + ("compute_dtype",)
 
 
 def add_arguments(p):
-    p.add_argument("--config", default=DEFAULT_CONFIG,
+    from ditto_jax.cli import non_negative_int, positive_int
+    p.add_argument("--config", default=DEFAULT_CONFIG, type=resources.resolve_config_spec,
                    help="config file and preset, e.g. experiments/configs/wm.py:paper; "
                         "override fields with --config.KEY=VALUE")
     p.add_argument("--data", required=True,
                    help="RLDS dataset directory or TFDS name; several, comma-separated, "
                         "are trained on together (e.g. expert + noisy + random play)")
     p.add_argument("--data-dir", default=None, help="TFDS data directory for a TFDS name")
-    p.add_argument("--split", default=None)
+    p.add_argument("--split", default=None,
+                   help="TFDS split expression, e.g. train, 'train[:10]', 'train[10%%:]', "
+                        "'a+b', or checkpoint_40:checkpoint_49 (default: train, else every "
+                        "split)")
     p.add_argument("--select", default=None,
                    help="episode selection: first:N, top:N, checkpoints:A-B (comma-separated)")
-    p.add_argument("--workdir", required=True)
-    p.add_argument("--steps", type=int, default=None, help="total updates (overrides config)")
+    p.add_argument("--workdir", required=True,
+                   help="output folder: checkpoints, metrics, config")
+    p.add_argument("--steps", type=positive_int, default=None, help="total updates (overrides config)")
     p.add_argument("--coordinator", default=None,
                    help="host:port of process 0 for multi-host runs (jax.distributed)")
-    p.add_argument("--num-processes", type=int, default=None)
-    p.add_argument("--process-id", type=int, default=None)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--num-processes", type=positive_int, default=None,
+                   help="number of hosts of a multi-host run")
+    p.add_argument("--process-id", type=non_negative_int, default=None,
+                   help="this host's index in a multi-host run, 0..num-processes-1")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def data_sources(data):
@@ -67,8 +82,7 @@ def dataset_fingerprint(source, split, selection):
     h = hashlib.sha256()
     info = os.path.join(source, "dataset_info.json") if os.path.isdir(source) else None
     if info and os.path.exists(info):
-        with open(info, "rb") as f:
-            content = json.loads(f.read())
+        content = io.read_json(info, what="dataset info")
         # Paths and timestamps vary between copies of the same data; shard sizes don't.
         h.update(json.dumps(content.get("splits"), sort_keys=True).encode())
         h.update(json.dumps(content.get("name")).encode())
@@ -82,6 +96,9 @@ def _model_meta(config, obs_shape, num_actions, action_meanings, fingerprint, ga
     return {
         "config": config.to_dict(),
         "model": config.model.to_dict(),
+        "loss": config.loss.to_dict() if "loss" in config else None,
+        "optim": config.optim.to_dict() if "optim" in config else None,
+        "train": {k: v for k, v in config.train.to_dict().items() if k not in _FREE_TRAIN_KEYS},
         "dataset": fingerprint,
         "obs_shape": list(obs_shape),
         "num_actions": int(num_actions),
@@ -110,15 +127,36 @@ def load_training_data(config, data, *, data_dir=None, split=None, selection=Non
                                             seed=config.train.seed)
     else:
         train_eps, val_eps = episodes, []
+    if episodes:
+        # The encoder halves the frame 4 times and the decoder doubles it back.
+        h, w = episodes[0].observation.shape[1:3]
+        if h % 16 or w % 16:
+            raise DittoError("The world model cannot take frames of this size",
+                             path=", ".join(data_sources(data)), field="steps/observation",
+                             expected="height and width divisible by 16, or resize with "
+                                      "--config.data.size=64,64",
+                             got=tuple(episodes[0].observation.shape[1:]))
     train = EpisodeStore.from_episodes(train_eps)
     val = EpisodeStore.from_episodes(val_eps) if val_eps else None
     meta = episodes[0].metadata if episodes else {}
     return train, val, meta
 
 
-def train_world_model(config, *, data, workdir, data_dir=None, split=None, selection=None,
-                      steps=None, progress=True, log=print):
-    """Trains (or resumes) the world model; returns the final train state."""
+def train_world_model(config, *, data, workdir, **kwargs):
+    """Trains (or resumes) the world model; returns the final train state.
+
+    Holds WORKDIR/.lock throughout, so a second writer on the workdir is refused.
+    """
+    lock = io.lock_workdir(workdir, "ditto train-wm") if jax.process_index() == 0 else None
+    try:
+        return _train_world_model(config, data=data, workdir=workdir, **kwargs)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train_world_model(config, *, data, workdir, data_dir=None, split=None, selection=None,
+                       steps=None, progress=True, log=print):
     from ditto_jax import models as wm
 
     process_index, process_count = jax.process_index(), jax.process_count()
@@ -174,23 +212,28 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
         state = wm.set_decoder_background(state, frames)
     state = parallel.replicate(state, mesh)
 
-    os.makedirs(workdir, exist_ok=True)
+    with io.disk_errors(workdir, "creating"):
+        os.makedirs(workdir, exist_ok=True)
     ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  save_every=config.train.save_every,
                                  keep=config.train.keep_checkpoints)
-    writer = MetricWriter(workdir, enabled=is_main)
+    tracking = config.get("tracking")
+    writer = MetricWriter(workdir, enabled=is_main,
+                          tracking=tracking.to_dict() if tracking is not None else None,
+                          run_config=config.to_dict())
     start = 0
     if ckpt.latest_step() is not None:
         saved = ckpt.read_meta()
         ckpt_lib.check_compatible(saved, meta, _COMPAT_KEYS, path=ckpt.directory,
                                   what="world-model checkpoint")
         state, _ = ckpt.restore(state)
-        start = int(ckpt.latest_step())
-        writer.truncate_after(start)
+        start = int(ckpt.restored_step)
         log(f"resumed from step {start}")
+    # Lines a killed run logged after its last checkpoint (or before its first) go.
+    writer.truncate_after(start)
     if is_main:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(meta, f, indent=2, default=str)
+        io.write_json_atomic(os.path.join(workdir, "config.json"), meta, default=str)
+    lr_advice = f"lower config.optim.lr (now {config.optim.lr})"
 
     rep, bsh = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     train_step = jax.jit(wm.train_step, in_shardings=(rep, bsh, rep),
@@ -212,7 +255,8 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
             want_log = done % config.train.log_every == 0 or done == total
             want_save = ckpt.manager.should_save(done) or done == total
             if want_log or want_save:
-                metrics = ckpt_lib.fetch_checked_metrics(metrics, done, ckpt, workdir)
+                metrics = ckpt_lib.fetch_checked_metrics(metrics, done, ckpt, workdir,
+                                                         change=lr_advice)
                 if want_log:
                     now = time.perf_counter()
                     metrics["steps_per_s"] = config.train.log_every / max(now - last_log, 1e-9)
@@ -231,7 +275,7 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
             if process_count == 1 and config.train.strip_every and (
                     done % config.train.strip_every == 0 or done == total):
                 store = val_store if val_store is not None else train_store
-                write_open_loop_strip(wm, state, store, config, workdir, done)
+                write_open_loop_strip(wm, state, store, config, workdir, done, writer=writer)
             if want_save:
                 ckpt.save(done, state, meta, force=done == total)
             bar.update(1)
@@ -248,8 +292,12 @@ def _model_inputs(batch):
 
 
 def write_open_loop_strip(wm, state, store, config, workdir, step, *, context=5, horizon=10,
-                          count=4):
-    """Observe `context` real frames, imagine `horizon` more; truth above, model below."""
+                          count=4, writer=None):
+    """Observe `context` real frames, imagine `horizon` more; truth above, model below.
+
+    Writes strips/open_loop_STEP.{png,gif} and, with a `writer`, the PNG to
+    TensorBoard (and wandb) as the image `world_model/open_loop`.
+    """
     from ditto_jax import viz
     length = context + horizon
     rng = np.random.default_rng([config.train.seed, 7, 0])  # the same windows every time
@@ -259,7 +307,11 @@ def write_open_loop_strip(wm, state, store, config, workdir, step, *, context=5,
     out = os.path.join(workdir, "strips")
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, f"open_loop_{step:08d}")
-    viz.save_prediction_strip(np.asarray(truth), np.asarray(model), path, context=context)
+    with io.disk_errors(path + ".png"):
+        png = viz.save_prediction_strip(np.asarray(truth), np.asarray(model), path,
+                                        context=context)
+    if writer is not None:
+        writer.add_image("world_model/open_loop", png, step)
     return path
 
 
@@ -295,8 +347,8 @@ def load_world_model(workdir, step=None):
         resolve_loaded_config(config)
         abstract = jax.eval_shape(lambda: wm.init_train_state(
             config, tuple(meta["obs_shape"]), int(meta["num_actions"]), jax.random.key(0)))
-        state, _ = ckpt.restore(abstract, step)
-        meta = dict(meta, step=int(step if step is not None else ckpt.latest_step()))
+        state, meta = ckpt.restore(abstract, step)
+        meta = dict(meta, step=int(ckpt.restored_step))
     finally:
         ckpt.close()
     return state, meta

@@ -30,8 +30,11 @@ def get_config(preset="demo"):
     c = ml_collections.ConfigDict()
     c.preset = preset
     c.game = "pong"
-    c.seed = 0
-    c.methods = "ditto,dbc,dgail,bc"   # comma-separated subset of ditto, dbc, dgail, bc
+    c.seed = 0                         # data, world model and the first policy seed
+    c.seeds = ""                       # policy seeds, e.g. "0,1,2" ("": just `seed`); each
+                                       # method is trained and evaluated once per seed
+    c.methods = "ditto,dbc,dgail,bc"   # comma-separated subset of ditto, ditto_bcinit,
+                                       # dbc, dgail, bc
     c.expert_episodes = 0              # N_E the imitators see (0: all recorded)
 
     c.data = ml_collections.ConfigDict(dict(
@@ -70,7 +73,10 @@ def get_config(preset="demo"):
         envs=8,
         protocol="ditto",              # ditto | machado (SPEC §6)
         max_steps=27_000,              # agent steps per evaluation episode
-        greedy=False,
+        policy="sample",               # action rule: sample | greedy | both (two rows)
+        agreement=True,                # on-policy expert agreement (scripted experts)
+        expert="live",                 # expert row: live (scripted expert played under
+                                       # these settings) | demos (its recorded episodes)
         video=True,
     ))
 

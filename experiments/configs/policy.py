@@ -23,6 +23,13 @@ def get_config(preset="small"):
     c.gamma = 0.95
     c.lam = 0.95
     c.entropy = 0.05                # eta
+    c.entropy_final = -1.0          # >= 0: eta moves linearly to this over
+    c.entropy_decay_steps = 0       #   entropy_decay_steps updates (< 0: constant eta)
+    c.first_step = "sample"         # sample (REINFORCE) | all_actions (exact expected
+                                    # gradient over every action at the first step)
+    # DITTO (BC init), method ditto_bcinit: D-BC updates, then critic-only warm-up.
+    c.bc_init_steps = 500
+    c.critic_warmup_steps = 200
     c.lr = 3e-4
     c.eps = 1e-5
     c.clip = 100.0
@@ -55,6 +62,9 @@ def get_config(preset="small"):
     c.eval_protocol = "ditto"
     c.eval_max_steps = 27_000
     c.seed = 0
+    # Optional experiment tracking, off by default (metrics.jsonl and TensorBoard always).
+    c.tracking = ml_collections.ConfigDict(dict(
+        wandb_project="", wandb_entity="", wandb_name="", wandb_group="", wandb_mode=""))
 
     if preset == "paper":
         c.steps = 100_000

@@ -94,6 +94,14 @@ def _base():
                                   # fp32); auto: float32 on CPU, bfloat16 on GPU/TPU
         strip_every=2_000,        # open-loop prediction strip (5 context + 10 imagined)
     ))
+    # Optional experiment tracking, off by default (metrics.jsonl and TensorBoard always).
+    c.tracking = ml_collections.ConfigDict(dict(
+        wandb_project="",         # e.g. "ditto": also log to Weights & Biases (pip install wandb)
+        wandb_entity="",
+        wandb_name="",
+        wandb_group="",
+        wandb_mode="",            # "" | online | offline | disabled
+    ))
     return c
 
 

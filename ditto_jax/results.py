@@ -1,0 +1,412 @@
+"""Results of one `ditto run`: the versioned `results.json` schema, tables and plots.
+
+One row per (method, action rule), aggregated over the run's policy seeds:
+
+  method, base_method, label, rule        ("ditto-greedy" is DITTO evaluated greedily)
+  seeds, episodes                         policy seeds, evaluation episodes in all
+  return_mean, return_se                  over all seeds x episodes
+  iqm, iqm_ci                             IQM of the episode returns, 95% stratified-
+                                          bootstrap CI (episodes resampled within seeds)
+  expert_normalized, expert_normalized_iqm, expert_normalized_ci
+                                          per-episode (return - random) / (expert - random)
+                                          with the references measured at that seed's
+                                          evaluation (evaluation.reference_returns); null
+                                          where no comparable expert reference exists
+  human_normalized                        null when any episode was capped
+  expert_agreement                        on-policy agreement with the scripted expert
+  heldout_action_accuracy, heldout_expert_prob, final_entropy
+                                          the policy on held-out expert states
+  per_seed                                the same per seed
+  ran                                     what actually ran (read from the policy's own
+                                          config.json): horizon, reward, ... and steps
+
+Every field is read from what ran (the policies' saved configs, the evaluation files),
+never from the config asked for.
+"""
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+
+SCHEMA_VERSION = 2
+LABELS = {"expert": "Expert", "ditto": "DITTO", "ditto_bcinit": "DITTO (BC init)",
+          "dgail": "D-GAIL", "dbc": "D-BC", "bc": "BC (pixels)", "random": "Random"}
+ROW_ORDER = ("expert", "ditto", "ditto_bcinit", "dgail", "dbc", "bc", "random")
+# Rows whose improvement over these baselines is reported (P(X > Y), rliable's definition).
+BASELINES = ("bc", "dbc")
+_RAN_KEYS = ("horizon", "reward", "latent", "entropy", "entropy_final", "first_step",
+             "standardize_advantages", "batch_size", "bc_init_steps", "critic_warmup_steps",
+             "expert_episodes")
+
+
+def _load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _metrics(workdir):
+    path = os.path.join(workdir, "metrics.jsonl")
+    out = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue  # a torn last line
+    return out
+
+
+def _last(metrics, key):
+    vals = [m[key] for m in metrics if key in m]
+    return float(vals[-1]) if vals else None
+
+
+def iqm_ci(per_seed, *, reps=2000, seed=0):
+    """(IQM, [low, high]) over seeds x episodes, episodes resampled within each seed."""
+    from ditto_jax.report import stratified_bootstrap_ci
+    from rliable import metrics
+    per_seed = [np.asarray(x, np.float64) for x in per_seed if len(x)]
+    if not per_seed:
+        return None, None
+    point, (lo, hi) = stratified_bootstrap_ci(
+        per_seed, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps,
+        rng=np.random.default_rng(seed))
+    return float(point[0]), [float(lo[0]), float(hi[0])]
+
+
+def probability_of_improvement(x, y, *, reps=2000, seed=0):
+    """P(X > Y) + P(X = Y) / 2 over episode returns (rliable's definition, one task), with
+    a 95% bootstrap CI."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if not len(x) or not len(y):
+        return None
+
+    def p(a, b):
+        return float(((a[:, None] > b[None]).mean() + 0.5 * (a[:, None] == b[None]).mean()))
+
+    rng = np.random.default_rng(seed)
+    stats = [p(x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))])
+             for _ in range(reps)]
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return {"p": p(x, y), "ci": [float(lo), float(hi)]}
+
+
+def _normalise(returns, ref):
+    exp, rnd = ref
+    if exp is None or rnd is None or np.isclose(exp, rnd):
+        return None
+    return [(r - rnd) / (exp - rnd) for r in returns]
+
+
+def _mean_or_none(xs):
+    xs = [x for x in xs if x is not None]
+    return float(np.mean(xs)) if xs else None
+
+
+def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None):
+    """One table row from per-seed evaluation results (each a `ditto eval` result)."""
+    per_seed, returns_by_seed, norm_by_seed = [], [], []
+    for seed, r in per_seed_evals:
+        pol = (policies or {}).get(seed) or {}
+        norm = _normalise(r["returns"], (r.get("expert_return"), r.get("random_return")))
+        returns_by_seed.append(r["returns"])
+        if norm is not None:
+            norm_by_seed.append(norm)
+        per_seed.append({
+            "seed": seed, "return_mean": r["return_mean"], "return_se": r["return_se"],
+            "length_mean": r["length_mean"], "episodes": r["episodes"],
+            "expert_normalized": r.get("expert_normalized"),
+            "human_normalized": r.get("human_normalized"),
+            "expert_agreement": r.get("expert_agreement"),
+            "expert_return": r.get("expert_return"), "random_return": r.get("random_return"),
+            **pol.get("diagnostics", {})})
+    returns = [x for rs in returns_by_seed for x in rs]
+    lengths = [x for _, r in per_seed_evals for x in r["lengths"]]
+    n = len(returns)
+    iqm, ci = iqm_ci(returns_by_seed)
+    niqm, nci = (iqm_ci(norm_by_seed) if len(norm_by_seed) == len(per_seed_evals)
+                 else (None, None))
+    first = per_seed_evals[0][1]
+    row = {
+        "method": name, "base_method": base, "label": label, "rule": rule,
+        "protocol": first["protocol"], "max_steps": first.get("max_steps"),
+        "seeds": [s for s, _ in per_seed_evals], "episodes": n,
+        "returns": returns, "lengths": lengths,
+        "return_mean": float(np.mean(returns)),
+        "return_se": float(np.std(returns, ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
+        "length_mean": float(np.mean(lengths)),
+        "iqm": iqm, "iqm_ci": ci,
+        "expert_normalized": _mean_or_none([p["expert_normalized"] for p in per_seed]),
+        "expert_normalized_iqm": niqm, "expert_normalized_ci": nci,
+        "human_normalized": (None if any(p["human_normalized"] is None for p in per_seed)
+                             else _mean_or_none([p["human_normalized"] for p in per_seed])),
+        "expert_agreement": _mean_or_none([p["expert_agreement"] for p in per_seed]),
+        "source": first.get("source", "real-game evaluation"),
+        "per_seed": per_seed,
+    }
+    for key in ("heldout_action_accuracy", "heldout_expert_prob", "final_entropy"):
+        row[key] = _mean_or_none([p.get(key) for p in per_seed])
+    if policies:
+        ran = [p.get("ran") for p in policies.values() if p.get("ran")]
+        row["ran"] = ran[0] if ran and all(r == ran[0] for r in ran) else ran
+    return row
+
+
+def policy_record(workdir):
+    """What a trained policy actually was: its saved config and last diagnostics."""
+    meta = _load(os.path.join(workdir, "config.json")) or {}
+    ms = _metrics(workdir)
+    steps = max([m["step"] for m in ms if "step" in m], default=None)
+    cfg = meta.get("agent_config") or {}
+    ran = {k: cfg[k] for k in _RAN_KEYS if k in cfg}
+    if meta.get("method") == "dgail":
+        ran["reward"] = "gail"
+    ran.update(steps=steps, world_model_step=meta.get("world_model", {}).get("step"),
+               expert_episodes_used=meta.get("expert", {}).get("episodes"))
+    entropy = _last(ms, "heldout_entropy")
+    diagnostics = {"heldout_action_accuracy": _last(ms, "heldout_action_accuracy"),
+                   "heldout_expert_prob": _last(ms, "heldout_expert_prob"),
+                   "final_entropy": entropy if entropy is not None else _last(ms, "entropy"),
+                   "train_entropy": _last(ms, "entropy")}
+    return {"ran": ran, "diagnostics": diagnostics, "meta": meta}
+
+
+def collect_rows(config, layout):
+    """Rows for every method x rule (aggregated over seeds), then the expert and random."""
+    from ditto_jax.errors import DittoError
+    from ditto_jax.stages.run import eval_rules, methods_of, run_seeds
+    seeds = run_seeds(config)
+    refs = {}
+    for name in ("expert", "random"):
+        per = []
+        for seed in seeds:
+            r = _load(os.path.join(layout.eval, f"{name}{layout.seed_suffix(seed)}.json"))
+            if r is None:
+                raise DittoError("The evaluation stage has not finished", path=layout.eval,
+                                 expected=f"{name}{layout.seed_suffix(seed)}.json "
+                                          "(run --stages eval)")
+            per.append((seed, r))
+        refs[name] = per
+    rows = {}
+    for method in methods_of(config):
+        policies = {s: policy_record(layout.policy(method, s)) for s in seeds}
+        for rule in eval_rules(config):
+            per = []
+            for seed in seeds:
+                r = _load(os.path.join(layout.eval, f"{layout.name(method, seed, rule)}.json"))
+                if r is None:
+                    raise DittoError("The evaluation stage has not finished",
+                                     path=layout.eval,
+                                     expected=f"{layout.name(method, seed, rule)}.json "
+                                              "(run --stages eval)")
+                per.append((seed, r))
+            name = method + ("-greedy" if rule == "greedy" else "")
+            rows[name] = aggregate_row(name, LABELS.get(method, method), per, rule=rule,
+                                       base=method, policies=policies)
+    out = [aggregate_row("expert", LABELS["expert"], refs["expert"], rule="scripted",
+                         base="expert")]
+    order = {m: i for i, m in enumerate(ROW_ORDER)}
+    out += sorted(rows.values(), key=lambda r: (order.get(r["base_method"], 50), r["rule"]))
+    out.append(aggregate_row("random", LABELS["random"], refs["random"], rule="uniform",
+                             base="random"))
+    # Comparisons against the baselines, same rule, over all seeds x episodes.
+    by = {r["method"]: r for r in out}
+    for r in out:
+        if r["base_method"] in ("expert", "random") + BASELINES:
+            continue
+        suffix = "-greedy" if r["rule"] == "greedy" else ""
+        r["improvement_over"] = {
+            b: probability_of_improvement(r["returns"], by[b + suffix]["returns"])
+            for b in BASELINES if b + suffix in by}
+    return out
+
+
+def _fmt(x, spec=".2f"):
+    return "—" if x is None else format(x, spec)
+
+
+def _ci(point, ci, spec=".2f"):
+    if point is None:
+        return "—"
+    return f"{point:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else f"{point:{spec}}"
+
+
+def results_markdown(results):
+    rows = results["rows"]
+    seeds = results["seeds"]
+    lines = [f"# {results['game']}: DITTO and baselines ({results['preset']} preset, "
+             f"policy seeds {','.join(map(str, seeds))})", "",
+             f"N_E = {results['expert_episodes']} expert episodes; evaluation protocol "
+             f"`{results['protocol']}`, at most {results['max_steps']} steps per episode; "
+             f"{len(seeds)} seed(s) x {results['episodes_per_seed']} episodes per row. "
+             "IQM with a 95% stratified-bootstrap CI (episodes resampled within seeds). "
+             "Expert-normalised = (return - random) / (expert - random), with the expert "
+             "and random rows measured under the same protocol, cap and evaluation seeds. "
+             "Rule: how the policy picks its action (sample from pi, or greedy argmax).", "",
+             "| method | rule | return IQM [95% CI] | mean ± s.e. | episode length | "
+             "expert-norm. IQM [95% CI] | on-policy expert agreement | held-out accuracy "
+             "| held-out E[pi(a_E)] | final entropy | seeds x episodes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['label']} | {r['rule']} | {_ci(r['iqm'], r['iqm_ci'])} | "
+            f"{r['return_mean']:.2f} ± {r['return_se']:.2f} | {r['length_mean']:.0f} | "
+            f"{_ci(r['expert_normalized_iqm'], r['expert_normalized_ci'], '.3f')} | "
+            f"{_fmt(r.get('expert_agreement'), '.3f')} | "
+            f"{_fmt(r.get('heldout_action_accuracy'), '.3f')} | "
+            f"{_fmt(r.get('heldout_expert_prob'), '.3f')} | "
+            f"{_fmt(r.get('final_entropy'), '.3f')} | {len(r['seeds'])} x "
+            f"{r['episodes'] // max(len(r['seeds']), 1)} |")
+    comps = [(r, b, p) for r in rows for b, p in (r.get("improvement_over") or {}).items()
+             if p]
+    if comps:
+        lines += ["", "Probability of improvement P(X > Y) over episode returns "
+                      "(rliable's definition, 95% bootstrap CI):", ""]
+        for r, b, p in comps:
+            lines.append(f"- {r['label']} ({r['rule']}) over {LABELS.get(b, b)}: "
+                         f"{p['p']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]")
+    expert = next(r for r in rows if r["method"] == "expert")
+    lines += ["", f"Expert row: {expert['source']}.",
+              "On-policy expert agreement: the fraction of the states the learner itself "
+              "visits in which it takes the action the scripted expert would take there "
+              "(covariate shift shows here, not in held-out accuracy).",
+              f"Wall time: {results['wall_time_s'] / 60:.1f} min "
+              f"({', '.join(f'{k} {v / 60:.1f}' for k, v in results['stage_seconds'].items())}"
+              f" min) in the last invocation of each stage.", ""]
+    return "\n".join(lines)
+
+
+# -------------------------------------------------------------------------- plots
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_scores(rows, path, *, title):
+    """Expert-normalised IQM per row, with its 95% stratified-bootstrap CI as error bars."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    labels = [f"{r['label']}\n({r['rule']})" for r in rows]
+    points, lows, highs = [], [], []
+    for r in rows:
+        p, ci = r["expert_normalized_iqm"], r["expert_normalized_ci"]
+        points.append(p if p is not None else 0.0)
+        lows.append(p - ci[0] if ci else 0.0)
+        highs.append(ci[1] - p if ci else 0.0)
+    ax.bar(range(len(rows)), points, yerr=[lows, highs], capsize=3,
+           color=["#999999" if r["base_method"] in ("expert", "random") else "#4c72b0"
+                  for r in rows])
+    ax.set_xticks(range(len(rows)), labels, fontsize=7)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylabel("expert-normalised score (IQM)")
+    ax.set_title(title, fontsize=9)
+    ax.text(0.99, 0.97, "error bars: 95% stratified-bootstrap CI\nover seeds x episodes",
+            transform=ax.transAxes, ha="right", va="top", fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(config, layout, path):
+    """World-model losses (image, KL, entropies) and each method's training signals."""
+    from ditto_jax.stages.run import methods_of
+    plt = _pyplot()
+    methods = methods_of(config)
+    fig, axes = plt.subplots(1, 2 + len(methods), figsize=(3.2 * (2 + len(methods)), 3))
+    wm = _metrics(layout.wm)
+    for ax, keys, title in ((axes[0], ("image_loss", "val/image_loss"), "world model: image"),
+                            (axes[1], ("kl_prior", "kl_post", "prior_entropy",
+                                       "post_entropy"), "world model: KL, entropy (nats)")):
+        for key in keys:
+            pts = [(m["step"], m[key]) for m in wm if key in m]
+            if pts:
+                ax.plot(*zip(*pts), label=key)
+        ax.set_yscale("log")
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("update")
+        ax.legend(fontsize=6)
+    for ax, method in zip(axes[2:], methods):
+        ms = _metrics(layout.policy(method))
+        for key in ("reward", "bc_loss", "entropy", "heldout_action_accuracy",
+                    "heldout_expert_prob", "accuracy"):
+            pts = [(m["step"], m[key]) for m in ms if key in m]
+            if pts:
+                ax.plot(*zip(*pts), label=key)
+        ax.set_title(f"{LABELS.get(method, method)} (seed {config.seed})", fontsize=8)
+        ax.set_xlabel("update")
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def copy_media(layout):
+    """The DITTO agent's video and the latest dream-vs-real strip, at the workdir's top."""
+    out = {}
+    videos = sorted(glob.glob(os.path.join(layout.policy("ditto"), "eval_*.mp4")) +
+                    glob.glob(os.path.join(layout.policy("ditto"), "eval_*.gif")))
+    if videos:
+        dst = os.path.join(layout.workdir, "ditto_agent" + os.path.splitext(videos[-1])[1])
+        shutil.copyfile(videos[-1], dst)
+        out["video"] = dst
+    strips = sorted(glob.glob(os.path.join(layout.wm, "strips", "open_loop_*.png")))
+    if strips:
+        for ext in (".png", ".gif"):
+            src = os.path.splitext(strips[-1])[0] + ext
+            if os.path.exists(src):
+                shutil.copyfile(src, os.path.join(layout.workdir, "dream_vs_real" + ext))
+        out["dream_vs_real"] = os.path.join(layout.workdir, "dream_vs_real.png")
+    return out
+
+
+def write_report(config, layout, *, timings, log=print):
+    """results.json (written last: its presence means the run finished), results.md, plots."""
+    from ditto_jax.provenance import config_hash, provenance
+    from ditto_jax.stages.run import _write_json, run_seeds
+    rows = collect_rows(config, layout)
+    seeds = run_seeds(config)
+    learners = [r for r in rows if r["base_method"] not in ("expert", "random")]
+    ditto = next((r for r in learners if r["base_method"] == "ditto"), None)
+    ran = (ditto or (learners[0] if learners else {})).get("ran") or {}
+    if isinstance(ran, list):
+        ran = ran[0] if ran else {}
+    used = {r["ran"]["expert_episodes_used"] for r in learners
+            if isinstance(r.get("ran"), dict) and r["ran"].get("expert_episodes_used")}
+    results = {
+        "schema_version": SCHEMA_VERSION,
+        "game": config.game, "seed": int(config.seed), "seeds": seeds,
+        "preset": config.preset, "protocol": rows[0]["protocol"],
+        "max_steps": rows[0]["max_steps"],
+        "episodes_per_seed": rows[0]["episodes"] // max(len(seeds), 1),
+        # Read from what ran (the policies' saved configs), not from the config asked for.
+        "expert_episodes": used.pop() if len(used) == 1 else sorted(used) or None,
+        "horizon": ran.get("horizon"), "reward": ran.get("reward"),
+        "rows": rows, "stage_seconds": timings,
+        "wall_time_s": float(sum(timings.values())),
+        "config": config.to_dict(), "config_hash": config_hash(config.to_dict()),
+        "provenance": provenance(config.to_dict(), seeds=seeds),
+    }
+    md = results_markdown(results)
+    with open(os.path.join(layout.workdir, "results.md"), "w") as f:
+        f.write(md)
+    os.makedirs(layout.plots, exist_ok=True)
+    artefacts = {"bar_chart": plot_scores(rows, os.path.join(layout.plots, "scores.png"),
+                                          title=f"{config.game} ({config.preset})"),
+                 "learning_curves": plot_learning_curves(
+                     config, layout, os.path.join(layout.plots, "learning_curves.png"))}
+    artefacts.update(copy_media(layout))
+    results["artefacts"] = {k: os.path.relpath(v, layout.workdir) for k, v in artefacts.items()
+                            if v}
+    _write_json(os.path.join(layout.workdir, "results.json"), results)
+    log(md)
+    return results

@@ -43,7 +43,6 @@ running at the budget is killed and recorded as timed out.
 """
 import argparse
 import json
-import math
 import os
 import platform
 import re
@@ -286,7 +285,8 @@ def part_ditto_update(tiny, updates):
            "actor": [int(policy_cfg.actor_layers), int(policy_cfg.actor_units)],
            "setup_s": time.perf_counter() - t0}
     t0 = time.perf_counter()
-    compiled = jax.jit(step, donate_argnums=0).lower(state, batch, jax.random.key(0)).compile()
+    compiled = jax.jit(step, donate_argnums=0).lower(state, batch, jax.random.key(0),
+                                                     wstate.params).compile()
     rec["compile_s"] = time.perf_counter() - t0
     rec["flops_compiled"] = _cost_flops(compiled)
     rec["flops_note"] = ("compiled.cost_analysis() counts the imagination scan's body once: "
@@ -295,7 +295,8 @@ def part_ditto_update(tiny, updates):
 
     def one():
         holder["i"] += 1
-        holder["state"], m = compiled(holder["state"], batch, jax.random.key(holder["i"]))
+        holder["state"], m = compiled(holder["state"], batch, jax.random.key(holder["i"]),
+                                      wstate.params)
         return m
     _block(one())
     t0 = time.perf_counter()
@@ -484,7 +485,8 @@ def main(argv=None):
         info = run_part("info", args.tiny)
     info.pop("wall_s", None), info.pop("process_wall_s", None)
     name, peaks = peak_flops(info["device_kind"])
-    result = dict(info, schema=1, tiny=args.tiny, xla_flags=os.environ.get("XLA_FLAGS", ""), time=time.strftime("%Y-%m-%d %H:%M:%S"),
+    result = dict(info, schema=1, tiny=args.tiny, xla_flags=os.environ.get("XLA_FLAGS", ""),
+                  time=time.strftime("%Y-%m-%d %H:%M:%S"),
                   argv=sys.argv[1:] if argv is None else list(argv), isolated=isolate,
                   target_s=TARGET_S, budget_s=args.budget_s,
                   peak_tflops={"device": name, **peaks} if peaks else None, parts={})

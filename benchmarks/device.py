@@ -284,9 +284,13 @@ def part_ditto_update(tiny, updates):
            "batch": b, "horizon": h, "latent": policy_cfg.latent,
            "actor": [int(policy_cfg.actor_layers), int(policy_cfg.actor_units)],
            "setup_s": time.perf_counter() - t0}
+    # The frozen world model's parameters are an argument of the step where build_method
+    # makes them one (step(state, batch, rng, wm_params)); older steps close over them.
+    import inspect
+    extra = (wstate.params,) if "wm_params" in inspect.signature(step).parameters else ()
     t0 = time.perf_counter()
     compiled = jax.jit(step, donate_argnums=0).lower(state, batch, jax.random.key(0),
-                                                     wstate.params).compile()
+                                                     *extra).compile()
     rec["compile_s"] = time.perf_counter() - t0
     rec["flops_compiled"] = _cost_flops(compiled)
     rec["flops_note"] = ("compiled.cost_analysis() counts the imagination scan's body once: "
@@ -296,7 +300,7 @@ def part_ditto_update(tiny, updates):
     def one():
         holder["i"] += 1
         holder["state"], m = compiled(holder["state"], batch, jax.random.key(holder["i"]),
-                                      wstate.params)
+                                      *extra)
         return m
     _block(one())
     t0 = time.perf_counter()

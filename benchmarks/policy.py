@@ -48,12 +48,12 @@ def bench_update(wm_state, policy_cfg, num_actions, updates):
     batch = {"start": start, "expert": expert}
     jstep = jax.jit(step, donate_argnums=0)
     t0 = time.perf_counter()
-    state, m = jstep(state, batch, jax.random.key(0))
+    state, m = jstep(state, batch, jax.random.key(0), wm_state.params)
     jax.block_until_ready(m)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for i in range(updates):
-        state, m = jstep(state, batch, jax.random.key(i + 1))
+        state, m = jstep(state, batch, jax.random.key(i + 1), wm_state.params)
     jax.block_until_ready(m)
     per = (time.perf_counter() - t0) / updates
     return {"batch": b, "horizon": h, "update_s": per, "updates_per_s": 1 / per,

@@ -93,6 +93,21 @@ class MetricWriter:
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in record.items() if k != "step"}, step=int(step))
 
+    def add_provenance(self, provenance, step):
+        """The run's provenance (git SHA, packages, devices, config hash, seeds) beside its
+        metrics: a TensorBoard text summary and `provenance.json` next to metrics.jsonl."""
+        if not self.enabled:
+            return
+        import json
+        io.write_json_atomic(os.path.join(self.workdir, "provenance.json"), provenance,
+                             default=str)
+        if self._tb is not None:
+            with io.disk_errors(os.path.join(self.workdir, "tensorboard")):
+                self._tb.add_text("provenance", "```\n" + json.dumps(
+                    provenance, indent=1, default=str) + "\n```", int(step))
+        if self._wandb is not None:
+            self._wandb.config.update({"provenance": provenance}, allow_val_change=True)
+
     def add_image(self, tag, image, step):
         """An image (H, W, C) uint8 array, or the path of a PNG, to TensorBoard and wandb."""
         if not self.enabled:

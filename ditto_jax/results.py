@@ -212,7 +212,9 @@ def collect_rows(config, layout):
     out = [aggregate_row("expert", LABELS["expert"], refs["expert"], rule="scripted",
                          base="expert")]
     order = {m: i for i, m in enumerate(ROW_ORDER)}
-    out += sorted(rows.values(), key=lambda r: (order.get(r["base_method"], 50), r["rule"]))
+    rule_order = {r: i for i, r in enumerate(eval_rules(config))}
+    out += sorted(rows.values(), key=lambda r: (order.get(r["base_method"], 50),
+                                               rule_order.get(r["rule"], 9)))
     out.append(aggregate_row("random", LABELS["random"], refs["random"], rule="uniform",
                              base="random"))
     # Comparisons against the baselines, same rule, over all seeds x episodes.

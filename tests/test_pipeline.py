@@ -110,6 +110,114 @@ def test_quickstart_notebook_executes(smoke_run):
     assert "DITTO" in text and "image/png" in text
 
 
+def test_ditto_eval_and_results_give_the_same_normalised_score(smoke_run):
+    """`ditto eval` measures its own expert and random references with the pipeline's
+    seeds, protocol and cap, so both report one expert-normalised score."""
+    workdir, _, _ = smoke_run
+    row = {r["method"]: r for r in _results(workdir)["rows"]}["dbc"]
+    proc = run_cli("eval", "--workdir", os.path.join(workdir, "policies", "dbc"),
+                   "--episodes", "10", "--envs", "5", "--max-steps", "120", "--seed", "12345",
+                   "--no-video", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["return_mean"] == pytest.approx(row["per_seed"][0]["return_mean"])
+    assert result["expert_normalized"] == pytest.approx(row["per_seed"][0]["expert_normalized"])
+    # Smoke episodes are capped at 120 steps: the full-game human score is meaningless.
+    assert result["human_normalized"] is None and row["human_normalized"] is None
+    assert 0.0 <= result["expert_agreement"] <= 1.0
+    assert result["rule"] == "sample"
+
+
+def test_results_carry_seeds_cis_diagnostics_and_provenance(smoke_run):
+    workdir, _, _ = smoke_run
+    results = _results(workdir)
+    assert results["schema_version"] >= 2 and results["seeds"] == [0]
+    prov = results["provenance"]
+    assert len(prov["git"]["sha"]) == 40 and "jax" in prov["packages"]
+    assert prov["device"]["device_count"] >= 1 and prov["config_hash"]
+    for row in results["rows"]:
+        assert row["seeds"] == [0] and len(row["iqm_ci"]) == 2
+        assert row["iqm_ci"][0] <= row["iqm"] <= row["iqm_ci"][1]
+    ditto = {r["method"]: r for r in results["rows"]}["ditto"]
+    # Read from what ran: the policy's own saved config.
+    assert ditto["ran"]["horizon"] == results["horizon"] == 5
+    assert ditto["heldout_action_accuracy"] is not None and ditto["final_entropy"] > 0
+    assert "improvement_over" in ditto and "bc" in ditto["improvement_over"]
+
+
+def test_changed_policy_config_retrains_and_relabels_truthfully(smoke_run):
+    workdir, _, _ = smoke_run
+    proc = run_cli("run", "--preset", "smoke", "--workdir", workdir, "--quiet",
+                   "--config.policy.horizon=3", "--config.methods=ditto")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "policy/ditto: trained under another config (policy.horizon: 5 -> 3)" \
+        in proc.stdout, proc.stdout[-3000:]
+    assert "eval/ditto: return" in proc.stdout  # its evaluation is redone too
+    assert [d for d in os.listdir(os.path.join(workdir, "policies"))
+            if d.startswith("ditto.stale-")]
+    results = _results(workdir)
+    assert results["horizon"] == 3
+    assert {r["method"]: r for r in results["rows"]}["ditto"]["ran"]["horizon"] == 3
+    # A loop-only change (more logging) reuses the stage.
+    proc = run_cli("run", "--preset", "smoke", "--workdir", workdir, "--quiet",
+                   "--stages", "policy", "--config.policy.horizon=3",
+                   "--config.methods=ditto", "--config.policy.log_every=2")
+    assert proc.returncode == 0 and "policy/ditto: done" in proc.stdout
+
+
+def test_world_model_fields_decide_reuse(tmp_path):
+    """A world model trained under other model fields is moved aside, naming them."""
+    from ditto_jax.configs import load_config
+    from ditto_jax.stages.run import DEFAULT_CONFIG, _reuse_or_move_aside, wm_fields
+    config = load_config(f"{DEFAULT_CONFIG}:smoke")
+    wm = str(tmp_path / "wm")
+    _reuse_or_move_aside(wm, "wm", wm_fields(config), print)
+    open(os.path.join(wm, "marker"), "w").close()
+    config.wm.train.steps = 99  # a loop setting: same stage
+    _reuse_or_move_aside(wm, "wm", wm_fields(config), print)
+    assert os.path.exists(os.path.join(wm, "marker"))
+    config.wm.model.deter = 32
+    logs = []
+    _reuse_or_move_aside(wm, "wm", wm_fields(config), logs.append)
+    assert "wm.model.deter: 16 -> 32" in logs[0]
+    assert not os.path.exists(os.path.join(wm, "marker"))
+    [moved] = [d for d in os.listdir(tmp_path) if d.startswith("wm.stale-")]
+    assert os.path.exists(os.path.join(tmp_path, moved, "marker"))
+
+
+def test_a_copied_run_evaluates_after_the_original_is_deleted(smoke_run, tmp_path):
+    import shutil
+    workdir, _, _ = smoke_run
+    original = tmp_path / "original"
+    shutil.copytree(workdir, original, ignore=shutil.ignore_patterns("*.stale-*", ".lock"))
+    moved = tmp_path / "elsewhere" / "run"
+    shutil.copytree(original, moved)
+    shutil.rmtree(original)
+    proc = run_cli("eval", "--workdir", moved / "policies" / "dbc", "--episodes", "2",
+                   "--envs", "2", "--max-steps", "60", "--no-video", "--no-agreement")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "return" in proc.stdout
+    # The world model can also be given explicitly; a wrong one is refused by name.
+    proc = run_cli("eval", "--workdir", moved / "policies" / "dbc", "--episodes", "1",
+                   "--max-steps", "30", "--no-video", "--no-agreement",
+                   "--wm", tmp_path / "nowhere")
+    assert proc.returncode == 2 and "--wm" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_readme_python_api_snippet_runs(smoke_run):
+    """The README's Python snippet, run as written on the smoke run's DITTO policy."""
+    import re
+    workdir, _, _ = smoke_run
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    [snippet] = re.findall(r"```python\n(from ditto_jax import load_policy.*?)```", readme,
+                           re.S)
+    code = snippet.replace("runs/pong_demo", workdir)
+    scope = {}
+    exec(compile(code, "README.md", "exec"), scope)  # noqa: S102
+    assert isinstance(scope["action"], int) and scope["policy"].method == "ditto"
+
+
 def test_policies_on_an_older_world_model_are_retrained(smoke_run):
     """Runs last: it trains the smoke workdir's world model further (2 more updates)."""
     workdir, _, _ = smoke_run

@@ -95,3 +95,14 @@ def test_bad_inputs(tiny_wm, pong_dataset, tmp_path):
     assert run_cli("record", "--game", "pong", "--policy", "random", "--episodes", 2,
                    "--max-steps", 20, "--size", 48, "--out", small, "--quiet").returncode == 0
     _fails(_policy(tiny_wm, small, tmp_path / "w4", "ditto", 1), "observation")
+    # Without metadata.json nothing says which game the data is from: refused, by name.
+    import shutil
+    bare = tmp_path / "bare"
+    shutil.copytree(other, bare)
+    for meta in bare.rglob("metadata.json"):
+        meta.unlink()
+    _fails(_policy(tiny_wm, bare, tmp_path / "w5", "ditto", 1), "metadata")
+    # Asking for more expert episodes than exist would mislabel N_E: refused.
+    _fails(_policy(tiny_wm, pong_dataset, tmp_path / "w6", "dbc", 1,
+                   "--config.expert_episodes=50"), "fewer episodes than requested")
+

@@ -35,7 +35,7 @@ def add_arguments(p):
     p.add_argument("--config", default=None, type=resources.resolve_config_spec,
                    help="pipeline config and preset (default: experiments/configs/"
                         "pipeline.py:demo); override fields with --config.KEY=VALUE")
-    p.add_argument("--preset", default=None, choices=["smoke", "demo", "paper"],
+    p.add_argument("--preset", default=None, choices=["smoke", "demo", "study", "paper"],
                    help="shortcut for --config experiments/configs/pipeline.py:PRESET")
     p.add_argument("--game", default=None, help="Atari game (default: the config's)")
     p.add_argument("--workdir", default=None, help="default: runs/GAME_PRESET")
@@ -468,6 +468,8 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
                          expected=f"a comma-separated subset of {','.join(STAGES)}",
                          got=",".join(unknown))
     # Fail on bad values before hours of training.
+    from ditto_jax.configs import validate_pipeline_config
+    validate_pipeline_config(config)
     methods_of(config)
     run_seeds(config)
     eval_rules(config)

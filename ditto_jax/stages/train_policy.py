@@ -61,6 +61,12 @@ def load_expert(config, expert, wm_meta, *, data_dir=None, split=None, progress=
     if wm_game and ds_game and str(wm_game).lower() != str(ds_game).lower():
         raise DittoError("The expert data and the world model are from different games",
                          path=expert, field="game", expected=wm_game, got=ds_game)
+    if wm_game and not ds_game:
+        # Without its metadata nothing says which game the data is from; an action-count
+        # check alone lets a Breakout expert (4 actions) train on a Pong model (6).
+        raise DittoError("Cannot tell which game the expert data is from (its metadata has "
+                         "no `game`; was metadata.json deleted?)", path=expert,
+                         field="game", expected=wm_game, got="(missing)")
     wm_actions, ds_actions = wm_meta.get("action_meanings"), ds_meta.get("action_meanings")
     if wm_actions and ds_actions and list(wm_actions) != list(ds_actions):
         raise DittoError("The expert data uses a different action set than the world model",
@@ -79,6 +85,12 @@ def load_expert(config, expert, wm_meta, *, data_dir=None, split=None, progress=
                              resize=resize, expected_obs_shape=obs_shape,
                              num_actions=int(wm_meta["num_actions"]), progress=progress)
     held = int(config.heldout_episodes)
+    if n > 0 and len(episodes) < n + held:
+        # Training on fewer episodes than asked would label the run with the wrong N_E.
+        raise DittoError("The expert dataset has fewer episodes than requested",
+                         path=expert, field="expert_episodes",
+                         expected=f"{n} for training + {held} held out = {n + held}",
+                         got=f"{len(episodes)} episodes")
     if held >= len(episodes):
         held = 0
     train_eps, held_eps = episodes[:len(episodes) - held], episodes[len(episodes) - held:]
@@ -120,9 +132,9 @@ def encode_store(wm_state, store, *, chunk=256, seed=0):
     first = np.concatenate([store.is_first, np.ones(pad, bool)])
 
     @jax.jit
-    def run(state, obs, prev, first, key):
+    def run(params, state, obs, prev, first, key):
         prev_onehot = jax.nn.one_hot(prev, model.action_dim)
-        posts, _ = model.apply(wm_state.params, obs[None], prev_onehot[None], first[None], key,
+        posts, _ = model.apply(params, obs[None], prev_onehot[None], first[None], key,
                                state, method=WorldModel.observe)
         posts = jax.tree.map(lambda x: x[0], posts)
         return jax.tree.map(lambda x: x[-1:], posts), posts
@@ -131,7 +143,7 @@ def encode_store(wm_state, store, *, chunk=256, seed=0):
     out = []
     key = jax.random.key(seed)
     for i in range(0, n + pad, chunk):
-        state, posts = run(state, obs[i:i + chunk], prev[i:i + chunk], first[i:i + chunk],
+        state, posts = run(wm_state.params, state, obs[i:i + chunk], prev[i:i + chunk], first[i:i + chunk],
                            jax.random.fold_in(key, i))
         out.append(posts)
     latents = jax.tree.map(lambda *xs: jnp.concatenate(xs)[:n], *out)
@@ -234,7 +246,12 @@ def _agent_meta(config, method, wm_meta, wm_workdir, expert, expert_info, workdi
 
 
 def build_method(config, method, wm_state, wm_meta, *, key):
-    """(agent state, pure train step, actor apply) for a method."""
+    """(agent state, pure train step, actor apply) for a method.
+
+    The step is `(state, batch, rng, wm_params) -> (state, metrics)`: the frozen world
+    model's parameters are an ARGUMENT of the jitted update, never a closure constant
+    (constants are compiled into the program: slow compiles, no persistent-cache hits).
+    """
     from ditto_jax.agents import imitation
     from ditto_jax.agents.bc import make_bc
     from ditto_jax.agents.rewards import latent_part
@@ -244,24 +261,27 @@ def build_method(config, method, wm_state, wm_meta, *, key):
     model, params = wm_state.model, wm_state.params
     if method == "bc":
         net, init, step = make_bc(config, num_actions)
-        return init(tuple(wm_meta["obs_shape"]), key), step, net.apply
+        return (init(tuple(wm_meta["obs_shape"]), key),
+                lambda state, batch, rng, wm_params: step(state, batch, rng), net.apply)
     dummy = model.apply(params, 1, method=WorldModel.initial_state)
     feat_dim = get_feat(dummy).shape[-1]
     part_dim = latent_part(dummy, config.latent).shape[-1]
     state = imitation.init_agent_state(config, feat_dim, part_dim, num_actions, key)
     actor_apply = imitation.policy_logits(config, num_actions)
     if method == "dbc":
-        return state, imitation.make_dbc_step(config, num_actions=num_actions), actor_apply
+        dbc = imitation.make_dbc_step(config, num_actions=num_actions)
+        return state, lambda state, batch, rng, wm_params: dbc(state, batch, rng), actor_apply
     if method == "dgail":
         config.reward = "gail"
 
-    def img_step(s, a, k):
-        return model.apply(params, s, a, k, method=WorldModel.img_step)
-
     make = (imitation.make_bcinit_ditto_step if method == "ditto_bcinit"
             else imitation.make_imagination_step)
-    step = make(config, img_step=img_step, feat=get_feat, num_actions=num_actions,
-                action_dim=model.action_dim)
+
+    def step(state, batch, rng, wm_params):
+        def img_step(s, a, k):
+            return model.apply(wm_params, s, a, k, method=WorldModel.img_step)
+        return make(config, img_step=img_step, feat=get_feat, num_actions=num_actions,
+                    action_dim=model.action_dim)(state, batch, rng)
     return state, step, actor_apply
 
 
@@ -280,6 +300,8 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
     config.method = method
     if steps is not None:
         config.steps = int(steps)
+    from ditto_jax.configs import validate_policy_config
+    validate_policy_config(config)  # before any data or checkpoint is read
     if not os.path.exists(expert) and "/" not in expert:
         raise DittoError("Expert dataset not found", path=expert)
     wm_state, wm_meta = load_world_model(wm)
@@ -307,13 +329,13 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
         actions = jnp.asarray(store.action.astype(np.int32))
 
         @jax.jit
-        def step_fn(state, index, rng, latents):
+        def step_fn(state, index, rng, latents, wm_params):
             start = jax.tree.map(lambda x: x[index[:, 0]], latents)
             expert_part = latent_part(jax.tree.map(lambda x: x[index], latents), part)
             batch = {"start": start, "expert": expert_part}
             if method == "ditto_bcinit":  # the expert's action at each start state
                 batch["action"] = actions[index[:, 0]]
-            return pure_step(state, batch, rng)
+            return pure_step(state, batch, rng, wm_params)
 
         def make_batch(rng):
             return store.sample_expert_windows(rng, batch_size, horizon,
@@ -322,10 +344,10 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
         valid = np.flatnonzero(~store.is_last)
 
         @jax.jit
-        def step_fn(state, batch, rng, latents):
+        def step_fn(state, batch, rng, latents, wm_params):
             index, action = batch
             feat = get_feat(jax.tree.map(lambda x: x[index], latents))
-            return pure_step(state, {"feat": feat, "action": action}, rng)
+            return pure_step(state, {"feat": feat, "action": action}, rng, wm_params)
 
         def make_batch(rng):
             index = rng.choice(valid, batch_size)
@@ -336,9 +358,9 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
         bc_batch = int(config.bc_batch_size)
 
         @jax.jit
-        def step_fn(state, batch, rng, latents):
+        def step_fn(state, batch, rng, latents, wm_params):
             del latents
-            return pure_step(state, batch, rng)
+            return pure_step(state, batch, rng, wm_params)
 
         def make_batch(rng):
             index = rng.choice(valid, bc_batch)
@@ -366,6 +388,7 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
         writer.truncate_after(start)
         log(f"resumed from step {start}")
     io.write_json_atomic(os.path.join(workdir, "config.json"), meta, default=str)
+    writer.add_provenance(meta["provenance"], start)
 
     total = int(config.steps)
     from tqdm import tqdm
@@ -377,7 +400,7 @@ def train_policy(config, *, method, wm, expert, workdir, data_dir=None, split=No
         for step in range(start, total):
             rng = np.random.default_rng([config.seed, step])
             state, metrics = step_fn(state, make_batch(rng), jax.random.fold_in(loop_key, step),
-                                     latents)
+                                     latents, wm_state.params)
             done = step + 1
             want_log = done % config.log_every == 0 or done == total
             want_save = ckpt.manager.should_save(done) or done == total
@@ -541,6 +564,11 @@ def load_policy(workdir, *, greedy=False, wm=None):
     ckpt = ckpt_lib.Checkpointer(ckpt_dir, read_only=True)
     try:
         meta = ckpt.read_meta()
+        if "method" not in meta:
+            raise DittoError("This is not a policy workdir (it holds a world model?)",
+                             path=workdir, field="--workdir",
+                             expected="the --workdir of `ditto train-policy` "
+                                      "(or RUN/policies/METHOD of `ditto run`)")
         config = ml_collections.ConfigDict(meta["config"])
         wm_state, wm_meta = load_pinned_world_model(meta, workdir, wm)
         template, _, actor_apply = build_method(config, meta["method"], wm_state, wm_meta,

@@ -163,6 +163,8 @@ def _train_world_model(config, *, data, workdir, data_dir=None, split=None, sele
     is_main = process_index == 0
     if steps is not None:
         config.train.steps = int(steps)
+    from ditto_jax.configs import validate_wm_config
+    validate_wm_config(config)  # before any data or checkpoint is read
     from ditto_jax.devices import apply_device_defaults  # "auto" fields, saved in meta
     apply_device_defaults(config, log=log if is_main else None)
     mesh = parallel.make_mesh()
@@ -232,7 +234,11 @@ def _train_world_model(config, *, data, workdir, data_dir=None, split=None, sele
     # Lines a killed run logged after its last checkpoint (or before its first) go.
     writer.truncate_after(start)
     if is_main:
-        io.write_json_atomic(os.path.join(workdir, "config.json"), meta, default=str)
+        from ditto_jax.provenance import provenance
+        prov = provenance(meta["config"], seeds=[int(config.train.seed)])
+        io.write_json_atomic(os.path.join(workdir, "config.json"),
+                             dict(meta, provenance=prov), default=str)
+        writer.add_provenance(prov, start)
     lr_advice = f"lower config.optim.lr (now {config.optim.lr})"
 
     rep, bsh = parallel.replicated(mesh), parallel.batch_sharding(mesh)
@@ -342,6 +348,11 @@ def load_world_model(workdir, step=None):
     ckpt = ckpt_lib.Checkpointer(ckpt_dir, read_only=True)
     try:
         meta = ckpt.read_meta(step)
+        if "method" in meta or "model" not in meta:
+            raise DittoError("This is not a world-model workdir" + (
+                f" (it holds a `{meta['method']}` policy)" if "method" in meta else ""),
+                path=workdir, field="--wm",
+                expected="the --workdir of `ditto train-wm` (or RUN/wm of `ditto run`)")
         config = ml_collections.ConfigDict(meta["config"])
         from ditto_jax.devices import resolve_loaded_config  # "auto" fields, this backend
         resolve_loaded_config(config)

@@ -8,13 +8,16 @@ any field from the command line, e.g. `--config.game=breakout --config.policy.ho
 Presets:
   smoke  a few minutes on a CPU; checks the plumbing end to end (used by the tests).
   demo   ~60 minutes on a 2-core CPU: the largest honest experiment that fits (README).
+  study  the demo's data and world model, every method x 3 policy seeds x 20 evaluation
+         episodes under both action rules: the multi-seed comparison behind the README's
+         claims (about 3 hours on a 2-core CPU).
   paper  SPEC §2-§3 sizes; meant for a GPU/TPU host, data from RL Unplugged by default.
 """
 import os
 
 import ml_collections
 
-PRESETS = ("smoke", "demo", "paper")
+PRESETS = ("smoke", "demo", "study", "paper")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -80,19 +83,22 @@ def get_config(preset="demo"):
         video=True,
     ))
 
-    wm_preset = {"smoke": "tiny", "demo": "small", "paper": "paper"}[preset]
-    policy_preset = {"smoke": "tiny", "demo": "small", "paper": "paper"}[preset]
+    wm_preset = {"smoke": "tiny", "demo": "small", "study": "small", "paper": "paper"}[preset]
+    policy_preset = {"smoke": "tiny", "demo": "small", "study": "small",
+                     "paper": "paper"}[preset]
     c.wm = _load("wm", wm_preset)
     c.policy = _load("policy", policy_preset)
 
     if preset == "smoke":
         # Minutes on a CPU: short truncated episodes, a tiny model, a few updates.
-        c.data.update(max_steps=120, expert_episodes=3, noisy_episodes=1, random_episodes=1)
+        # The tracker expert: cheap to record, play live and ask in the learner's states.
+        c.data.update(max_steps=120, expert_episodes=3, noisy_episodes=1, random_episodes=1,
+                      expert_policy="tracker")
         c.wm.train.update(steps=30, log_every=10, eval_every=0, save_every=15,
                           strip_every=30, val_episodes=0)
         c.policy.update(steps=20, eval_every=0, save_every=20, log_every=10)
         c.eval.update(episodes=10, envs=5, max_steps=120)  # = the recorded episodes
-    elif preset == "demo":
+    elif preset in ("demo", "study"):
         # Pong with the screen-inferable tracker expert (SPEC §8 levers; README "Demo").
         c.data.update(expert_policy="tracker", expert_episodes=12, noisy_episodes=8,
                       random_episodes=4, max_steps=5_000)
@@ -103,6 +109,12 @@ def get_config(preset="demo"):
         c.wm.train.update(steps=1_600, eval_every=400, save_every=200, strip_every=400)
         c.policy.update(steps=1_500, eval_every=0, save_every=250, log_every=50)
         c.eval.update(episodes=10, envs=10)
+        if preset == "study":
+            # Same data and world model as the demo (share them with
+            # --config.paths.data=RUN/data --config.paths.wm=RUN/wm).
+            c.seeds = "0,1,2"
+            c.methods = "ditto,ditto_bcinit,dbc,bc"
+            c.eval.update(episodes=20, policy="both")
     elif preset == "paper":
         c.game = "breakout"
         c.data.source = "rlu"

@@ -36,6 +36,10 @@ VARIANTS = {
     "h5_bcinit": ("ditto_bcinit", {"horizon": 5, "bc_init_steps": -1,
                                    "critic_warmup_steps": -1}),  # -1: 3/8 and 1/8 of steps
     "dbc": ("dbc", {}),
+    # Reward ablation on the study's DITTO settings (H 5, eta 0.3).
+    "h5_eta0.3_cosine": ("ditto", {"horizon": 5, "entropy": 0.3, "reward": "cosine"}),
+    "h5_eta0.3_l2": ("ditto", {"horizon": 5, "entropy": 0.3, "reward": "l2"}),
+    "h5_eta0.3_sparse": ("ditto", {"horizon": 5, "entropy": 0.3, "reward": "sparse"}),
 }
 
 

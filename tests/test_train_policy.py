@@ -106,3 +106,27 @@ def test_bad_inputs(tiny_wm, pong_dataset, tmp_path):
     _fails(_policy(tiny_wm, pong_dataset, tmp_path / "w6", "dbc", 1,
                    "--config.expert_episodes=50"), "fewer episodes than requested")
 
+
+
+def test_reward_action_gap_diagnostic(tiny_wm, pong_dataset, tmp_path):
+    """benchmarks/action_gap.py on a tiny world model: every (part, reward) is reported,
+    maxcos/cosine returns are bounded by the discounted horizon, l2 returns are <= 0."""
+    import subprocess
+    import sys
+    out = tmp_path / "gap.json"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "action_gap.py"),
+                           "--wm", tiny_wm, "--expert", pong_dataset, "--horizon", "3",
+                           "--batch", "8", "--out", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert set(result["results"]) == {f"{p}/{r}" for p in ("h", "z", "h+z")
+                                      for r in ("maxcos", "cosine", "l2")}
+    bound = sum(0.95 ** k for k in range(3))
+    for key, r in result["results"].items():
+        assert 0.0 <= r["rank_deviate"] <= 1.0 and len(r["step_gap"]) == 3
+        if key.endswith("l2"):
+            assert r["return_expert"] <= 0 and r["return_random"] <= 0
+        else:
+            assert abs(r["return_expert"]) <= bound + 1e-5
+    assert "h/maxcos" in proc.stdout

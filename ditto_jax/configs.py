@@ -128,6 +128,7 @@ _WM_CHOICES = {
     "loss.recon": ("mse", "object_weighted", "motion_weighted", "object_motion"),
     "optim.name": ("adam", "adamw"),
     "train.compute_dtype": ("auto", "float32", "bfloat16"),
+    "loss.image_scale": ("none", "authors"),
 }
 _WM_BOUNDS = {
     "optim.lr": (0, True), "optim.eps": (0, True), "optim.clip": (0, True),

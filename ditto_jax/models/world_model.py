@@ -18,7 +18,10 @@ Loss (means over B and T of per-frame sums):
   loss       = image_weight * image_loss + beta * kl_loss [+ head losses]
 alpha = 0.8 weights the term that trains the PRIOR (DreamerV2, authors' code). The unit-
 variance Gaussian NLL would be 0.5 * squared error; we use the plain sum of squared error
-(image_weight 1.0). The authors' code weights it 2.0: set loss.image_weight = 2.0 for that.
+(image_weight 1.0). The authors' code computes 2.0 x 0.5 x SSE on per-game standardised
+pixels (x - mu) / sigma in 0..255 units, which in these units is a weight of (255/sigma)^2
+(Pong 29, Breakout 21.5, SpaceInvaders 104; SPEC §2), not 2.0: `loss.image_scale=authors`
+(stages/train_wm.py) applies it.
 
 Reconstruction weights w (`loss.recon`):
   mse              w = 1.

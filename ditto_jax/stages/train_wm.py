@@ -142,6 +142,43 @@ def load_training_data(config, data, *, data_dir=None, split=None, selection=Non
     return train, val, meta
 
 
+# The authors' per-game pixel mean/std (their configs; SPEC §2), in 0..255 units.
+AUTHORS_PIXEL_STATS = {"pong": (106, 47), "breakout": (33, 55), "beamrider": (17, 36),
+                       "mspacman": (59, 51), "qbert": (34, 52), "spaceinvaders": (10, 25)}
+
+
+def _apply_image_scale(config, game, store, log):
+    """`loss.image_scale=authors`: the authors' image loss, 2.0 x 0.5 x SSE on per-game
+    standardised pixels (x - mu) / sigma, expressed in our [-0.5, 0.5] pixel units as
+    image_weight *= (255 / sigma)^2 (Pong: ~29). sigma from their table, else from the data.
+    The resolved weight is written back into the config (and so into the checkpoint)."""
+    scale = str(config.loss.get("image_scale", "none"))
+    if scale == "none":
+        return
+    if scale != "authors":
+        raise DittoError("Unknown image scale", field="config.loss.image_scale",
+                         expected="none | authors", got=scale)
+    key = str(game or "").lower().replace("_", "")
+    if key in AUTHORS_PIXEL_STATS:
+        sigma, source = float(AUTHORS_PIXEL_STATS[key][1]), "the authors' table"
+    else:
+        sigma, source = float(np.std(store.observation[::97])), "the training frames"
+    with config.unlocked() if hasattr(config, "unlocked") else _nullcontext():
+        config.loss.image_weight = float(config.loss.image_weight) * (255.0 / sigma) ** 2
+        config.loss.image_scale = "none"  # resolved: resuming must not apply it twice
+    if log:
+        log(f"image scale: authors' per-game standardisation (sigma {sigma:.0f} from "
+            f"{source}) -> loss.image_weight {config.loss.image_weight:.1f}")
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def train_world_model(config, *, data, workdir, **kwargs):
     """Trains (or resumes) the world model; returns the final train state.
 
@@ -196,6 +233,7 @@ def _train_world_model(config, *, data, workdir, data_dir=None, split=None, sele
         raise DittoError("The dataset has more actions than the model's action input",
                          path=data, field="config.model.action_dim",
                          expected=f">= {num_actions}", got=config.model.action_dim)
+    _apply_image_scale(config, ds_meta.get("game"), train_store, log if is_main else None)
     fingerprint = dataset_fingerprint(data, split, selection)
     meta = _model_meta(config, obs_shape, num_actions, action_meanings, fingerprint,
                        ds_meta.get("game"))

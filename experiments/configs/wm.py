@@ -56,7 +56,10 @@ def _base():
     ))
 
     c.loss = ml_collections.ConfigDict(dict(
-        image_weight=1.0,         # authors' code: 2.0
+        image_weight=1.0,         # on [-0.5, 0.5] pixels. The authors' 2.0 x 0.5 x SSE on
+                                  # per-game standardised pixels equals (255/sigma)^2 here
+                                  # (Pong ~29): image_scale=authors applies it (SPEC §2)
+        image_scale="none",       # none | authors
         beta=0.1,
         alpha=0.8,                # weight of KL(sg(q)||p), which trains the prior
         free_nats=0.0,            # DreamerV2 Atari: 0 (DreamerV3 uses 1.0)

@@ -94,7 +94,10 @@ def stale_fields(directory, fields, *, legacy=None):
         if old is None:
             return {}
         return changed_fields(old, fields)
-    return changed_fields(stamp.get("fields", {}), fields)
+    # Fields the stamp does not know were added by a newer version of the code (with their
+    # defaults): they are not compared, so upgrading does not invalidate finished stages.
+    return {k: v for k, v in changed_fields(stamp.get("fields", {}), fields).items()
+            if v[0] != "<absent>"}
 
 
 def move_aside(directory, tag):

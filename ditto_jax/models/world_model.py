@@ -253,6 +253,11 @@ class LossConfig:
     @classmethod
     def from_config(cls, loss_cfg):
         d = dict(loss_cfg)
+        # Resolved by the training stage into image_weight (stages/train_wm.py).
+        if d.pop("image_scale", "none") not in ("none",):
+            raise DittoError("loss.image_scale must be resolved into loss.image_weight "
+                             "before the model is built", field="loss.image_scale",
+                             expected="none (train_wm resolves 'authors')")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:

@@ -95,6 +95,17 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
+def _read_bytes(path, what):
+    """The file's bytes, None if it does not exist; other OS errors name the file."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise os_error_to_ditto(e, path, "reading") from None
+
+
 def read_json(path, *, what="JSON file", default=_MISSING, tolerate=False):
     """The parsed content of `path`; a DittoError naming the file if it is corrupt.
 
@@ -102,15 +113,11 @@ def read_json(path, *, what="JSON file", default=_MISSING, tolerate=False):
     `tolerate=True` too, so does a corrupt one (for caches that are rebuilt),
     after a one-line warning naming the file.
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
+    data = _read_bytes(path, what)
+    if data is None:
         if default is not _MISSING:
             return default
-        raise DittoError(f"The {what} is missing", path=path) from None
-    except OSError as e:
-        raise os_error_to_ditto(e, path, "reading") from None
+        raise DittoError(f"The {what} is missing", path=path)
     try:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -132,15 +139,11 @@ def read_jsonl(path, *, what="JSON-lines log", repair=False, default=_MISSING):
     with `repair=True` it is also cut from the file. A corrupt line elsewhere
     is a DittoError naming the file and line.
     """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except FileNotFoundError:
+    data = _read_bytes(path, what)
+    if data is None:
         if default is not _MISSING:
             return default
-        raise DittoError(f"The {what} is missing", path=path) from None
-    except OSError as e:
-        raise os_error_to_ditto(e, path, "reading") from None
+        raise DittoError(f"The {what} is missing", path=path)
     records, offset, good_end = [], 0, 0
     lines = data.split(b"\n")
     for i, line in enumerate(lines):

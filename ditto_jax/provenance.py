@@ -73,11 +73,8 @@ def read_stamp(directory):
 def write_stamp(directory, stage, fields):
     os.makedirs(directory, exist_ok=True)
     stamp = {"stage": stage, "fingerprint": config_hash(fields), "fields": _plain(fields)}
-    path = os.path.join(directory, STAMP)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(stamp, f, indent=2, default=str)
-    os.replace(tmp, path)
+    from ditto_jax.io import write_json_atomic
+    write_json_atomic(os.path.join(directory, STAMP), stamp, default=str)
     return stamp
 
 

@@ -50,16 +50,8 @@ def _load(path):
 
 
 def _metrics(workdir):
-    path = os.path.join(workdir, "metrics.jsonl")
-    out = []
-    if os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    continue  # a torn last line
-    return out
+    from ditto_jax.io import read_jsonl  # a torn last line is dropped, not fatal
+    return read_jsonl(os.path.join(workdir, "metrics.jsonl"), default=[])
 
 
 def _last(metrics, key):

@@ -8,6 +8,7 @@ resumed run refuse an incompatible config or a different dataset.
 import json
 import os
 import shutil
+import sys
 
 import jax
 import numpy as np
@@ -201,6 +202,7 @@ class Checkpointer:
         items = {"meta": ocp.args.JsonRestore()}
         if abstract is not None:
             items["state"] = ocp.args.StandardRestore(abstract)
+        _quiet_orphaned_reads()  # before: the first orphan can report before we catch
         try:
             restored = self.manager.restore(int(step), args=ocp.args.Composite(**items))
         except DittoError:
@@ -223,6 +225,29 @@ class Checkpointer:
         finally:
             with io.disk_errors(self.directory, "saving checkpoints in"):
                 self.manager.close()
+
+
+def _quiet_orphaned_reads():
+    """Silences the reads a failed restore leaves behind.
+
+    When one array of a restore fails, Orbax closes its event loop while TensorStore
+    still completes the other reads; each completion then reports
+    `RuntimeError('Event loop is closed')` through `sys.unraisablehook`, one traceback per
+    array, long after the fallback has succeeded. Only that exact error is dropped; every
+    other unraisable exception still reaches the previous hook.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "_ditto_quiet", False):
+        return
+
+    def hook(unraisable):
+        exc = unraisable.exc_value
+        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._ditto_quiet = True
+    sys.unraisablehook = hook
 
 
 class _Unreadable(Exception):

@@ -109,7 +109,6 @@ _POLICY_CHOICES = {
     "first_step": ("sample", "all_actions"),
     "expert_selection": ("first", "top"),
     "eval_protocol": ("ditto", "machado"),
-    "method": ("ditto", "dbc", "dgail", "bc", "ditto_bcinit"),
 }
 _POLICY_BOUNDS = {
     "lr": (0, True), "disc_lr": (0, True), "eps": (0, True), "clip": (0, True),
@@ -164,7 +163,8 @@ def _check(config, choices, bounds, prefix):
 
 
 def validate_policy_config(config, prefix="config."):
-    _check(config, _POLICY_CHOICES, _POLICY_BOUNDS, prefix)
+    from ditto_jax import methods  # the registry: built-in and user-registered methods
+    _check(config, dict(_POLICY_CHOICES, method=methods.names()), _POLICY_BOUNDS, prefix)
     if _get(config, "gamma") is not None and not 0 <= config.gamma <= 1:
         raise DittoError("Config value out of range", field=f"{prefix}gamma",
                          expected="in [0, 1]", got=config.gamma)

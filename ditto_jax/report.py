@@ -9,6 +9,11 @@ methods per file) and writes, next to them:
   plots/       return against N_E (one panel per game, log-x) and performance profiles.
 Runs that differ in preset, protocol or an extra top-level setting (e.g. "horizon",
 "reward") are reported as separate groups, never pooled.
+
+This module holds the command, loading results.json files, the tables and report.md;
+the statistics are in ditto_jax/report_stats.py, the plots in ditto_jax/report_plots.py
+and the paper's reference numbers in ditto_jax/report_refs.py. Their public names are
+importable from here too.
 """
 import json
 import math
@@ -20,41 +25,24 @@ import numpy as np
 
 from ditto_jax.errors import DittoError
 from ditto_jax.evaluation import HUMAN_RANDOM, normalized
+from ditto_jax.report_plots import plot_group
+from ditto_jax.report_refs import (PAPER_EXPERT, PAPER_HORIZON_BREAKOUT, PAPER_RETURNS,
+                                   PAPER_SETTING, REFERENCE_METHODS, _method_key)
+from ditto_jax.report_stats import aggregate, mean_se, stratified_bootstrap_ci
 
-# SPEC §7: raw returns read off the paper's plots (no tables were published),
-# game -> method -> {N_E: return}; "~45" is entered as 45.
-PAPER_RETURNS = {
-    "breakout": {
-        "ditto": {30: 224, 125: 320, 1000: 391},
-        "dbc": {30: 45, 125: 180, 1000: 358},
-        "dgail": {30: 150, 125: 285, 1000: 301},
-        "bc": {30: 41, 125: 49, 1000: 117},
-    },
-    "beamrider": {
-        "ditto": {30: 3410, 125: 4870, 1000: 5815},
-        "bc": {30: 2130, 125: 2215, 1000: 2960},
-    },
-    "spaceinvaders": {
-        "ditto": {30: 920, 125: 966, 1000: 1119},
-        "bc": {30: 530, 125: 719, 1000: 908},
-    },
-}
-# SPEC §7: the paper's expert returns ("Breakout (~389)").
-PAPER_EXPERT = {"breakout": 389, "beamrider": 3470, "spaceinvaders": 965}
-# SPEC §3: the setting the paper's main results use (`ditto run` records both keys).
-PAPER_SETTING = {"horizon": 15, "reward": "maxcos"}
-# SPEC §7: DITTO's horizon ablation on Breakout (N_E not stated), horizon -> return.
-PAPER_HORIZON_BREAKOUT = {3: 276, 9: 357, 21: 255}
+__all__ = [  # the names defined here and those re-exported from the modules above
+    "add_arguments", "canonical_game", "find_results", "setting_label", "load_runs",
+    "build_report", "format_markdown", "run_report", "main",
+    "plot_group",
+    "PAPER_EXPERT", "PAPER_HORIZON_BREAKOUT", "PAPER_RETURNS", "PAPER_SETTING",
+    "REFERENCE_METHODS",
+    "aggregate", "mean_se", "stratified_bootstrap_ci",
+]
 
-# Reference rows: shown in the tables and plots, never aggregated as methods.
-REFERENCE_METHODS = ("expert", "random")
-METHOD_ORDER = ("ditto", "dbc", "dgail", "bc")
 # Top-level keys of results.json that are not settings to group by.
 _NOT_SETTINGS = {"game", "seed", "expert_episodes", "rows", "config", "wall_time_s",
                  "name", "workdir", "started", "finished", "time", "timestamp", "host",
                  "hostname", "version", "git_commit", "commit", "date", "duration_s"}
-_COLORS = {"ditto": "#1f77b4", "dbc": "#ff7f0e", "dgail": "#2ca02c", "bc": "#d62728",
-           "expert": "#444444", "random": "#999999"}
 
 
 def add_arguments(p):
@@ -193,76 +181,6 @@ def _dedupe(records):
     return out
 
 
-def _method_key(m):
-    if m in METHOD_ORDER:
-        return (0, METHOD_ORDER.index(m), m)
-    if m in REFERENCE_METHODS:
-        return (2, REFERENCE_METHODS.index(m), m)
-    return (1, 0, m)
-
-
-# --------------------------------------------------------------------------- statistics
-
-def mean_se(values):
-    """(mean, standard error over seeds); s.e. is None for a single seed."""
-    x = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    if x.size == 0:
-        return None, None
-    se = float(np.std(x, ddof=1) / np.sqrt(x.size)) if x.size > 1 else None
-    return float(np.mean(x)), se
-
-
-def stratified_bootstrap_ci(per_game, func, *, reps, rng, size=0.95):
-    """Percentile CI of `func(pooled scores)`, resampling seeds within each game.
-
-    The same procedure as rliable's `StratifiedIndependentBootstrap` (percentile
-    method): games are the strata, so every replicate keeps each game's number of
-    runs, and games may have different numbers of seeds. Done here in numpy because
-    rliable 1.2's bootstrap breaks with current `arch`: arch <= 7.2 does not import
-    under pandas 3, arch 8 rejects the `random_state` argument rliable passes.
-    Returns (point estimate, (low, high)), each an array like `func`'s output.
-    """
-    arrays = [np.asarray(a, dtype=np.float64) for a in per_game]
-    point = np.asarray(func(np.concatenate(arrays)), dtype=np.float64)
-    stats = np.empty((reps,) + point.shape)
-    for i in range(reps):
-        stats[i] = func(np.concatenate([a[rng.integers(0, a.size, a.size)]
-                                        for a in arrays]))
-    alpha = 100 * (1 - size) / 2
-    low, high = np.percentile(stats, [alpha, 100 - alpha], axis=0)
-    return point, (low, high)
-
-
-def aggregate(score_lists, *, reps, seed, tau):
-    """IQM with stratified-bootstrap 95% CIs and performance profiles (score distributions).
-
-    `score_lists`: key -> list of 1-D arrays, one per game (the seeds' scores).
-    IQM is rliable's `aggregate_iqm` (25% trimmed mean over all runs of all games);
-    the profile at tau is the fraction of runs scoring above tau.
-    """
-    from rliable import metrics
-    tau = np.asarray(tau, dtype=np.float64)
-
-    def iqm(x):
-        return np.array([metrics.aggregate_iqm(x)])
-
-    def profile(x):
-        return (x[:, None] > tau[None, :]).mean(axis=0)
-
-    out = {}
-    for k, per_game in score_lists.items():
-        if not per_game:
-            continue
-        rng = np.random.default_rng(seed)
-        point, (lo, hi) = stratified_bootstrap_ci(per_game, iqm, reps=reps, rng=rng)
-        prof, (plo, phi) = stratified_bootstrap_ci(per_game, profile, reps=reps, rng=rng)
-        out[k] = {"iqm": float(point[0]), "ci": [float(lo[0]), float(hi[0])],
-                  "runs": int(sum(len(a) for a in per_game)), "games": len(per_game),
-                  "profile": [float(v) for v in prof],
-                  "profile_ci": [[float(v) for v in plo], [float(v) for v in phi]]}
-    return out
-
-
 # --------------------------------------------------------------------------- report
 
 def build_report(records, *, reps=2000, seed=0):
@@ -392,88 +310,6 @@ def format_markdown(report):
             lines.append(f"![{name}]({os.path.relpath(path, report['out_dir'])})")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
-
-
-# --------------------------------------------------------------------------- plots
-
-def _color(method, i):
-    import matplotlib.pyplot as plt
-    return _COLORS.get(method) or plt.cm.tab10(i % 10)
-
-
-def plot_group(group, plot_dir):
-    """Return vs N_E (a row of panels, one per game) and performance profiles."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    os.makedirs(plot_dir, exist_ok=True)
-    paths = {}
-    games = group["games"]
-    fig, axes = plt.subplots(1, len(games), figsize=(4.2 * len(games), 3.6), squeeze=False)
-    for ax, game in zip(axes[0], games):
-        rows = group["tables"][game]["rows"]
-        methods = sorted({r["method"] for r in rows}, key=_method_key)
-        for i, method in enumerate(methods):
-            rs = sorted((r for r in rows if r["method"] == method),
-                        key=lambda r: r["expert_episodes"])
-            x = [r["expert_episodes"] for r in rs]
-            y = [r["return_mean"] for r in rs]
-            e = [r["return_se"] or 0.0 for r in rs]
-            c = _color(method, i)
-            if method in REFERENCE_METHODS:
-                ax.axhline(float(np.mean(y)), color=c, ls="--", lw=1, label=method)
-                continue
-            ax.errorbar(x, y, yerr=e, color=c, marker="o", ms=4, capsize=2, label=method)
-            paper = PAPER_RETURNS.get(game, {}).get(method)
-            if paper:
-                px = sorted(paper)
-                ax.plot(px, [paper[n] for n in px], color=c, ls=":", marker="x", ms=4,
-                        alpha=0.6, label=f"{method} (paper)")
-        ax.set_xscale("log")
-        ax.set_title(game)
-        ax.set_xlabel("expert episodes $N_E$")
-        ax.grid(alpha=0.3, which="both")
-    axes[0][0].set_ylabel("return")
-    handles = {}
-    for ax in axes[0]:
-        for h, l in zip(*ax.get_legend_handles_labels()):
-            handles.setdefault(l, h)
-    fig.legend(list(handles.values()), list(handles), loc="lower center",
-               ncol=min(len(handles), 6), fontsize=8, bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle(group["label"], fontsize=9)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    paths["returns"] = os.path.join(plot_dir, f"returns_{group['slug']}.png")
-    fig.savefig(paths["returns"], dpi=120)
-    plt.close(fig)
-
-    from rliable import plot_utils
-    for score, name in (("expert_normalized", "expert-normalised"),
-                        ("human_normalized", "human-normalised")):
-        agg = group["aggregate"][score]
-        if not agg["methods"]:
-            continue
-        n_es = sorted({m["expert_episodes"] for m in agg["methods"].values()})
-        fig, axes = plt.subplots(1, len(n_es), figsize=(4.5 * len(n_es), 3.6),
-                                 squeeze=False)
-        tau = np.asarray(agg["tau"])
-        for ax, n_e in zip(axes[0], n_es):
-            ms = {m["method"]: m for m in agg["methods"].values()
-                  if m["expert_episodes"] == n_e}
-            plot_utils.plot_performance_profiles(
-                {k: np.asarray(m["profile"]) for k, m in ms.items()}, tau,
-                performance_profile_cis={k: np.asarray(m["profile_ci"])
-                                         for k, m in ms.items()},
-                colors={k: _color(k, i) for i, k in enumerate(ms)}, ax=ax,
-                xlabel=f"{name} score ($\\tau$)", ylabel="fraction of runs > $\\tau$",
-                labelsize="small", ticklabelsize="small")
-            ax.set_title(f"N_E={n_e}", fontsize=9)
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        key = f"profile_{score.split('_')[0]}"
-        paths[key] = os.path.join(plot_dir, f"{key}_{group['slug']}.png")
-        fig.savefig(paths[key], dpi=120)
-        plt.close(fig)
-    return paths
 
 
 # --------------------------------------------------------------------------- command

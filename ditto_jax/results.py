@@ -31,11 +31,24 @@ import shutil
 import numpy as np
 
 SCHEMA_VERSION = 2
-LABELS = {"expert": "Expert", "ditto": "DITTO", "ditto_bcinit": "DITTO (BC init)",
-          "dgail": "D-GAIL", "dbc": "D-BC", "bc": "BC (pixels)", "random": "Random"}
-ROW_ORDER = ("expert", "ditto", "ditto_bcinit", "dgail", "dbc", "bc", "random")
-# Rows whose improvement over these baselines is reported (P(X > Y), rliable's definition).
-BASELINES = ("bc", "dbc")
+REFERENCES = {"expert": "Expert", "random": "Random"}   # the reference rows, first and last
+
+
+def label(name):
+    """A row's display name: a reference's, else its method's (the method registry)."""
+    from ditto_jax import methods
+    return REFERENCES.get(name) or methods.label(name)
+
+
+def baselines():
+    """Methods whose rows every other row is compared against (P(X > Y), rliable's)."""
+    from ditto_jax import methods
+    return tuple(n for n in methods.names() if methods.get(n).baseline)
+
+
+def _order(name):
+    from ditto_jax import methods
+    return methods.get(name).order if name in methods.names() else 50
 _RAN_KEYS = ("horizon", "reward", "latent", "entropy", "entropy_final", "first_step",
              "standardize_advantages", "batch_size", "bc_init_steps", "critic_warmup_steps",
              "expert_episodes")
@@ -157,8 +170,6 @@ def policy_record(workdir):
     steps = max([m["step"] for m in ms if "step" in m], default=None)
     cfg = meta.get("agent_config") or {}
     ran = {k: cfg[k] for k in _RAN_KEYS if k in cfg}
-    if meta.get("method") == "dgail":
-        ran["reward"] = "gail"
     ran.update(steps=steps, world_model_step=meta.get("world_model", {}).get("step"),
                expert_episodes_used=meta.get("expert", {}).get("episodes"))
     entropy = _last(ms, "heldout_entropy")
@@ -199,25 +210,24 @@ def collect_rows(config, layout):
                                               "(run --stages eval)")
                 per.append((seed, r))
             name = method + ("-greedy" if rule == "greedy" else "")
-            rows[name] = aggregate_row(name, LABELS.get(method, method), per, rule=rule,
+            rows[name] = aggregate_row(name, label(method), per, rule=rule,
                                        base=method, policies=policies)
-    out = [aggregate_row("expert", LABELS["expert"], refs["expert"], rule="scripted",
+    out = [aggregate_row("expert", label("expert"), refs["expert"], rule="scripted",
                          base="expert")]
-    order = {m: i for i, m in enumerate(ROW_ORDER)}
     rule_order = {r: i for i, r in enumerate(eval_rules(config))}
-    out += sorted(rows.values(), key=lambda r: (order.get(r["base_method"], 50),
+    out += sorted(rows.values(), key=lambda r: (_order(r["base_method"]),
                                                rule_order.get(r["rule"], 9)))
-    out.append(aggregate_row("random", LABELS["random"], refs["random"], rule="uniform",
+    out.append(aggregate_row("random", label("random"), refs["random"], rule="uniform",
                              base="random"))
     # Comparisons against the baselines, same rule, over all seeds x episodes.
     by = {r["method"]: r for r in out}
     for r in out:
-        if r["base_method"] in ("expert", "random") + BASELINES:
+        if r["base_method"] in tuple(REFERENCES) + baselines():
             continue
         suffix = "-greedy" if r["rule"] == "greedy" else ""
         r["improvement_over"] = {
             b: probability_of_improvement(r["returns"], by[b + suffix]["returns"])
-            for b in BASELINES if b + suffix in by}
+            for b in baselines() if b + suffix in by}
     return out
 
 
@@ -263,7 +273,7 @@ def results_markdown(results):
         lines += ["", "Probability of improvement P(X > Y) over episode returns "
                       "(rliable's definition, 95% bootstrap CI):", ""]
         for r, b, p in comps:
-            lines.append(f"- {r['label']} ({r['rule']}) over {LABELS.get(b, b)}: "
+            lines.append(f"- {r['label']} ({r['rule']}) over {label(b)}: "
                          f"{p['p']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]")
     expert = next(r for r in rows if r["method"] == "expert")
     lines += ["", f"Expert row: {expert['source']}.",
@@ -335,7 +345,7 @@ def plot_learning_curves(config, layout, path):
             pts = [(m["step"], m[key]) for m in ms if key in m]
             if pts:
                 ax.plot(*zip(*pts), label=key)
-        ax.set_title(f"{LABELS.get(method, method)} (seed {config.seed})", fontsize=8)
+        ax.set_title(f"{label(method)} (seed {config.seed})", fontsize=8)
         ax.set_xlabel("update")
         ax.legend(fontsize=6)
     fig.tight_layout()
@@ -344,11 +354,15 @@ def plot_learning_curves(config, layout, path):
     return path
 
 
-def copy_media(layout):
-    """The DITTO agent's video and the latest dream-vs-real strip, at the workdir's top."""
+def copy_media(config, layout):
+    """The featured agent's video (the first method of `config.methods`, usually DITTO)
+    and the latest dream-vs-real strip, at the workdir's top as ditto_agent.* and
+    dream_vs_real.*."""
+    from ditto_jax.stages.run import featured_method
     out = {}
-    videos = sorted(glob.glob(os.path.join(layout.policy("ditto"), "eval_*.mp4")) +
-                    glob.glob(os.path.join(layout.policy("ditto"), "eval_*.gif")))
+    featured = layout.policy(featured_method(config))
+    videos = sorted(glob.glob(os.path.join(featured, "eval_*.mp4")) +
+                    glob.glob(os.path.join(featured, "eval_*.gif")))
     if videos:
         dst = os.path.join(layout.workdir, "ditto_agent" + os.path.splitext(videos[-1])[1])
         shutil.copyfile(videos[-1], dst)
@@ -370,8 +384,10 @@ def write_report(config, layout, *, timings, log=print):
     rows = collect_rows(config, layout)
     seeds = run_seeds(config)
     learners = [r for r in rows if r["base_method"] not in ("expert", "random")]
-    ditto = next((r for r in learners if r["base_method"] == "ditto"), None)
-    ran = (ditto or (learners[0] if learners else {})).get("ran") or {}
+    from ditto_jax.stages.run import featured_method
+    featured = next((r for r in learners if r["base_method"] == featured_method(config)),
+                    learners[0] if learners else {})
+    ran = featured.get("ran") or {}
     if isinstance(ran, list):
         ran = ran[0] if ran else {}
     used = {r["ran"]["expert_episodes_used"] for r in learners
@@ -398,7 +414,7 @@ def write_report(config, layout, *, timings, log=print):
                                           title=f"{config.game} ({config.preset})"),
                  "learning_curves": plot_learning_curves(
                      config, layout, os.path.join(layout.plots, "learning_curves.png"))}
-    artefacts.update(copy_media(layout))
+    artefacts.update(copy_media(config, layout))
     results["artefacts"] = {k: os.path.relpath(v, layout.workdir) for k, v in artefacts.items()
                             if v}
     _write_json(os.path.join(layout.workdir, "results.json"), results)

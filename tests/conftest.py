@@ -33,3 +33,14 @@ def pong_dataset(tmp_path_factory):
     record(game="pong", policy="expert", epsilon=0.3, episodes=4, out=out, seed=0,
            max_steps=120, progress=False, log=lambda *a: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_wm(pong_dataset, tmp_path_factory):
+    """A 4-update tiny world model on `pong_dataset` (shared by the policy-stage tests)."""
+    workdir = str(tmp_path_factory.mktemp("wm"))
+    proc = run_cli("train-wm", "--config", os.path.join(REPO, "experiments/configs/wm.py:tiny"),
+                   "--data", pong_dataset, "--workdir", workdir, "--steps", 4, "--quiet",
+                   "--config.train.strip_every=0", "--config.train.eval_every=0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir

@@ -11,16 +11,6 @@ WM_CONFIG = os.path.join(REPO, "experiments/configs/wm.py:tiny")
 POLICY_CONFIG = os.path.join(REPO, "experiments/configs/policy.py:tiny")
 
 
-@pytest.fixture(scope="module")
-def tiny_wm(pong_dataset, tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("wm"))
-    proc = run_cli("train-wm", "--config", WM_CONFIG, "--data", pong_dataset, "--workdir",
-                   workdir, "--steps", 4, "--quiet", "--config.train.strip_every=0",
-                   "--config.train.eval_every=0")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return workdir
-
-
 def _policy(tiny_wm, expert, workdir, method, steps, *extra):
     return run_cli("train-policy", "--method", method, "--config", POLICY_CONFIG, "--wm",
                    tiny_wm, "--expert", expert, "--workdir", workdir, "--steps", steps,

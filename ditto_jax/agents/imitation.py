@@ -20,20 +20,21 @@ from ditto_jax.agents import rewards as reward_lib
 from ditto_jax.agents.actor_critic import (Actor, Critic, MLP, actor_critic_losses,
                                            entropy_coef, imagine, reinforce_loss)
 
-METHODS = ("ditto", "dgail", "dbc", "ditto_bcinit")
 FIRST_STEP = ("sample", "all_actions")
 
 
 @flax.struct.dataclass
 class AgentState:
+    """Train state of the latent-space methods. Parts a method does not use are None
+    (D-BC: no critic or discriminator; DITTO: no discriminator)."""
     step: jax.Array
     actor: dict
-    critic: dict
-    target_critic: dict
     actor_opt: optax.OptState
-    critic_opt: optax.OptState
-    disc: dict
-    disc_opt: optax.OptState
+    critic: dict = None
+    target_critic: dict = None
+    critic_opt: optax.OptState = None
+    disc: dict = None
+    disc_opt: optax.OptState = None
 
 
 class Discriminator(nn.Module):
@@ -57,19 +58,25 @@ def networks(config, num_actions):
     return actor, critic, disc
 
 
-def init_agent_state(config, feat_dim, part_dim, num_actions, key):
-    actor, critic, disc = networks(config, num_actions)
+def init_agent_state(config, feat_dim, part_dim, num_actions, key, *, critic=True,
+                     disc=True):
+    """Actor (always), critic + target critic, discriminator (on request)."""
+    actor_net, critic_net, disc_net = networks(config, num_actions)
     ka, kc, kd = jax.random.split(key, 3)
-    actor_params = actor.init(ka, jnp.zeros((1, feat_dim)))
-    critic_params = critic.init(kc, jnp.zeros((1, feat_dim)))
-    disc_params = disc.init(kd, jnp.zeros((1, 2 * part_dim)))
+    actor_params = actor_net.init(ka, jnp.zeros((1, feat_dim)))
     opt = _optimizer(config.lr, config.eps, config.clip)
-    return AgentState(
-        step=jnp.zeros((), jnp.int32), actor=actor_params, critic=critic_params,
-        target_critic=jax.tree.map(jnp.copy, critic_params),  # own buffers: donatable
-        actor_opt=opt.init(actor_params),
-        critic_opt=opt.init(critic_params), disc=disc_params,
-        disc_opt=_optimizer(config.disc_lr, config.eps, config.clip).init(disc_params))
+    state = AgentState(step=jnp.zeros((), jnp.int32), actor=actor_params,
+                       actor_opt=opt.init(actor_params))
+    if critic:
+        critic_params = critic_net.init(kc, jnp.zeros((1, feat_dim)))
+        state = state.replace(critic=critic_params, critic_opt=opt.init(critic_params),
+                              # own buffers: donatable
+                              target_critic=jax.tree.map(jnp.copy, critic_params))
+    if disc:
+        disc_params = disc_net.init(kd, jnp.zeros((1, 2 * part_dim)))
+        state = state.replace(disc=disc_params, disc_opt=_optimizer(
+            config.disc_lr, config.eps, config.clip).init(disc_params))
+    return state
 
 
 def policy_logits(config, num_actions):

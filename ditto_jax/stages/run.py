@@ -11,13 +11,8 @@ Completion is read off the outputs themselves (a finalised dataset, a checkpoint
 last step, an evaluation file with the requested episodes), never off a separate marker
 that could disagree with them.
 """
-import glob
-import json
 import os
-import shutil
 import time
-
-import numpy as np
 
 from ditto_jax import resources
 from ditto_jax.errors import DittoError
@@ -70,14 +65,19 @@ class Layout:
 
 
 def methods_of(config):
-    from ditto_jax.stages.train_policy import METHODS
+    from ditto_jax.methods import names
     methods = [m.strip() for m in str(config.methods).split(",") if m.strip()]
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in names()]
     if bad or not methods:
         raise DittoError("Unknown imitation method", field="config.methods",
-                         expected=f"a comma-separated subset of {','.join(METHODS)}",
+                         expected=f"a comma-separated subset of {','.join(names())}",
                          got=config.methods)
     return methods
+
+
+def featured_method(config):
+    """The method whose agent video the run shows: the first of `config.methods`."""
+    return methods_of(config)[0]
 
 
 def data_sources(config, layout):
@@ -253,15 +253,15 @@ def _legacy_policy_fields(workdir, config, method, seed):
     if not meta.get("agent_config"):
         return None
     pc = {k: v for k, v in meta["agent_config"].items() if k not in _POLICY_LOOP}
-    if method == "dgail":  # D-GAIL used to record the config before setting its reward
-        pc["reward"] = config.policy.reward
     fields = policy_fields(config, method, seed)
     fields["policy"] = {k: pc.get(k, v) for k, v in fields["policy"].items()}
     return fields
 
 
 def stage_policy(config, layout, *, progress, log):
-    from ditto_jax.stages.train_policy import train_policy
+    """Trains every method; the pending seeds of a method train together, vmapped (those
+    resuming from the same step share one program)."""
+    from ditto_jax.stages.train_policy import train_policy_seeds
     _, expert, reader = data_sources(config, layout)
     kw = dict(reader)
     if config.data.source == "rlu":
@@ -269,8 +269,9 @@ def stage_policy(config, layout, *, progress, log):
                                    "config.data.expert_checkpoints")
         kw["split"] = f"checkpoint_{lo:02d}:checkpoint_{hi:02d}"
     wm_step = _checkpoint_step(layout.wm)
-    for seed in run_seeds(config):
-        for method in methods_of(config):
+    for method in methods_of(config):
+        groups = {}
+        for seed in run_seeds(config):
             pc = _policy_config(config, seed)
             workdir = layout.policy(method, seed)
             name = layout.name(method, seed)
@@ -284,168 +285,31 @@ def stage_policy(config, layout, *, progress, log):
             _reuse_or_move_aside(workdir, f"policy/{name}", policy_fields(config, method, seed),
                                  log, legacy=lambda w=workdir, m=method, sd=seed:
                                  _legacy_policy_fields(w, config, m, sd))
-            if (_checkpoint_step(workdir) or 0) >= int(pc.steps):
+            at = _checkpoint_step(workdir) or 0
+            if at >= int(pc.steps):
                 log(f"policy/{name}: done ({workdir})")
                 continue
-            log(f"policy/{name}: training {pc.steps} updates")
-            train_policy(pc, method=method, wm=layout.wm, expert=expert, workdir=workdir,
-                         progress=progress, log=log, **kw)
+            groups.setdefault(at, {})[seed] = workdir
+        for at, workdirs in sorted(groups.items()):
+            names = ", ".join(layout.name(method, s) for s in workdirs)
+            log(f"policy/{names}: training {config.policy.steps} updates"
+                + (f" ({len(workdirs)} seeds vmapped)" if len(workdirs) > 1 else ""))
+            pc = _policy_config(config, next(iter(workdirs)))
+            train_policy_seeds(pc, method=method, wm=layout.wm, expert=expert,
+                               workdirs=workdirs, progress=progress, log=log, **kw)
 
 
 def _policy_meta(workdir):
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        return {}
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except ValueError:
-        raise DittoError("A policy's config.json is unreadable (torn write?)", path=path,
-                         expected="JSON written by `ditto train-policy`; delete the policy "
-                                  "directory to retrain it") from None
+    """A policy's config.json ({} before it exists)."""
+    from ditto_jax import io
+    return io.read_json(os.path.join(workdir, "config.json"), what="policy config.json",
+                        default={})
 
 
-def eval_rules(config):
-    rule = str(config.eval.policy)
-    if rule not in ("sample", "greedy", "both"):
-        raise DittoError("Unknown evaluation action rule", field="config.eval.policy",
-                         expected="sample, greedy or both", got=rule)
-    return ["sample", "greedy"] if rule == "both" else [rule]
-
-
-def _eval_settings(config, seed):
-    e = config.eval
-    return {"episodes": int(e.episodes), "protocol": str(e.protocol),
-            "max_steps": int(e.max_steps), "seed": 12_345 + 1_000 * int(seed),
-            "expert": _expert_spec(config)}
-
-
-def _expert_spec(config):
-    """The scripted expert measured live as the expert reference, if there is one."""
-    from ditto_jax.evaluation import expert_spec_of
-    if config.data.source != "scripted" or str(config.eval.expert) != "live":
-        return None
-    return expert_spec_of(config.data.expert_policy)
-
-
-def _fresh(path, settings):
-    """The evaluation file at `path`, if it was made with these settings."""
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            result = json.load(f)
-    except ValueError:
-        return None  # a torn file is simply redone
-    return result if result.get("settings") == settings else None
-
-
-def _write_json(path, obj):
-    from ditto_jax.io import write_json_atomic  # tmp + fsync + replace; full disk named
-    write_json_atomic(path, obj, default=float)  # a killed run never leaves half a file
-
-
-def references(config, layout, seed, *, log):
-    """eval/random[-sN].json and eval/expert[-sN].json for one evaluation seed: measured
-    under the learners' own protocol, cap, seeds and loop (`reference_returns`)."""
-    from ditto_jax.evaluation import reference_returns, summarize
-    settings = _eval_settings(config, seed)
-    suffix = layout.seed_suffix(seed)
-    paths = {k: os.path.join(layout.eval, f"{k}{suffix}.json") for k in ("random", "expert")}
-    cached = {k: _fresh(p, settings) for k, p in paths.items()}
-    if all(cached.values()):
-        return cached
-    refs = reference_returns(config.game, protocol=settings["protocol"],
-                             max_steps=settings["max_steps"], episodes=settings["episodes"],
-                             seed=settings["seed"], num_envs=int(config.eval.envs),
-                             size=(int(config.data.size),) * 2, expert_spec=settings["expert"])
-    if refs["expert"] is None:  # no live expert: its demonstrations, labelled as such
-        refs["expert"] = expert_result(config, layout, settings)
-    else:
-        refs["expert"]["source"] = (f"{settings['expert']} expert played live, "
-                                    f"{settings['protocol']} protocol, at most "
-                                    f"{settings['max_steps']} steps")
-    exp, rnd = refs["expert"]["return_mean"], refs["random"]["return_mean"]
-    comparable = refs["expert"].get("comparable", True)
-    for name, r in refs.items():
-        r.update(summarize(r["returns"], r["lengths"], game=r["game"], protocol=r["protocol"],
-                           expert_return=exp if comparable else None, random_return=rnd,
-                           max_steps=settings["max_steps"]))
-        r.update(method=name, settings=settings, seed=int(seed))
-        _write_json(paths[name], r)
-        log(f"eval/{name}{suffix}: return {r['return_mean']:.2f} ± {r['return_se']:.2f}"
-            + (f" ({r['source']})" if r.get("source") else ""))
-    return refs
-
-
-def stage_eval(config, layout, *, progress, log):
-    from ditto_jax import provenance as prov
-    from ditto_jax.stages.evaluate import evaluate_workdir
-    rules = eval_rules(config)
-    for seed in run_seeds(config):
-        refs = references(config, layout, seed, log=log)
-        exp, rnd = refs["expert"]["return_mean"], refs["random"]["return_mean"]
-        if not refs["expert"].get("comparable", True):
-            exp = None
-        for method in methods_of(config):
-            workdir = layout.policy(method, seed)
-            for rule in rules:
-                name = layout.name(method, seed, rule)
-                out = os.path.join(layout.eval, f"{name}.json")
-                # Redone when the policy, its config or its world model changed since.
-                settings = dict(_eval_settings(config, seed), rule=rule,
-                                policy_step=_checkpoint_step(workdir),
-                                policy_stamp=(prov.read_stamp(workdir) or {}).get(
-                                    "fingerprint"),
-                                wm_step=_policy_meta(workdir).get("world_model", {}).get(
-                                    "step"),
-                                references=[exp, rnd])
-                if _fresh(out, settings):
-                    log(f"eval/{name}: done")
-                    continue
-                t0 = time.perf_counter()
-                result = evaluate_workdir(
-                    workdir, episodes=settings["episodes"], envs=int(config.eval.envs),
-                    protocol=settings["protocol"], seed=settings["seed"],
-                    greedy=rule == "greedy", max_steps=settings["max_steps"],
-                    video=bool(config.eval.video) and method == "ditto" and rule == rules[0]
-                    and seed == run_seeds(config)[0],
-                    references={"expert": exp, "random": rnd},
-                    agreement=settings["expert"] if bool(config.eval.agreement) else None,
-                    progress=progress)
-                result.update(settings=settings, seed=int(seed), rule=rule)
-                _write_json(out, result)
-                agree = result.get("expert_agreement")
-                log(f"eval/{name}: return {result['return_mean']:.2f} ± "
-                    f"{result['return_se']:.2f}, length {result['length_mean']:.0f}"
-                    + (f", on-policy expert agreement {agree:.3f}" if agree is not None
-                       else "") + f" ({time.perf_counter() - t0:.0f} s)")
-
-
-def expert_result(config, layout, settings):
-    """The expert's demonstrations as its row, when it cannot be played live (RL Unplugged
-    or a non-scripted policy). Comparable with the learners only when recorded under the
-    evaluation's protocol and cap; otherwise expert-normalised scores are left empty.
-    """
-    from ditto_jax.data.rlds import dataset_summary
-    from ditto_jax.evaluation import summarize
-    _, expert, reader = data_sources(config, layout)
-    kw = {}
-    if config.data.source == "rlu":
-        lo, hi = _checkpoint_range(config.data.expert_checkpoints,
-                                   "config.data.expert_checkpoints")
-        kw = dict(split=f"checkpoint_{lo:02d}:checkpoint_{hi:02d}",
-                  selection=f"top:{int(config.data.expert_episodes)}")
-    summary = dataset_summary(expert, **reader, **kw)
-    returns = summary["returns"]
-    result = summarize(returns, summary["lengths"], game=config.game,
-                       protocol=str(config.data.protocol))
-    comparable = (config.data.source == "scripted"
-                  and str(config.data.protocol) == settings["protocol"]
-                  and int(config.data.max_steps) == settings["max_steps"])
-    source = (f"{len(returns)} recorded demonstrations ({summary.get('policy', 'expert')}, "
-              f"{config.data.protocol} protocol, at most {config.data.max_steps} steps)")
-    return dict(result, method="expert", source=source, comparable=comparable)
+# The evaluation stage (imports the helpers above, so imported here, after them).
+from ditto_jax.stages.run_eval import (_eval_settings, _expert_spec, _fresh,  # noqa: E402,F401
+                                       _write_json, eval_rules, expert_result, references,
+                                       stage_eval)
 
 
 def stage_report(config, layout, *, progress, log, timings=None):

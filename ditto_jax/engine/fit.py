@@ -1,0 +1,213 @@
+"""One training loop for every stage: `fit`.
+
+A stage gives `fit` an initial train state and `advance(state, start, n) -> (state,
+metrics)`, which performs updates start..start+n-1 (absolute update indices) and returns the
+metrics of the last one. `fit` owns everything else:
+
+  workdirs   a lock per workdir, `config.json` (meta + provenance), metrics.jsonl and
+             TensorBoard (MetricWriter), Orbax checkpoints (Checkpointer);
+  resume     the compatibility check against the saved meta, restore of the newest readable
+             checkpoint, truncation of metrics logged after it;
+  the loop   calls `advance` in chunks that end exactly at the next log / save / hook step,
+             so a stage that runs its chunk as one device program (the policy stage:
+             `lax.fori_loop` over sampling + update) touches the host only there;
+  checks     the NaN/inf stop (before anything from that step is saved), progress with an
+             ETA, updates/s.
+
+Several runs can share one state (`stacked=True`: every leaf has a leading run axis, as
+when seeds are vmapped): each run keeps its own workdir, checkpoints, metrics and meta;
+`fit` slices the state and the metrics per run.
+
+Determinism: a stage's update `s` must depend only on (state, s), e.g. keys fold_in(key, s)
+and batches seeded by s; then chunking does not change the result, and a run resumed from
+a checkpoint at step S reproduces an uninterrupted one.
+"""
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Optional
+
+import jax
+import numpy as np
+
+from ditto_jax import checkpoint as ckpt_lib
+from ditto_jax import io
+from ditto_jax.metrics import MetricWriter
+
+
+@dataclasses.dataclass
+class Run:
+    """One output directory of a `fit` call."""
+    workdir: str
+    meta: dict                       # saved with every checkpoint; checked on resume
+    provenance: Optional[dict] = None
+    saved_meta: Optional[dict] = None  # the meta of the checkpoint resumed from
+    extra: dict = dataclasses.field(default_factory=dict)  # merged into meta at each save
+    last_metrics: dict = dataclasses.field(default_factory=dict)
+    writer: Any = None
+    ckpt: Any = None
+
+
+@dataclasses.dataclass
+class Hook:
+    """Called on the host every `every` updates (and at the last, if `at_end`) for each
+    run: `fn(step, state_of_this_run, run_index) -> metrics dict or None` (written if
+    given). `every` <= 0 disables the hook."""
+    every: int
+    fn: Callable
+    at_end: bool = True
+
+
+@dataclasses.dataclass
+class Loop:
+    total: int
+    log_every: int
+    save_every: int
+    keep: int = 3
+
+
+def resume_step(workdir):
+    """The newest readable checkpoint step of a workdir (None: none yet)."""
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        return None
+    ckpt = ckpt_lib.Checkpointer(ckpt_dir, read_only=True)
+    try:
+        return ckpt.latest_step()
+    finally:
+        ckpt.close()
+
+
+def next_stop(done, loop, hooks):
+    """The first update count after `done` at which the host must look: a log, save or
+    hook step, or the end."""
+    stops = [loop.total]
+    for every in [loop.log_every, loop.save_every] + [h.every for h in hooks]:
+        if every and every > 0:
+            stops.append((done // every + 1) * every)
+    return min(stops)
+
+
+def fit(*, runs, state, advance, loop, compat_keys, what, hooks=(), stacked=False,
+        on_log=None, desc="train", progress=True, log=print, is_main=True, change=None,
+        tracking=None, run_config=None, postfix=()):
+    """Trains `state` to `loop.total` updates; returns the final state.
+
+    `runs`: list of Run (one unless `stacked`). `compat_keys`: meta keys a checkpoint must
+    agree on to be resumed. `change`: advice in the NaN message. `postfix`: metric names
+    shown on the progress bar. `on_log(step, state_of_run, run_index, metrics) -> dict`
+    adds host-computed metrics to each logged row (e.g. held-out diagnostics).
+    """
+    hooks = [h for h in hooks if h.every and h.every > 0]
+    locks, opened = [], []
+    try:
+        for run in runs:
+            with io.disk_errors(run.workdir, "creating"):
+                os.makedirs(run.workdir, exist_ok=True)
+            if is_main:
+                locks.append(io.lock_workdir(run.workdir, f"ditto {desc}"))
+        for run in runs:
+            run.ckpt = ckpt_lib.Checkpointer(os.path.join(run.workdir, "checkpoints"),
+                                             save_every=loop.save_every, keep=loop.keep)
+            opened.append(run.ckpt)
+            run.writer = MetricWriter(run.workdir, enabled=is_main, tracking=tracking,
+                                      run_config=run_config)
+        state, start = _resume(runs, state, compat_keys, what, stacked, log)
+        for run in runs:
+            run.writer.truncate_after(start)  # lines logged after the checkpoint go
+            if is_main:
+                io.write_json_atomic(os.path.join(run.workdir, "config.json"),
+                                     dict(run.meta, provenance=run.provenance), default=str)
+                if run.provenance is not None:
+                    run.writer.add_provenance(run.provenance, start)
+        return _loop(runs, state, start, advance, loop, hooks, on_log, stacked, desc,
+                     progress, is_main, change, postfix)
+    finally:
+        for run in runs:
+            if run.writer is not None:
+                run.writer.close()
+        try:
+            for ckpt in opened:
+                ckpt.close()
+        finally:
+            for lock in locks:
+                lock.release()
+
+
+def _slice(tree, i, stacked):
+    return jax.tree.map(lambda x: x[i], tree) if stacked else tree
+
+
+def _resume(runs, state, compat_keys, what, stacked, log):
+    steps = [run.ckpt.latest_step() for run in runs]
+    if all(s is None for s in steps):
+        return state, 0
+    if len(set(steps)) > 1:
+        from ditto_jax.errors import DittoError
+        raise DittoError("Runs trained together must resume from the same step",
+                         path=", ".join(r.workdir for r in runs),
+                         expected="one checkpoint step for all", got=steps)
+    restored = []
+    for i, run in enumerate(runs):
+        saved = run.ckpt.read_meta()
+        ckpt_lib.check_compatible(saved, run.meta, compat_keys, path=run.ckpt.directory,
+                                  what=what)
+        one, run.saved_meta = run.ckpt.restore(_slice(state, i, stacked))
+        restored.append(one)
+    start = int(runs[0].ckpt.restored_step)
+    if stacked:
+        state = jax.tree.map(lambda *xs: np.stack(xs), *restored)
+        state = jax.device_put(state)
+    else:
+        state = restored[0]
+    log(f"resumed from step {start}")
+    return state, start
+
+
+def _loop(runs, state, start, advance, loop, hooks, on_log, stacked, desc, progress,
+          is_main, change, postfix):
+    from tqdm import tqdm
+    bar = tqdm(total=loop.total, initial=start, unit="step", desc=desc, dynamic_ncols=True,
+               disable=not (progress and is_main))
+    last_log, last_log_step = time.perf_counter(), start
+    done = start
+    try:
+        while done < loop.total:
+            stop = next_stop(done, loop, hooks)
+            state, metrics = advance(state, done, stop - done)
+            bar.update(stop - done)
+            done = stop
+            end = done == loop.total
+            want_log = end or done % loop.log_every == 0
+            want_save = end or runs[0].ckpt.manager.should_save(done)
+            if want_log or want_save:
+                now = time.perf_counter()
+                rate = (done - last_log_step) / max(now - last_log, 1e-9)
+                for i, run in enumerate(runs):
+                    m = ckpt_lib.fetch_checked_metrics(_slice(metrics, i, stacked), done,
+                                                       run.ckpt, run.workdir, change=change)
+                    if want_log:
+                        m = dict(m)
+                        if on_log is not None:
+                            m.update(on_log(done, _slice(state, i, stacked), i, m) or {})
+                        m["steps_per_s"] = rate
+                        run.last_metrics = m
+                        run.writer.write(done, m)
+                if want_log:
+                    last_log, last_log_step = now, done
+                    shown = runs[0].last_metrics
+                    bar.set_postfix({k: f"{float(shown[k]):.3f}" for k in postfix
+                                     if k in shown})
+            for hook in hooks:
+                if done % hook.every == 0 or (end and hook.at_end):
+                    for i, run in enumerate(runs):
+                        out = hook.fn(done, _slice(state, i, stacked), i)
+                        if out:
+                            run.writer.write(done, out)
+            if want_save:
+                for i, run in enumerate(runs):
+                    meta = dict(run.meta, **run.extra)
+                    run.ckpt.save(done, _slice(state, i, stacked), meta, force=end)
+    finally:
+        bar.close()
+    return state

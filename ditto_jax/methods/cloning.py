@@ -1,0 +1,82 @@
+"""Behaviour cloning baselines (SPEC §4).
+
+  dbc  BC on world-model latents: -log pi(a_E | s_E) - eta_bc H[pi], acting through the
+       world model's posterior filter like DITTO.
+  bc   BC from pixels on the last `bc_frame_stack` frames (the episode's first frame
+       repeated at its start); ignores the world model except for the frame shape.
+Both draw expert steps uniformly from every non-final step, on device.
+"""
+import jax.numpy as jnp
+import numpy as np
+
+from ditto_jax.methods.base import Method, uniform_index
+
+
+class DBC(Method):
+    name, label, order = "dbc", "D-BC", 30
+    baseline = True
+
+    def init(self, config, ctx, key):
+        from ditto_jax.agents import imitation
+        return imitation.init_agent_state(config, ctx.feat_dim, ctx.part_dim,
+                                          ctx.num_actions, key, critic=False, disc=False)
+
+    def make_data(self, config, ctx, store, latents):
+        return {"deter": latents["deter"], "stoch": latents["stoch"],
+                "action": store.action.astype(np.int32),
+                "valid": np.flatnonzero(~store.is_last).astype(np.int32)}
+
+    def sample(self, config, data, key):
+        from ditto_jax.models.rssm import get_feat
+        index = uniform_index(key, data["valid"], int(config.batch_size))
+        feat = get_feat({"deter": data["deter"][index], "stoch": data["stoch"][index]})
+        return {"feat": feat, "action": data["action"][index]}
+
+    def train_step(self, config, ctx):
+        from ditto_jax.agents import imitation
+        step = imitation.make_dbc_step(config, num_actions=ctx.num_actions)
+        return lambda state, batch, rng, wm_params: step(state, batch, rng)
+
+    def actor_apply(self, config, ctx):
+        from ditto_jax.agents import imitation
+        return imitation.policy_logits(config, ctx.num_actions)
+
+
+class PixelBC(Method):
+    name, label, order = "bc", "BC (pixels)", 40
+    baseline = True
+    uses_latents = False
+
+    def init(self, config, ctx, key):
+        from ditto_jax.agents.bc import make_bc
+        _, init, _ = make_bc(config, ctx.num_actions)
+        return init(tuple(ctx.obs_shape), key)
+
+    def make_data(self, config, ctx, store, latents):
+        episode_start = store.starts[store.episode_of(np.arange(store.num_steps))]
+        return {"observation": store.observation, "action": store.action.astype(np.int32),
+                "episode_start": episode_start.astype(np.int32),
+                "valid": np.flatnonzero(~store.is_last).astype(np.int32)}
+
+    def sample(self, config, data, key):
+        index = uniform_index(key, data["valid"], int(config.bc_batch_size))
+        k = int(config.bc_frame_stack)
+        idx = jnp.maximum(index[:, None] + jnp.arange(-k + 1, 1)[None],
+                          data["episode_start"][index][:, None])          # (B, k)
+        frames = jnp.moveaxis(data["observation"][idx], 1, -2)            # (B, H, W, k, C)
+        frames = frames.reshape(frames.shape[:3] + (-1,))                 # (B, H, W, k*C)
+        return {"frames": frames, "action": data["action"][index]}
+
+    def train_step(self, config, ctx):
+        from ditto_jax.agents.bc import make_bc
+        _, _, step = make_bc(config, ctx.num_actions)
+        return lambda state, batch, rng, wm_params: step(state, batch, rng)
+
+    def actor_params(self, state):
+        return state.params
+
+    def make_agent(self, config, ctx, wm_state, state, *, greedy=False):
+        from ditto_jax.agents.bc import PixelPolicy
+        from ditto_jax.stages.policy_agents import PixelBCAgent
+        net = PixelPolicy(int(ctx.num_actions), config.bc_depth)
+        return PixelBCAgent(net, state.params, config.bc_frame_stack, greedy=greedy)

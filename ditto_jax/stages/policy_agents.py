@@ -1,0 +1,190 @@
+"""Acting and evaluation: agents that play from pixels, and restoring trained policies.
+
+`WorldModelAgent` filters frames through the world model's posterior and acts with the
+method's actor; `PixelBCAgent` acts on stacked frames. `load_policy` rebuilds a trained
+policy from its workdir alone (its method, config and the pinned world model).
+"""
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from ditto_jax import checkpoint as ckpt_lib
+from ditto_jax.errors import DittoError
+from ditto_jax.stages.policy_data import inference_model
+
+
+class WorldModelAgent:
+    """Acts from pixels: encoder -> RSSM posterior filter -> actor, jitted and batched."""
+
+    def __init__(self, wm_state, actor_apply, actor_params, *, greedy=False):
+        from ditto_jax.models.world_model import WorldModel
+        from ditto_jax.models.rssm import get_feat
+        self.model, self.params = inference_model(wm_state), wm_state.params
+        self.actor_params = actor_params
+        action_dim = self.model.action_dim
+
+        @jax.jit
+        def act(params, actor_params, carry, obs, is_first, key):
+            state, prev_action = carry
+            k_post, k_act = jax.random.split(key)
+            post, _ = self.model.apply(params, state, prev_action, obs, is_first, k_post,
+                                       method=WorldModel.obs_step)
+            logits = actor_apply(actor_params, get_feat(post))
+            action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(k_act, logits)
+            return (post, jax.nn.one_hot(action, action_dim)), action
+
+        self._act = act
+        self._init = lambda n: (self.model.apply(self.params, n,
+                                                 method=WorldModel.initial_state),
+                                jnp.zeros((n, action_dim)))
+
+    def init(self, num_envs):
+        return self._init(num_envs)
+
+    def act(self, carry, obs, is_first, key):
+        carry, action = self._act(self.params, self.actor_params, carry, jnp.asarray(obs),
+                                  jnp.asarray(is_first), key)
+        return carry, np.asarray(action)
+
+
+class PixelBCAgent:
+    """Pixel BC acting on the last k frames (repeating the first frame of an episode)."""
+
+    def __init__(self, net, params, frame_stack, *, greedy=False):
+        self.params, self.k = params, frame_stack
+
+        @jax.jit
+        def act(params, frames, key):
+            logits = net.apply(params, frames)
+            return jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
+
+        self._act = act
+
+    def init(self, num_envs):
+        return None
+
+    def act(self, carry, obs, is_first, key):
+        obs = np.asarray(obs)
+        if carry is None:
+            carry = np.repeat(obs, self.k, axis=-1)
+        first = np.asarray(is_first)
+        carry = np.where(first[:, None, None, None], np.repeat(obs, self.k, axis=-1),
+                         np.concatenate([carry[..., 1:], obs], axis=-1))
+        return carry, np.asarray(self._act(self.params, carry, key))
+
+
+def _relpath(path, start):
+    try:
+        return os.path.relpath(os.path.abspath(path), os.path.abspath(start))
+    except ValueError:  # another drive (Windows)
+        return os.path.abspath(path)
+
+
+def resolve_wm_path(meta, workdir):
+    """The world-model workdir recorded in a policy's meta (relative to the policy's)."""
+    path = meta["world_model"]["workdir"]
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(workdir, path))
+
+
+def evaluate_agent(agent, config, meta, *, seed, episodes=None, protocol=None,
+                   record_first=False, references=None, observer=None, progress=None):
+    """Plays `agent` in the real game. `references` ({"expert", "random"} returns measured
+    under the same protocol and cap) give the expert-normalised score; without them it is
+    None (the demonstrations' return is not comparable with capped evaluations)."""
+    from ditto_jax.envs import atari
+    from ditto_jax.envs.vector import make_vector_env
+    from ditto_jax.evaluation import run_episodes, summarize
+    game = atari.canonical_game(meta["game"])
+    protocol = protocol or config.eval_protocol
+    size = tuple(meta["obs_shape"][:2])
+    episodes = episodes or int(config.eval_episodes)
+    # Asking a scripted expert in the learner's states needs emulator access per env.
+    backend = "sync" if observer is not None else "native"
+    returns, lengths, frames = run_episodes(
+        lambda n: make_vector_env(game, n, protocol, size=size, seed=seed, backend=backend),
+        agent, episodes=episodes, num_envs=int(config.eval_envs), seed=seed,
+        max_steps=int(config.eval_max_steps), record_first=record_first,
+        observer=observer, progress=progress)
+    refs = references or {}
+    result = summarize(returns, lengths, game=game, protocol=protocol,
+                       expert_return=refs.get("expert"), random_return=refs.get("random"),
+                       max_steps=int(config.eval_max_steps))
+    result["frames"] = frames
+    return result
+
+
+def load_pinned_world_model(meta, workdir, wm=None):
+    """The world model a policy was trained on: its recorded workdir (or `wm`), at the
+    recorded step, with the recorded architecture. Anything else is refused, so a world
+    model trained further, or another one, is never used silently."""
+    from ditto_jax.stages.train_wm import load_world_model
+    recorded = meta.get("world_model", {})
+    path = os.path.abspath(wm) if wm else resolve_wm_path(meta, workdir)
+    ckpt_dir = os.path.join(path, "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        raise DittoError("The policy's world model is not there", path=path,
+                         field="world_model.workdir" if not wm else "--wm",
+                         expected="the world-model workdir this policy was trained on "
+                                  "(pass --wm / load_policy(..., wm=...) if it moved)")
+    step = recorded.get("step")
+    if step is not None:
+        ckpt = ckpt_lib.Checkpointer(ckpt_dir, read_only=True)
+        try:
+            steps = sorted(ckpt.manager.all_steps())
+        finally:
+            ckpt.close()
+        if int(step) not in steps:
+            raise DittoError("The world-model step this policy was trained on is gone",
+                             path=ckpt_dir, field="world_model.step", expected=int(step),
+                             got=f"steps {steps}")
+    wm_state, wm_meta = load_world_model(path, step=step)
+    if recorded.get("model") is not None and wm_meta.get("model") is not None:
+        from ditto_jax.provenance import changed_fields
+        diff = changed_fields(recorded["model"], wm_meta["model"])
+        if diff:
+            raise DittoError("This world model is not the one the policy was trained on",
+                             path=path, field="model." + next(iter(diff)),
+                             expected=diff[next(iter(diff))][0],
+                             got=diff[next(iter(diff))][1])
+    return wm_state, wm_meta
+
+
+def load_policy(workdir, *, greedy=False, wm=None):
+    """Restores a trained policy for evaluation: (agent, config, meta).
+
+    The world model is the one it was trained on, pinned by step; `wm` overrides its
+    location (a copied run whose world model lives elsewhere).
+    """
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        raise DittoError("No policy checkpoint here", path=ckpt_dir,
+                         expected="the --workdir of a `ditto train-policy` run")
+    ckpt = ckpt_lib.Checkpointer(ckpt_dir, read_only=True)
+    try:
+        meta = ckpt.read_meta()
+        if "method" not in meta:
+            raise DittoError("This is not a policy workdir (it holds a world model?)",
+                             path=workdir, field="--workdir",
+                             expected="the --workdir of `ditto train-policy` "
+                                      "(or RUN/policies/METHOD of `ditto run`)")
+        config = ml_collections.ConfigDict(meta["config"])
+        wm_state, wm_meta = load_pinned_world_model(meta, workdir, wm)
+        method, ctx = policy_method(meta["method"], config, wm_state, wm_meta)
+        template = jax.eval_shape(lambda: method.init(config, ctx, jax.random.key(0)))
+        state, _ = ckpt.restore(template)
+    finally:
+        ckpt.close()
+    agent = method.make_agent(config, ctx, wm_state, state, greedy=greedy)
+    return agent, config, meta
+
+
+
+
+def policy_method(name, config, wm_state, wm_meta):
+    """(the registered method `name`, its Context for this world model)."""
+    from ditto_jax import methods
+    from ditto_jax.stages.policy_data import make_context
+    return methods.get(name), make_context(config, wm_state, wm_meta)

@@ -1,0 +1,150 @@
+"""Expert data for the imitation stage: loading, checking against the world model, and
+encoding every expert step into the world model's latent space (host side, once)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ditto_jax.errors import DittoError
+
+
+def load_expert(config, expert, wm_meta, *, data_dir=None, split=None, progress=False):
+    """Expert episodes checked against the world model: (train store, held-out store, info)."""
+    from ditto_jax.data.rlds import Selection, load_episodes, read_dataset_metadata
+    from ditto_jax.data.store import EpisodeStore
+    obs_shape = tuple(wm_meta["obs_shape"])
+    ds_meta = read_dataset_metadata(expert, data_dir=data_dir)
+    wm_game, ds_game = wm_meta.get("game"), ds_meta.get("game")
+    if wm_game and ds_game and str(wm_game).lower() != str(ds_game).lower():
+        raise DittoError("The expert data and the world model are from different games",
+                         path=expert, field="game", expected=wm_game, got=ds_game)
+    if wm_game and not ds_game:
+        # Without its metadata nothing says which game the data is from; an action-count
+        # check alone lets a Breakout expert (4 actions) train on a Pong model (6).
+        raise DittoError("Cannot tell which game the expert data is from (its metadata has "
+                         "no `game`; was metadata.json deleted?)", path=expert,
+                         field="game", expected=wm_game, got="(missing)")
+    wm_actions, ds_actions = wm_meta.get("action_meanings"), ds_meta.get("action_meanings")
+    if wm_actions and ds_actions and list(wm_actions) != list(ds_actions):
+        raise DittoError("The expert data uses a different action set than the world model",
+                         path=expert, field="action_meanings", expected=wm_actions,
+                         got=ds_actions)
+    selection = None
+    n = int(config.expert_episodes)
+    if n > 0:
+        n_total = n + int(config.heldout_episodes)
+        selection = Selection(top=n_total) if config.expert_selection == "top" else \
+            Selection(first=n_total)
+    # Frames are resized only on request (e.g. RL Unplugged's 84x84 for a 64x64 model):
+    # a silent resize would hide data that does not belong to this world model.
+    resize = obs_shape[:2] if config.expert_resize else None
+    episodes = load_episodes(expert, data_dir=data_dir, split=split, selection=selection,
+                             resize=resize, expected_obs_shape=obs_shape,
+                             num_actions=int(wm_meta["num_actions"]), progress=progress)
+    held = int(config.heldout_episodes)
+    if n > 0 and len(episodes) < n + held:
+        # Training on fewer episodes than asked would label the run with the wrong N_E.
+        raise DittoError("The expert dataset has fewer episodes than requested",
+                         path=expert, field="expert_episodes",
+                         expected=f"{n} for training + {held} held out = {n + held}",
+                         got=f"{len(episodes)} episodes")
+    if held >= len(episodes):
+        held = 0
+    train_eps, held_eps = episodes[:len(episodes) - held], episodes[len(episodes) - held:]
+    info = {
+        "episodes": len(train_eps), "heldout_episodes": len(held_eps),
+        "expert_return": float(np.mean([e.metadata.get("episode_return", np.nan)
+                                        for e in train_eps])),
+        "game": ds_game or wm_game,
+    }
+    store = EpisodeStore.from_episodes(train_eps, num_actions=int(wm_meta["num_actions"]))
+    held_store = EpisodeStore.from_episodes(held_eps, num_actions=int(
+        wm_meta["num_actions"])) if held_eps else None
+    return store, held_store, info
+
+
+def inference_model(wm_state):
+    """The world model for forward-only use (encoding expert data, acting).
+
+    XLA's own convolution is fast forward and slow only in the backward pass, which these
+    paths never take; the parameters are the same for either conv implementation.
+    """
+    return wm_state.model.clone(conv_impl="lax")
+
+
+def encode_store(wm_state, store, *, chunk=256, seed=0):
+    """Posterior latents of every stored step (flat order): dict of (N, ...) arrays.
+
+    The flat stream is filtered in fixed-size chunks with the state carried over,
+    and `is_first` resets it at each episode start, so every episode is filtered
+    from its first frame as in acting.
+    """
+    from ditto_jax.models.world_model import WorldModel
+    model = inference_model(wm_state)
+    n = store.num_steps
+    pad = (-n) % chunk
+    obs = np.concatenate([store.observation, np.zeros((pad,) + store.observation.shape[1:],
+                                                      np.uint8)])
+    prev = np.concatenate([store.prev_action, np.zeros(pad, store.prev_action.dtype)])
+    first = np.concatenate([store.is_first, np.ones(pad, bool)])
+
+    @jax.jit
+    def run(params, state, obs, prev, first, key):
+        prev_onehot = jax.nn.one_hot(prev, model.action_dim)
+        posts, _ = model.apply(params, obs[None], prev_onehot[None], first[None], key,
+                               state, method=WorldModel.observe)
+        posts = jax.tree.map(lambda x: x[0], posts)
+        return jax.tree.map(lambda x: x[-1:], posts), posts
+
+    state = model.apply(wm_state.params, 1, method=WorldModel.initial_state)
+    out = []
+    key = jax.random.key(seed)
+    for i in range(0, n + pad, chunk):
+        state, posts = run(wm_state.params, state, obs[i:i + chunk], prev[i:i + chunk], first[i:i + chunk],
+                           jax.random.fold_in(key, i))
+        out.append(posts)
+    latents = jax.tree.map(lambda *xs: jnp.concatenate(xs)[:n], *out)
+    return {k: latents[k] for k in ("deter", "stoch", "logits")}
+
+
+def make_context(config, wm_state, wm_meta):
+    """The `methods.Context` of this world model and game (shapes only, no params)."""
+    from ditto_jax.agents.rewards import latent_part
+    from ditto_jax.methods import Context
+    from ditto_jax.models.rssm import get_feat
+    from ditto_jax.models.world_model import WorldModel
+    model = wm_state.model
+    dummy = model.apply(wm_state.params, 1, method=WorldModel.initial_state)
+    return Context(num_actions=int(wm_meta["num_actions"]),
+                   obs_shape=tuple(wm_meta["obs_shape"]), action_dim=int(model.action_dim),
+                   feat_dim=int(get_feat(dummy).shape[-1]),
+                   part_dim=int(latent_part(dummy, config.latent).shape[-1]),
+                   wm_model=model)
+
+
+def heldout_diagnostics(actor_apply, actor_params, latents, store):
+    """The actor on held-out expert states (never trained on):
+
+    heldout_action_accuracy  greedy action == expert action
+    heldout_expert_prob      E[pi(a_E | s_E)], what a sampling policy actually does
+    heldout_entropy          mean policy entropy in nats
+    These see expert states only, so they cannot show covariate shift; the on-policy
+    expert agreement measured during evaluation does.
+    """
+    from ditto_jax.models.rssm import get_feat
+    valid = np.flatnonzero(~store.is_last)
+    feat = get_feat(jax.tree.map(lambda x: x[valid], latents))
+    logp = jax.nn.log_softmax(actor_apply(actor_params, feat))
+    expert = jnp.asarray(store.action[valid].astype(np.int32))
+    p_expert = jnp.exp(jnp.take_along_axis(logp, expert[:, None], -1)[:, 0])
+    entropy = -jnp.sum(jnp.exp(logp) * logp, -1)
+    return {"heldout_action_accuracy": float((jnp.argmax(logp, -1) == expert).mean()),
+            "heldout_expert_prob": float(p_expert.mean()),
+            "heldout_entropy": float(entropy.mean())}
+
+
+def heldout_accuracy(actor_apply, actor_params, latents, store):
+    """Expert-action accuracy of the greedy actor on held-out expert steps."""
+    return heldout_diagnostics(actor_apply, actor_params, latents,
+                               store)["heldout_action_accuracy"]
+
+

@@ -1,4 +1,5 @@
 """`ditto record` and `ditto info` end to end, through the real CLI process."""
+import pytest
 import json
 import os
 
@@ -40,6 +41,7 @@ def test_record_refuses_to_overwrite(tmp_path):
     assert sorted(os.listdir(out)) == before
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_interrupted_recording_keeps_episodes_and_resumes(tmp_path):
     out = tmp_path / "d"
     args = ["record", "--game", "pong", "--policy",
@@ -80,6 +82,7 @@ def test_info_folder_that_is_not_a_dataset(tmp_path):
     _fails_cleanly(run_cli("info", tmp_path), str(tmp_path))
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_info_split_expressions(tmp_path):
     out = tmp_path / "three"
     _ok(run_cli("record", "--game", "pong", "--policy", "random", "--episodes", 3,
@@ -103,6 +106,7 @@ def test_policy_typo_leaves_nothing_behind(tmp_path):
     _ok(run_cli(*args, "--policy", "random"))  # the corrected command just works
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_resume_sets_a_damaged_staged_episode_aside(tmp_path):
     out = tmp_path / "d"
     args = ["record", "--game", "pong", "--policy",

@@ -140,6 +140,7 @@ def test_model_built_from_an_auto_config_uses_this_backend():
     assert (model.conv_impl, model.frame_chunk, model.dtype) == ("matmul", 250, jax.numpy.float32)
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_train_wm_prints_saves_and_resumes_resolved_defaults(pong_dataset, tmp_path):
     """A real `ditto train-wm` run: one line, resolved values in config.json, resume, load."""
     def train(steps):

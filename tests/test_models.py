@@ -115,6 +115,7 @@ def test_world_model_output_shapes():
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_frame_chunking_matches_whole_batch():
     cfg = wm_configs.get_config("tiny")
     b = pong_batch(np.random.default_rng(0), batch=2, seq_len=4)

@@ -218,6 +218,7 @@ def test_readme_python_api_snippet_runs(smoke_run):
     assert isinstance(scope["action"], int) and scope["policy"].method == "ditto"
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_policies_on_an_older_world_model_are_retrained(smoke_run):
     """Runs last: it trains the smoke workdir's world model further (2 more updates)."""
     workdir, _, _ = smoke_run

@@ -50,7 +50,7 @@ def test_ditto_20_updates_then_eval_in_real_env(tiny_wm, pong_dataset, tmp_path)
     assert os.path.exists(result["video"])
 
 
-@pytest.mark.parametrize("method", ["dbc", "dgail", "bc"])
+@pytest.mark.parametrize("method", ["dbc", pytest.param("dgail", marks=pytest.mark.slow), "bc"])
 def test_baselines_train_and_checkpoint(method, tiny_wm, pong_dataset, tmp_path):
     proc = _policy(tiny_wm, pong_dataset, tmp_path, method, 10, "--config.eval_every=0")
     assert proc.returncode == 0, proc.stderr[-3000:]

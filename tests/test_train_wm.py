@@ -48,6 +48,7 @@ def _final_params(workdir):
     return jax.tree.leaves(jax.device_get(state.params))
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_eight_fake_devices_match_one_device(pong_dataset, tmp_path):
     one, eight = tmp_path / "one", tmp_path / "eight"
     assert _train(pong_dataset, one, 3).returncode == 0
@@ -62,6 +63,7 @@ def test_eight_fake_devices_match_one_device(pong_dataset, tmp_path):
         np.testing.assert_allclose(x, y, rtol=1e-3, atol=3e-4)
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_checkpoint_resume_prints_step_and_extends(pong_dataset, tmp_path):
     # Validation and prediction strips on here (later overrides win).
     extra = ("--config.train.eval_every=2", "--config.train.strip_every=2")
@@ -107,6 +109,7 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted(pong_dataset, tmp_pat
     np.testing.assert_allclose([r["loss"] for r in a], [r["loss"] for r in b], rtol=1e-5)
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_incompatible_config_is_refused(pong_dataset, tmp_path):
     assert _train(pong_dataset, tmp_path, 1).returncode == 0
     proc = _train(pong_dataset, tmp_path, 2, "--config.model.deter=48")
@@ -115,6 +118,7 @@ def test_incompatible_config_is_refused(pong_dataset, tmp_path):
     assert "model.deter" in proc.stderr and "different model" in proc.stderr
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_different_dataset_is_refused(pong_dataset, tmp_path):
     from ditto_jax.data.recorder import record
     other = str(tmp_path / "other")

@@ -106,6 +106,7 @@ def test_open_loop_strip(tiny):
     np.testing.assert_array_equal(truth, batch["observation"][:, :5])
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_bf16_compute_keeps_fp32_params(tiny):
     c = wm_configs.get_config("tiny")
     c.train.compute_dtype = "bfloat16"

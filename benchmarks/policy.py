@@ -277,7 +277,8 @@ def main():
     num_actions = 6
     wm_state = _wm_state(args.wm_preset, (64, 64, 1), num_actions)
     result = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                          "jax": jax.__version__, "backend": jax.default_backend()},
+                          "jax": jax.__version__, "backend": jax.default_backend(),
+                          "load_avg_1min_at_start": os.getloadavg()[0]},
               "wm_preset": args.wm_preset, "policy_preset": args.policy_preset,
               "reference_pytorch": REFERENCE}
     result["update"] = bench_update(wm_state, policy_cfg, num_actions, args.updates)

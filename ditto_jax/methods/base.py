@@ -48,6 +48,7 @@ class Method:
     order = 50
     uses_latents = True
     baseline = False           # reports compare every other row against baselines
+    vmap_seeds = True          # False: seeds train one after another (see PixelBC)
     state_version = 2          # bumped when the train-state layout changes
 
     # ------------------------------------------------------------- config

@@ -46,6 +46,9 @@ class PixelBC(Method):
     name, label, order = "bc", "BC (pixels)", 40
     baseline = True
     uses_latents = False
+    # vmap over per-seed conv weights becomes a grouped convolution, which XLA's CPU
+    # backend runs far slower than separate ones: seeds train one after another.
+    vmap_seeds = False
 
     def init(self, config, ctx, key):
         from ditto_jax.agents.bc import make_bc

@@ -139,6 +139,12 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
     m, config = resolve(config, method, steps)
     if not os.path.exists(expert) and "/" not in expert:
         raise DittoError("Expert dataset not found", path=expert)
+    if len(workdirs) > 1 and not m.vmap_seeds:
+        out = [train_policy_seeds(config, method=method, wm=wm, expert=expert,
+                                  workdirs={s: w}, data_dir=data_dir, split=split,
+                                  progress=progress, log=log) for s, w in workdirs.items()]
+        return (jax.tree.map(lambda *xs: jnp.concatenate(xs), *[o[0] for o in out]),
+                [o[1][0] for o in out])
     seeds = [int(s) for s in workdirs]
     configs = [_with_seed(config, s) for s in seeds]
     wm_state, wm_meta = load_world_model(wm)

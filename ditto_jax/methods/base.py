@@ -49,6 +49,7 @@ class Method:
     uses_latents = True
     baseline = False           # reports compare every other row against baselines
     vmap_seeds = True          # False: seeds train one after another (see PixelBC)
+    device_loop = True         # False: one update per host call (see PixelBC)
     state_version = 2          # bumped when the train-state layout changes
 
     # ------------------------------------------------------------- config

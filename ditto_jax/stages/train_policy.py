@@ -83,7 +83,8 @@ def build_method(config, name, wm_state, wm_meta, *, key):
 
 def make_advance(method, config, ctx, data_axes, mesh):
     """The jitted chunk: K (traced) updates of every seed from absolute update `start`, each
-    sampling its batch on device; returns the states and the last update's metrics."""
+    sampling its batch on device; returns the states and the last update's metrics.
+    Methods with `device_loop = False` get the same updates one host call each."""
     step_fn = method.train_step(config, ctx)
     batch_spec = parallel.batch_sharding(mesh)
 
@@ -99,8 +100,17 @@ def make_advance(method, config, ctx, data_axes, mesh):
         zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), template)
         return jax.lax.fori_loop(0, n, lambda i, c: update(start + i, c[0]), (state, zeros))
 
-    seeds = jax.vmap(one_seed, in_axes=(0, 0, data_axes, None, None, None))
-    return jax.jit(seeds, donate_argnums=0)
+    seeds = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, data_axes, None, None, None)),
+                    donate_argnums=0)
+    if method.device_loop:
+        return seeds
+
+    def host_loop(state, keys, data, wm_params, start, n):
+        """One jitted update (sampling included) per host call: same keys, same result."""
+        for s in range(int(start), int(start) + int(n)):
+            state, metrics = seeds(state, keys, data, wm_params, s, 1)
+        return state, metrics
+    return host_loop
 
 
 def _agent_meta(config, wm_meta, wm_workdir, expert, expert_info, workdir, method):

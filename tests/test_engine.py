@@ -163,7 +163,7 @@ def test_each_vmapped_seed_equals_that_seed_trained_alone(method, tiny_wm, pong_
     kw = dict(method=method, wm=tiny_wm, expert=pong_dataset, steps=6, progress=False,
               log=lambda *a: None)
     both, _ = train_policy_seeds(cfg, workdirs={0: str(tmp_path / "s0"),
-                                                1: str(tmp_path / "s1")}, **kw)
+                                                1: str(tmp_path / "s1")}, vmap=True, **kw)
     cfg.seed = 1
     alone, _ = train_policy(cfg, workdir=str(tmp_path / "alone"), **kw)
     seed1 = jax.tree.map(lambda x: x[1], both)

@@ -262,7 +262,7 @@ def stage_policy(config, layout, *, progress, log):
     """Trains every method; the pending seeds of a method train together, vmapped (those
     resuming from the same step share one program)."""
     from ditto_jax.methods import get as get_method
-    from ditto_jax.stages.train_policy import train_policy_seeds
+    from ditto_jax.stages.train_policy import train_policy_seeds, vmap_pays
     _, expert, reader = data_sources(config, layout)
     kw = dict(reader)
     if config.data.source == "rlu":
@@ -295,7 +295,7 @@ def stage_policy(config, layout, *, progress, log):
             names = ", ".join(layout.name(method, s) for s in workdirs)
             log(f"policy/{names}: training {config.policy.steps} updates"
                 + (f" ({len(workdirs)} seeds vmapped)" if len(workdirs) > 1
-                   and get_method(method).vmap_seeds else ""))
+                   and get_method(method).vmap_seeds and vmap_pays() else ""))
             pc = _policy_config(config, next(iter(workdirs)))
             train_policy_seeds(pc, method=method, wm=layout.wm, expert=expert,
                                workdirs=workdirs, progress=progress, log=log, **kw)

@@ -27,6 +27,8 @@ from ditto_jax.stages.policy_agents import (PixelBCAgent, WorldModelAgent,  # no
 from ditto_jax.stages.policy_data import (encode_store, heldout_accuracy,  # noqa: F401
                                           heldout_diagnostics, inference_model, load_expert,
                                           make_context)
+from ditto_jax.stages.policy_loop import (_stack_data, _with_seed, make_advance,  # noqa: F401
+                                          vmap_pays)
 
 ACCEPTS_EXTRA_ARGS = True
 DEFAULT_CONFIG = resources.config_path("policy.py") + ":small"  # any cwd, any install
@@ -81,38 +83,6 @@ def build_method(config, name, wm_state, wm_meta, *, key):
             method.actor_apply(config, ctx))
 
 
-def make_advance(method, config, ctx, data_axes, mesh):
-    """The jitted chunk: K (traced) updates of every seed from absolute update `start`, each
-    sampling its batch on device; returns the states and the last update's metrics.
-    Methods with `device_loop = False` get the same updates one host call each."""
-    step_fn = method.train_step(config, ctx)
-    batch_spec = parallel.batch_sharding(mesh)
-
-    def one_seed(state, key, data, wm_params, start, n):
-        def update(s, state):
-            k_batch, k_step = jax.random.split(jax.random.fold_in(key, s))
-            batch = method.sample(config, data, k_batch)
-            if mesh.devices.size > 1:
-                batch = jax.lax.with_sharding_constraint(batch, batch_spec)
-            return step_fn(state, batch, k_step, wm_params)
-
-        template = jax.eval_shape(update, start, state)[1]
-        zeros = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), template)
-        return jax.lax.fori_loop(0, n, lambda i, c: update(start + i, c[0]), (state, zeros))
-
-    seeds = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, data_axes, None, None, None)),
-                    donate_argnums=0)
-    if method.device_loop:
-        return seeds
-
-    def host_loop(state, keys, data, wm_params, start, n):
-        """One jitted update (sampling included) per host call: same keys, same result."""
-        for s in range(int(start), int(start) + int(n)):
-            state, metrics = seeds(state, keys, data, wm_params, s, 1)
-        return state, metrics
-    return host_loop
-
-
 def _agent_meta(config, wm_meta, wm_workdir, expert, expert_info, workdir, method):
     from ditto_jax.stages.policy_agents import _relpath
     return {
@@ -137,15 +107,6 @@ def train_policy(config, *, method=None, wm, expert, workdir, **kwargs):
     states, results = train_policy_seeds(config, method=method, wm=wm, expert=expert,
                                          workdirs={int(config.seed): workdir}, **kwargs)
     return jax.tree.map(lambda x: x[0], states), results[0]
-
-
-def vmap_pays():
-    """Whether vmapping seeds beats training them one after another on this backend.
-
-    Measured (benchmarks/policy.py, small preset, 2-core CPU): 3 vmapped seeds cost 4.5x
-    one seed per update, sequential 3x; on a 2-core CPU there is no idle parallelism
-    for the extra seeds to use. Accelerators are built for the wider batch."""
-    return jax.default_backend() != "cpu"
 
 
 def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=None,
@@ -225,25 +186,6 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
                 progress=progress, log=log, tracking=dict(config.get("tracking") or {}),
                 run_config=config.to_dict(), postfix=("reward", "bc_loss", "accuracy"))
     return state, results
-
-
-def _with_seed(config, seed):
-    import ml_collections
-    c = config.as_configdict()
-    c.seed = int(seed)
-    return ml_collections.FrozenConfigDict(c)
-
-
-def _stack_data(per_seed):
-    """Leaves equal for every seed are shared (vmap axis None); the rest get a seed axis."""
-    first = per_seed[0]
-    data, axes = {}, {}
-    for k in first:
-        same = all(d[k] is first[k] or np.array_equal(np.asarray(d[k]), np.asarray(first[k]))
-                   for d in per_seed[1:])
-        data[k] = first[k] if same else np.stack([np.asarray(d[k]) for d in per_seed])
-        axes[k] = None if same else 0
-    return data, axes
 
 
 def main(args):

@@ -122,6 +122,7 @@ def test_train_wm_runs_its_default_config_from_another_directory(tmp_path):
     assert "Dataset not found" in proc.stderr and "wm.py" not in proc.stderr
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_library_use_is_quiet(tmp_path):
     """No ALE banner and no TensorFlow start-up lines when used from Python."""
     code = ("from ditto_jax.data.recorder import record\n"

@@ -18,6 +18,7 @@ def _fails_cleanly(proc, *needles):
         assert needle.lower() in proc.stderr.lower(), proc.stderr[-3000:]
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_record_then_info_json(tmp_path):
     out = tmp_path / "rand"
     _ok(run_cli("record", "--game", "pong", "--policy", "random", "--episodes", 2,

@@ -65,6 +65,7 @@ def test_rerun_skips_completed_stages(smoke_run):
     assert os.path.getmtime(os.path.join(workdir, "eval", "ditto.json")) == eval_mtime
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_missing_evaluation_is_redone_alone(smoke_run):
     workdir, _, _ = smoke_run
     os.remove(os.path.join(workdir, "eval", "dbc.json"))

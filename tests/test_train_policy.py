@@ -50,7 +50,7 @@ def test_ditto_20_updates_then_eval_in_real_env(tiny_wm, pong_dataset, tmp_path)
     assert os.path.exists(result["video"])
 
 
-@pytest.mark.parametrize("method", ["dbc", pytest.param("dgail", marks=pytest.mark.slow), "bc"])
+@pytest.mark.parametrize("method", [pytest.param("dbc", marks=pytest.mark.slow), pytest.param("dgail", marks=pytest.mark.slow), "bc"])
 def test_baselines_train_and_checkpoint(method, tiny_wm, pong_dataset, tmp_path):
     proc = _policy(tiny_wm, pong_dataset, tmp_path, method, 10, "--config.eval_every=0")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -82,6 +82,7 @@ def _fails(proc, *needles):
         assert n in proc.stderr, proc.stderr[-3000:]
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_bad_inputs(tiny_wm, pong_dataset, tmp_path):
     _fails(_policy(str(tmp_path / "nowm"), pong_dataset, tmp_path / "w1", "ditto", 1),
            "No world-model checkpoint")
@@ -132,6 +133,7 @@ def test_reward_action_gap_diagnostic(tiny_wm, pong_dataset, tmp_path):
     assert "h/maxcos" in proc.stdout
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_wrong_kind_of_workdir_and_config_typos_are_named(tiny_wm, pong_dataset, tmp_path):
     policy = tmp_path / "dbc"
     proc = _policy(tiny_wm, pong_dataset, policy, "dbc", 2)

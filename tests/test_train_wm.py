@@ -154,6 +154,7 @@ def test_two_processes_with_jax_distributed_agree(pong_dataset, tmp_path):
     assert np.isfinite(sums[0]["loss"])
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_nan_loss_stops_with_step_and_metric_and_keeps_checkpoint(pong_dataset, tmp_path):
     # An absurd learning rate makes the first update blow the parameters up, so
     # the loss of step 2 is not finite; step 1 was finite and is checkpointed.

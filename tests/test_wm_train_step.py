@@ -68,6 +68,7 @@ def test_presets_load_and_have_the_spec_sizes():
     assert counts["tiny"] < 20e3, counts
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_train_step_state_and_metrics(tiny, step_fn):
     state = init_train_state(tiny, OBS, 3, jax.random.PRNGKey(0))
     assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))

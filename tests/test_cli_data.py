@@ -98,6 +98,7 @@ def test_info_split_expressions(tmp_path):
                    str(out))
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_policy_typo_leaves_nothing_behind(tmp_path):
     out = tmp_path / "d"
     args = ["record", "--game", "pong", "--episodes", 1, "--max-steps", 10, "--out", out,

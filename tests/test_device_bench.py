@@ -89,6 +89,7 @@ def test_tiny_run_writes_the_device_json(tmp_path):
     assert r["total_s"] > 0 and "wrote" in proc.stdout
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_an_isolated_part_runs_in_its_own_process(tmp_path):
     out = tmp_path / "results"
     proc = _run(["benchmarks/device.py", "--tiny", "--isolate", "--parts", "act",

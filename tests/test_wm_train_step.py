@@ -87,6 +87,7 @@ def test_train_step_state_and_metrics(tiny, step_fn):
     np.testing.assert_allclose(float(ev["loss"]), float(metrics["loss"]), rtol=1e-5)
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_loss_decreases_on_synthetic_pong(tiny, step_fn):
     state = init_train_state(tiny, OBS, 3, jax.random.PRNGKey(1))
     data = [jax.tree.map(jnp.asarray, pong_batch(np.random.default_rng(i))) for i in range(3)]

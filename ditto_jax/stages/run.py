@@ -195,15 +195,9 @@ def stage_data(config, layout, *, progress, log):
 
 
 def _checkpoint_step(workdir):
-    from ditto_jax import checkpoint as ckpt_lib
-    directory = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(directory):
-        return None
-    ckpt = ckpt_lib.Checkpointer(directory, read_only=True)
-    try:
-        return ckpt.latest_step()
-    finally:
-        ckpt.close()
+    """The newest readable checkpoint step of a stage's workdir (None: none yet)."""
+    from ditto_jax.engine import resume_step
+    return resume_step(workdir)
 
 
 def stage_wm(config, layout, *, progress, log):

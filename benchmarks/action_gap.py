@@ -17,6 +17,16 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def measure(wm_state, held, *, horizon=15, gamma=0.95, batch=256, seed=0, **kw):
+    """The action-gap table (diagnostics.action_gap) of a loaded world model on a store of
+    held-out expert episodes, from their posterior latents; `kw`: parts, rewards."""
+    from ditto_jax import diagnostics
+    from ditto_jax.stages.train_policy import encode_store, inference_model
+    latents = encode_store(wm_state, held, seed=seed)
+    return diagnostics.action_gap(inference_model(wm_state), wm_state.params, latents, held,
+                                  horizon=horizon, gamma=gamma, batch=batch, seed=seed, **kw)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -34,7 +44,7 @@ def main(argv=None):
 
     import ml_collections
     from ditto_jax import diagnostics
-    from ditto_jax.stages.train_policy import encode_store, inference_model, load_expert
+    from ditto_jax.stages.train_policy import load_expert
     from ditto_jax.stages.train_wm import load_world_model
     t0 = time.perf_counter()
     wm_state, wm_meta = load_world_model(args.wm, step=args.wm_step)
@@ -43,10 +53,8 @@ def main(argv=None):
     _, held, info = load_expert(cfg, args.expert, wm_meta)
     if held is None:
         raise SystemExit("no held-out episodes: the dataset needs more than --heldout")
-    latents = encode_store(wm_state, held, seed=args.seed)
-    result = diagnostics.action_gap(inference_model(wm_state), wm_state.params, latents, held,
-                                    horizon=args.horizon, gamma=args.gamma, batch=args.batch,
-                                    seed=args.seed)
+    result = measure(wm_state, held, horizon=args.horizon, gamma=args.gamma, batch=args.batch,
+                     seed=args.seed)
     result.update(wm=os.path.abspath(args.wm), wm_step=wm_meta.get("step"),
                   expert=args.expert, heldout_episodes=info["heldout_episodes"],
                   seconds=time.perf_counter() - t0,

@@ -114,11 +114,16 @@ def _mean_or_none(xs):
     return float(np.mean(xs)) if xs else None
 
 
-def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None):
-    """One table row from per-seed evaluation results (each a `ditto eval` result)."""
+def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None,
+                  checkpoint="final"):
+    """One table row from per-seed evaluation results (each a `ditto eval` result).
+    `checkpoint` "best": the held-out diagnostics are those logged at each seed's selected
+    step (recorded in its evaluation), not the last ones."""
     per_seed, returns_by_seed, norm_by_seed = [], [], []
     for seed, r in per_seed_evals:
         pol = (policies or {}).get(seed) or {}
+        if checkpoint == "best" and pol.get("workdir"):
+            pol = policy_record(pol["workdir"], step=(r.get("checkpoint") or {}).get("step"))
         norm = _normalise(r["returns"], (r.get("expert_return"), r.get("random_return")))
         returns_by_seed.append(r["returns"])
         if norm is not None:
@@ -140,6 +145,9 @@ def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None):
     first = per_seed_evals[0][1]
     row = {
         "method": name, "base_method": base, "label": label, "rule": rule,
+        "checkpoint": checkpoint,
+        "checkpoint_steps": [(r.get("checkpoint") or {}).get("step")
+                             for _, r in per_seed_evals],
         "protocol": first["protocol"], "max_steps": first.get("max_steps"),
         "seeds": [s for s, _ in per_seed_evals], "episodes": n,
         "returns": returns, "lengths": lengths,
@@ -163,10 +171,13 @@ def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None):
     return row
 
 
-def policy_record(workdir):
-    """What a trained policy actually was: its saved config and last diagnostics."""
+def policy_record(workdir, step=None):
+    """What a trained policy actually was: its saved config and last diagnostics (those
+    logged up to `step`, if given: a selected checkpoint's)."""
     meta = _load(os.path.join(workdir, "config.json")) or {}
     ms = _metrics(workdir)
+    if step is not None:
+        ms = [m for m in ms if m.get("step", 0) <= int(step)]
     steps = max([m["step"] for m in ms if "step" in m], default=None)
     cfg = meta.get("agent_config") or {}
     ran = {k: cfg[k] for k in _RAN_KEYS if k in cfg}
@@ -177,13 +188,13 @@ def policy_record(workdir):
                    "heldout_expert_prob": _last(ms, "heldout_expert_prob"),
                    "final_entropy": entropy if entropy is not None else _last(ms, "entropy"),
                    "train_entropy": _last(ms, "entropy")}
-    return {"ran": ran, "diagnostics": diagnostics, "meta": meta}
+    return {"ran": ran, "diagnostics": diagnostics, "meta": meta, "workdir": workdir}
 
 
 def collect_rows(config, layout):
     """Rows for every method x rule (aggregated over seeds), then the expert and random."""
     from ditto_jax.errors import DittoError
-    from ditto_jax.stages.run import eval_rules, methods_of, run_seeds
+    from ditto_jax.stages.run import eval_checkpoints, eval_rules, methods_of, run_seeds
     seeds = run_seeds(config)
     refs = {}
     for name in ("expert", "random"):
@@ -200,23 +211,26 @@ def collect_rows(config, layout):
     for method in methods_of(config):
         policies = {s: policy_record(layout.policy(method, s)) for s in seeds}
         for rule in eval_rules(config):
-            per = []
-            for seed in seeds:
-                r = _load(os.path.join(layout.eval, f"{layout.name(method, seed, rule)}.json"))
-                if r is None:
-                    raise DittoError("The evaluation stage has not finished",
-                                     path=layout.eval,
-                                     expected=f"{layout.name(method, seed, rule)}.json "
-                                              "(run --stages eval)")
-                per.append((seed, r))
-            name = method + ("-greedy" if rule == "greedy" else "")
-            rows[name] = aggregate_row(name, label(method), per, rule=rule,
-                                       base=method, policies=policies)
+            for ck in eval_checkpoints(config, method):
+                per = []
+                for seed in seeds:
+                    fname = f"{layout.name(method, seed, rule, ck)}.json"
+                    r = _load(os.path.join(layout.eval, fname))
+                    if r is None:
+                        raise DittoError("The evaluation stage has not finished",
+                                         path=layout.eval,
+                                         expected=f"{fname} (run --stages eval)")
+                    per.append((seed, r))
+                name = layout.name(method, layout.primary_seed, rule, ck)
+                rows[name] = aggregate_row(
+                    name, label(method) + (" [best held-out ckpt]" if ck == "best" else ""),
+                    per, rule=rule, base=method, policies=policies, checkpoint=ck)
     out = [aggregate_row("expert", label("expert"), refs["expert"], rule="scripted",
                          base="expert")]
     rule_order = {r: i for i, r in enumerate(eval_rules(config))}
     out += sorted(rows.values(), key=lambda r: (_order(r["base_method"]),
-                                               rule_order.get(r["rule"], 9)))
+                                               rule_order.get(r["rule"], 9),
+                                               r.get("checkpoint") == "best"))
     out.append(aggregate_row("random", label("random"), refs["random"], rule="uniform",
                              base="random"))
     # Comparisons against the baselines, same rule, over all seeds x episodes.
@@ -224,7 +238,8 @@ def collect_rows(config, layout):
     for r in out:
         if r["base_method"] in tuple(REFERENCES) + baselines():
             continue
-        suffix = "-greedy" if r["rule"] == "greedy" else ""
+        suffix = (("-greedy" if r["rule"] == "greedy" else "")
+                  + ("-best" if r.get("checkpoint") == "best" else ""))
         r["improvement_over"] = {
             b: probability_of_improvement(r["returns"], by[b + suffix]["returns"])
             for b in baselines() if b + suffix in by}
@@ -276,7 +291,13 @@ def results_markdown(results):
             lines.append(f"- {r['label']} ({r['rule']}) over {label(b)}: "
                          f"{p['p']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]")
     expert = next(r for r in rows if r["method"] == "expert")
-    lines += ["", f"Expert row: {expert['source']}.",
+    best = [r for r in rows if r.get("checkpoint") == "best"]
+    which = ("Checkpoints: final policies, except rows marked [best held-out ckpt]: each "
+             "seed's checkpoint with the highest held-out E[pi(a_E)] on expert states kept "
+             "out of training (offline selection, no real return; steps " + "; ".join(
+                 f"{r['label']}: {r['checkpoint_steps']}" for r in best) + ")."
+             if best else "Checkpoints: the final policy of every run (no selection).")
+    lines += ["", which, f"Expert row: {expert['source']}.",
               "On-policy expert agreement: the fraction of the states the learner itself "
               "visits in which it takes the action the scripted expert would take there "
               "(covariate shift shows here, not in held-out accuracy).",

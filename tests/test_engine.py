@@ -124,6 +124,17 @@ def test_a_registered_toy_method_trains_resumes_and_evaluates(tiny_wm, pong_data
         result = evaluate_workdir(str(tmp_path), episodes=2, envs=2, max_steps=40,
                                   video=False, agreement=None, references={})
         assert result["episodes"] == 2 and result["lengths"] == [40, 40]
+        assert result["checkpoint"] == {"kind": "final", "step": 8}
+        # Offline selection: the best held-out E[pi(a_E)] logged (first of ties) is kept.
+        probs = [r["heldout_expert_prob"] for r in rows]
+        best_step = rows[int(np.argmax(probs))]["step"]
+        best = evaluate_workdir(str(tmp_path), episodes=2, envs=2, max_steps=40,
+                                video=False, agreement=None, references={},
+                                checkpoint="best")
+        assert best["checkpoint"]["kind"] == "best"
+        assert best["checkpoint"]["step"] == best_step
+        assert best["checkpoint"]["value"] == pytest.approx(max(probs))
+        assert os.path.exists(tmp_path / "eval_ditto-best.json")
     finally:
         methods.unregister(toy.name)
     with pytest.raises(Exception, match="Unknown imitation method"):
@@ -211,6 +222,44 @@ def test_policy_stage_on_eight_fake_devices_matches_one(method, tiny_wm, pong_da
         out[n] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out[1]["devices"] == 1 and out[8]["devices"] == 8
     np.testing.assert_allclose(out[8]["sums"], out[1]["sums"], rtol=1e-4, atol=1e-4)
+
+
+def _fit_counter(workdir, total, signal, *, save_every=4):
+    """`fit` on a toy state (w = number of updates done) whose logged `sig` is scripted."""
+    from ditto_jax.engine import Loop, Run, Select, fit
+    advance = lambda st, start, n: ({"w": st["w"] + n}, {"loss": np.float32(0)})  # noqa
+    return fit(runs=[Run(workdir, {"kind": "toy"})], state={"w": np.float32(0)},
+               advance=advance, loop=Loop(total, 2, save_every, keep=3), compat_keys=("kind",),
+               what="toy checkpoint", on_log=lambda step, st, i, m: {"sig": signal[step]},
+               progress=False, log=lambda *_: None, select=Select("sig"))
+
+
+def _best(workdir):
+    from ditto_jax import checkpoint as ckpt_lib
+    ck = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints_best"), read_only=True)
+    try:
+        state, _ = ck.restore({"w": np.float32(0)})
+        return int(ck.restored_step), float(state["w"]), ck.read_meta()["selected"]
+    finally:
+        ck.close()
+
+
+def test_fit_keeps_the_checkpoint_with_the_best_logged_signal(tmp_path):
+    import shutil
+    wd = str(tmp_path)
+    _fit_counter(wd, 8, {2: 0.3, 4: 0.7, 6: 0.5, 8: 0.7})
+    step, w, sel = _best(wd)
+    assert (step, w) == (4, 4.0)  # a tie later does not replace the earlier step
+    assert sel == {"step": 4, "metric": "sig", "mode": "max", "value": pytest.approx(0.7)}
+    # Resumed from step 4 with a best at step 6 from the abandoned part: the replay
+    # selects afresh (here its signal differs) and the stale best is not kept.
+    wd2 = str(tmp_path / "b")
+    _fit_counter(wd2, 8, {2: 0.1, 4: 0.2, 6: 0.9, 8: 0.3})
+    assert _best(wd2)[0] == 6
+    shutil.rmtree(os.path.join(wd2, "checkpoints", "8"))
+    _fit_counter(wd2, 8, {2: 0.1, 4: 0.2, 6: 0.25, 8: 0.4})
+    step, w, sel = _best(wd2)
+    assert (step, w, sel["value"]) == (8, 8.0, pytest.approx(0.4))
 
 
 def test_next_stop_ends_chunks_at_every_host_event():

@@ -146,6 +146,32 @@ def test_results_carry_seeds_cis_diagnostics_and_provenance(smoke_run):
     assert "improvement_over" in ditto and "bc" in ditto["improvement_over"]
 
 
+def test_best_checkpoint_rows_are_selected_offline_and_labelled(smoke_run):
+    """eval.checkpoint=both adds a row per latent method for the checkpoint with the best
+    held-out E[pi(a_E)]; pixel BC (no held-out signal) keeps its final row only."""
+    workdir, _, _ = smoke_run
+    proc = run_cli("run", "--preset", "smoke", "--workdir", workdir, "--quiet",
+                   "--stages", "eval,report", "--config.methods=dbc,bc",
+                   "--config.eval.checkpoint=both")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "eval/dbc: done" in proc.stdout and "eval/dbc-best: return" in proc.stdout
+    rows = {r["method"]: r for r in _results(workdir)["rows"]}
+    assert set(rows) == {"dbc", "dbc-best", "bc", "expert", "random"}
+    best = rows["dbc-best"]
+    assert best["label"] == "D-BC [best held-out ckpt]" and best["checkpoint"] == "best"
+    metrics = [json.loads(line) for line in
+               open(os.path.join(workdir, "policies", "dbc", "metrics.jsonl"))]
+    probs = [(m["heldout_expert_prob"], -m["step"]) for m in metrics
+             if "heldout_expert_prob" in m]
+    step = -max(probs)[1]
+    assert best["checkpoint_steps"] == [step] and rows["dbc"]["checkpoint_steps"] == [20]
+    assert best["heldout_expert_prob"] == pytest.approx(max(probs)[0])
+    with open(os.path.join(workdir, "results.md")) as f:
+        md = f.read()
+    assert "| D-BC [best held-out ckpt] | sample |" in md
+    assert f"D-BC [best held-out ckpt]: [{step}]" in md
+
+
 def test_changed_policy_config_retrains_and_relabels_truthfully(smoke_run):
     workdir, _, _ = smoke_run
     proc = run_cli("run", "--preset", "smoke", "--workdir", workdir, "--quiet",

@@ -1,2 +1,3 @@
 """The training engine: `fit`, one loop for every stage."""
-from ditto_jax.engine.fit import Hook, Loop, Run, fit, next_stop, resume_step  # noqa: F401
+from ditto_jax.engine.fit import (BEST_DIR, Hook, Loop, Run, Select, fit,  # noqa: F401
+                                  next_stop, resume_step)

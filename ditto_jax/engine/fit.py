@@ -12,7 +12,10 @@ metrics of the last one. `fit` owns everything else:
              so a stage that runs its chunk as one device program (the policy stage:
              `lax.fori_loop` over sampling + update) touches the host only there;
   checks     the NaN/inf stop (before anything from that step is saved), progress with an
-             ETA, updates/s.
+             ETA, updates/s;
+  selection  optionally (`select=Select(metric)`), the checkpoint with the best logged value
+             of an offline validation metric, kept in WORKDIR/checkpoints_best next to the
+             final one (model selection without real-environment returns).
 
 Several runs can share one state (`stacked=True`: every leaf has a leading run axis, as
 when seeds are vmapped): each run keeps its own workdir, checkpoints, metrics and meta;
@@ -24,6 +27,7 @@ a checkpoint at step S reproduces an uninterrupted one.
 """
 import dataclasses
 import os
+import shutil
 import time
 from typing import Any, Callable, Optional
 
@@ -46,6 +50,8 @@ class Run:
     last_metrics: dict = dataclasses.field(default_factory=dict)
     writer: Any = None
     ckpt: Any = None
+    best: Any = None                 # Checkpointer of the selected checkpoint (`select`)
+    best_value: Optional[float] = None
 
 
 @dataclasses.dataclass
@@ -56,6 +62,25 @@ class Hook:
     every: int
     fn: Callable
     at_end: bool = True
+
+
+@dataclasses.dataclass
+class Select:
+    """Keep, per run, the checkpoint at the logged step with the best value of `metric`
+    (an `on_log` or step metric; `mode` "max" or "min") in WORKDIR/checkpoints_best. Its
+    meta gains `selected: {step, metric, mode, value}`. Ties keep the earlier step."""
+    metric: str
+    mode: str = "max"
+
+    def better(self, value, best):
+        if value is None or not np.isfinite(value):
+            return False
+        if best is None:
+            return True
+        return value > best if self.mode == "max" else value < best
+
+
+BEST_DIR = "checkpoints_best"
 
 
 @dataclasses.dataclass
@@ -90,13 +115,14 @@ def next_stop(done, loop, hooks):
 
 def fit(*, runs, state, advance, loop, compat_keys, what, hooks=(), stacked=False,
         on_log=None, desc="train", progress=True, log=print, is_main=True, change=None,
-        tracking=None, run_config=None, postfix=()):
+        tracking=None, run_config=None, postfix=(), select=None):
     """Trains `state` to `loop.total` updates; returns the final state.
 
     `runs`: list of Run (one unless `stacked`). `compat_keys`: meta keys a checkpoint must
     agree on to be resumed. `change`: advice in the NaN message. `postfix`: metric names
     shown on the progress bar. `on_log(step, state_of_run, run_index, metrics) -> dict`
-    adds host-computed metrics to each logged row (e.g. held-out diagnostics).
+    adds host-computed metrics to each logged row (e.g. held-out diagnostics). `select`:
+    a `Select`, to also keep the best checkpoint by that logged metric.
     """
     hooks = [h for h in hooks if h.every and h.every > 0]
     locks, opened = [], []
@@ -113,6 +139,12 @@ def fit(*, runs, state, advance, loop, compat_keys, what, hooks=(), stacked=Fals
             run.writer = MetricWriter(run.workdir, enabled=is_main, tracking=tracking,
                                       run_config=run_config)
         state, start = _resume(runs, state, compat_keys, what, stacked, log)
+        if select is not None:
+            for run in runs:
+                run.best = ckpt_lib.Checkpointer(os.path.join(run.workdir, BEST_DIR),
+                                                 save_every=1, keep=1, use_async=False)
+                opened.append(run.best)
+                run.best_value = _best_so_far(run.best, start)
         for run in runs:
             run.writer.truncate_after(start)  # lines logged after the checkpoint go
             if is_main:
@@ -121,7 +153,7 @@ def fit(*, runs, state, advance, loop, compat_keys, what, hooks=(), stacked=Fals
                 if run.provenance is not None:
                     run.writer.add_provenance(run.provenance, start)
         return _loop(runs, state, start, advance, loop, hooks, on_log, stacked, desc,
-                     progress, is_main, change, postfix)
+                     progress, is_main, change, postfix, select)
     finally:
         for run in runs:
             if run.writer is not None:
@@ -164,8 +196,22 @@ def _resume(runs, state, compat_keys, what, stacked, log):
     return state, start
 
 
+def _best_so_far(best, start):
+    """The selected value so far. A best step newer than the step resumed from belongs to
+    the abandoned part of the run: it is removed (the replay will find it again)."""
+    step = best.latest_step()
+    if step is not None and step > start:
+        best.wait()
+        shutil.rmtree(best.step_dir(step), ignore_errors=True)
+        best.manager.reload()
+        step = best.latest_step()
+    if step is None:
+        return None
+    return (best.read_meta().get("selected") or {}).get("value")
+
+
 def _loop(runs, state, start, advance, loop, hooks, on_log, stacked, desc, progress,
-          is_main, change, postfix):
+          is_main, change, postfix, select=None):
     from tqdm import tqdm
     bar = tqdm(total=loop.total, initial=start, unit="step", desc=desc, dynamic_ncols=True,
                disable=not (progress and is_main))
@@ -193,6 +239,14 @@ def _loop(runs, state, start, advance, loop, hooks, on_log, stacked, desc, progr
                         m["steps_per_s"] = rate
                         run.last_metrics = m
                         run.writer.write(done, m)
+                        value = m.get(select.metric) if select is not None else None
+                        if select is not None and select.better(value, run.best_value):
+                            run.best_value = float(value)
+                            chosen = dict(step=done, metric=select.metric,
+                                          mode=select.mode, value=float(value))
+                            run.best.save(done, _slice(state, i, stacked),
+                                          dict(run.meta, **run.extra, selected=chosen),
+                                          force=True)
                 if want_log:
                     last_log, last_log_step = now, done
                     shown = runs[0].last_metrics

@@ -20,6 +20,10 @@ def add_arguments(p):
     p.add_argument("--policy", default="sample", choices=["sample", "greedy"],
                    help="action rule: sample from pi (as the authors evaluate) or argmax")
     p.add_argument("--greedy", action="store_true", help="same as --policy greedy")
+    p.add_argument("--checkpoint", default="final", choices=["final", "best"],
+                   help="final: the last step (what tables report by default); best: the "
+                        "step with the best held-out E[pi(a_E|s_E)] on expert states kept "
+                        "out of training (offline model selection; no real return used)")
     p.add_argument("--wm", default=None,
                    help="world-model workdir, if it moved since training (the recorded "
                         "step is still required)")
@@ -46,7 +50,7 @@ def _expert_spec(meta):
 
 def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=12345,
                      video=True, greedy=False, max_steps=27_000, references=None,
-                     agreement="auto", progress=False, wm=None):
+                     agreement="auto", progress=False, wm=None, checkpoint="final"):
     """Evaluates a trained policy in the real game; returns (and writes) its result.
 
     references: {"expert": R_E, "random": R_R} measured under this protocol and cap; None
@@ -55,6 +59,9 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
         pipeline's results.md give the same normalised score.
     agreement: scripted-expert spec to ask in the learner's own states ("auto": the
         policy's demonstrator if scripted; None: off).
+    checkpoint: "final", or "best" by the held-out validation signal (never real return);
+        the result's `checkpoint` records which step was evaluated. Its files are
+        eval_PROTOCOL[-best].json/.mp4.
     """
     from ditto_jax.stages.train_policy import evaluate_agent, load_policy
     from ditto_jax import viz
@@ -62,7 +69,7 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
     if episodes < 1:
         raise DittoError("Nothing to evaluate", field="--episodes", expected=">= 1",
                          got=episodes)
-    agent, config, meta = load_policy(workdir, greedy=greedy, wm=wm)
+    agent, config, meta = load_policy(workdir, greedy=greedy, wm=wm, checkpoint=checkpoint)
     config.eval_envs = envs
     config.eval_max_steps = max_steps
     spec = _expert_spec(meta) if agreement == "auto" or references is None else None
@@ -93,13 +100,15 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
     result["rule"] = "greedy" if greedy else "sample"
     frames = result.pop("frames")
     result["method"] = meta["method"]
+    result["checkpoint"] = meta["checkpoint"]
+    tag = protocol + ("-best" if checkpoint == "best" else "")
     if video and frames is not None:
-        result["video"] = viz.save_video(frames, os.path.join(workdir, f"eval_{protocol}.mp4"))
+        result["video"] = viz.save_video(frames, os.path.join(workdir, f"eval_{tag}.mp4"))
         from ditto_jax.metrics import log_media  # the episode in TensorBoard (and wandb)
         log_media(workdir, video=frames, tag=f"eval/{protocol}_episode",
                   tracking=dict(config.get("tracking") or {}))
     from ditto_jax.io import write_json_atomic
-    write_json_atomic(os.path.join(workdir, f"eval_{protocol}.json"), result)
+    write_json_atomic(os.path.join(workdir, f"eval_{tag}.json"), result)
     return result
 
 
@@ -123,8 +132,12 @@ class _progress_bar:
 
 
 def format_result(r):
+    ck = r.get("checkpoint") or {}
+    which = (f"best checkpoint by {ck.get('metric')} = {ck.get('value', 0):.4f}, step "
+             f"{ck.get('step')}" if ck.get("kind") == "best" else
+             f"final checkpoint, step {ck.get('step')}" if ck else "final checkpoint")
     lines = [f"{r['method']} on {r['game']} ({r['protocol']} protocol, {r['episodes']} "
-             f"episodes, {r.get('rule', 'sample')} actions)",
+             f"episodes, {r.get('rule', 'sample')} actions, {which})",
              f"  return           {r['return_mean']:.2f} ± {r['return_se']:.2f} (s.e.)",
              f"  episode length   {r['length_mean']:.0f}"]
     if r.get("expert_normalized") is not None:
@@ -151,6 +164,7 @@ def main(args):
                               greedy=args.greedy or args.policy == "greedy",
                               max_steps=args.max_steps, wm=args.wm,
                               agreement=None if args.no_agreement else "auto",
+                              checkpoint=args.checkpoint,
                               progress=not (args.quiet or args.json))
     print(json.dumps(result) if args.json else format_result(result))
     return 0

@@ -152,14 +152,30 @@ def load_pinned_world_model(meta, workdir, wm=None):
     return wm_state, wm_meta
 
 
-def load_policy(workdir, *, greedy=False, wm=None):
+CHECKPOINTS = ("final", "best")
+
+
+def load_policy(workdir, *, greedy=False, wm=None, checkpoint="final"):
     """Restores a trained policy for evaluation: (agent, config, meta).
 
+    checkpoint: "final" (the newest step) or "best" (the step with the best held-out
+        E[pi(a_E | s_E)], kept by training in checkpoints_best: offline selection, no
+        real return). `meta["checkpoint"]` says which step was read and why.
     The world model is the one it was trained on, pinned by step; `wm` overrides its
     location (a copied run whose world model lives elsewhere).
     """
-    ckpt_dir = os.path.join(workdir, "checkpoints")
+    from ditto_jax.engine import BEST_DIR
+    if checkpoint not in CHECKPOINTS:
+        raise DittoError("Unknown checkpoint choice", field="--checkpoint",
+                         expected=" or ".join(CHECKPOINTS), got=checkpoint)
+    ckpt_dir = os.path.join(workdir, "checkpoints" if checkpoint == "final" else BEST_DIR)
     if not os.path.isdir(ckpt_dir):
+        if checkpoint == "best" and os.path.isdir(os.path.join(workdir, "checkpoints")):
+            raise DittoError(
+                "This policy has no selected checkpoint", path=ckpt_dir,
+                expected="a policy trained with held-out expert episodes "
+                         "(heldout_episodes >= 1) by a method that acts on world-model "
+                         "latents; otherwise evaluate --checkpoint final")
         raise DittoError("No policy checkpoint here", path=ckpt_dir,
                          expected="the --workdir of a `ditto train-policy` run")
     ckpt = ckpt_lib.Checkpointer(ckpt_dir, read_only=True)
@@ -175,12 +191,12 @@ def load_policy(workdir, *, greedy=False, wm=None):
         method, ctx = policy_method(meta["method"], config, wm_state, wm_meta)
         template = jax.eval_shape(lambda: method.init(config, ctx, jax.random.key(0)))
         state, _ = ckpt.restore(template)
+        meta["checkpoint"] = dict(meta.get("selected") or {}, kind=checkpoint,
+                                  step=int(ckpt.restored_step))
     finally:
         ckpt.close()
     agent = method.make_agent(config, ctx, wm_state, state, greedy=greedy)
     return agent, config, meta
-
-
 
 
 def policy_method(name, config, wm_state, wm_meta):

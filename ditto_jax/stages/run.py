@@ -55,10 +55,11 @@ class Layout:
         """'' for the run's own seed (config.seed), '-sN' for the other policy seeds."""
         return "" if int(seed) == self.primary_seed else f"-s{int(seed)}"
 
-    def name(self, method, seed=None, rule="sample"):
-        """`method[-sN][-greedy]`: the policy's (and its evaluation file's) name."""
+    def name(self, method, seed=None, rule="sample", checkpoint="final"):
+        """`method[-sN][-greedy][-best]`: the policy's (and its evaluation file's) name."""
         seed = self.primary_seed if seed is None else seed
-        return method + self.seed_suffix(seed) + ("-greedy" if rule == "greedy" else "")
+        return (method + self.seed_suffix(seed) + ("-greedy" if rule == "greedy" else "")
+                + ("-best" if checkpoint == "best" else ""))
 
     def policy(self, method, seed=None):
         return os.path.join(self.workdir, "policies", self.name(method, seed))
@@ -304,8 +305,8 @@ def _policy_meta(workdir):
 
 # The evaluation stage (imports the helpers above, so imported here, after them).
 from ditto_jax.stages.run_eval import (_eval_settings, _expert_spec, _fresh,  # noqa: E402,F401
-                                       _write_json, eval_rules, expert_result, references,
-                                       stage_eval)
+                                       _write_json, eval_checkpoints, eval_rules,
+                                       expert_result, references, stage_eval)
 
 
 def stage_report(config, layout, *, progress, log, timings=None):
@@ -333,6 +334,7 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
     methods_of(config)
     run_seeds(config)
     eval_rules(config)
+    eval_checkpoints(config)
     layout = Layout(config, workdir)
     os.makedirs(layout.workdir, exist_ok=True)
     from ditto_jax.io import lock_workdir, read_json

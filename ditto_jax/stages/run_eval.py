@@ -23,6 +23,21 @@ def eval_rules(config):
     return ["sample", "greedy"] if rule == "both" else [rule]
 
 
+def eval_checkpoints(config, method=None):
+    """Which checkpoint(s) of a policy are evaluated (`config.eval.checkpoint`): final,
+    best (by held-out E[pi(a_E)], offline selection) or both. `best` exists only for
+    methods acting on world-model latents (pixel BC has no held-out signal: final only)."""
+    from ditto_jax.methods import get
+    which = str(config.eval.get("checkpoint", "final"))
+    if which not in ("final", "best", "both"):
+        raise DittoError("Unknown checkpoint choice", field="config.eval.checkpoint",
+                         expected="final, best or both", got=which)
+    out = ["final", "best"] if which == "both" else [which]
+    if method is not None and not get(method).uses_latents:
+        out = ["final"]
+    return out
+
+
 def _eval_settings(config, seed):
     e = config.eval
     return {"episodes": int(e.episodes), "protocol": str(e.protocol),
@@ -87,45 +102,47 @@ def stage_eval(config, layout, *, progress, log):
     from ditto_jax import provenance as prov
     from ditto_jax.stages.evaluate import evaluate_workdir
     rules = eval_rules(config)
+    jobs = [(method, rule, ck) for method in methods_of(config) for rule in rules
+            for ck in eval_checkpoints(config, method)]
     for seed in run_seeds(config):
         refs = references(config, layout, seed, log=log)
         exp, rnd = refs["expert"]["return_mean"], refs["random"]["return_mean"]
         if not refs["expert"].get("comparable", True):
             exp = None
-        for method in methods_of(config):
+        for method, rule, ck in jobs:
             workdir = layout.policy(method, seed)
-            for rule in rules:
-                name = layout.name(method, seed, rule)
-                out = os.path.join(layout.eval, f"{name}.json")
-                # Redone when the policy, its config or its world model changed since.
-                settings = dict(_eval_settings(config, seed), rule=rule,
-                                policy_step=_checkpoint_step(workdir),
-                                policy_stamp=(prov.read_stamp(workdir) or {}).get(
-                                    "fingerprint"),
-                                wm_step=_policy_meta(workdir).get("world_model", {}).get(
-                                    "step"),
-                                references=[exp, rnd])
-                if _fresh(out, settings):
-                    log(f"eval/{name}: done")
-                    continue
-                t0 = time.perf_counter()
-                result = evaluate_workdir(
-                    workdir, episodes=settings["episodes"], envs=int(config.eval.envs),
-                    protocol=settings["protocol"], seed=settings["seed"],
-                    greedy=rule == "greedy", max_steps=settings["max_steps"],
-                    video=bool(config.eval.video) and method == featured_method(config)
-                    and rule == rules[0]
-                    and seed == run_seeds(config)[0],
-                    references={"expert": exp, "random": rnd},
-                    agreement=settings["expert"] if bool(config.eval.agreement) else None,
-                    progress=progress)
-                result.update(settings=settings, seed=int(seed), rule=rule)
-                _write_json(out, result)
-                agree = result.get("expert_agreement")
-                log(f"eval/{name}: return {result['return_mean']:.2f} ± "
-                    f"{result['return_se']:.2f}, length {result['length_mean']:.0f}"
-                    + (f", on-policy expert agreement {agree:.3f}" if agree is not None
-                       else "") + f" ({time.perf_counter() - t0:.0f} s)")
+            name = layout.name(method, seed, rule, ck)
+            out = os.path.join(layout.eval, f"{name}.json")
+            # Redone when the policy, its config or its world model changed since.
+            settings = dict(_eval_settings(config, seed), rule=rule,
+                            **({"checkpoint": ck} if ck != "final" else {}),
+                            policy_step=_checkpoint_step(workdir),
+                            policy_stamp=(prov.read_stamp(workdir) or {}).get(
+                                "fingerprint"),
+                            wm_step=_policy_meta(workdir).get("world_model", {}).get(
+                                "step"),
+                            references=[exp, rnd])
+            if _fresh(out, settings):
+                log(f"eval/{name}: done")
+                continue
+            t0 = time.perf_counter()
+            result = evaluate_workdir(
+                workdir, episodes=settings["episodes"], envs=int(config.eval.envs),
+                protocol=settings["protocol"], seed=settings["seed"],
+                greedy=rule == "greedy", max_steps=settings["max_steps"],
+                video=bool(config.eval.video) and method == featured_method(config)
+                and rule == rules[0] and ck == eval_checkpoints(config)[0]
+                and seed == run_seeds(config)[0], checkpoint=ck,
+                references={"expert": exp, "random": rnd},
+                agreement=settings["expert"] if bool(config.eval.agreement) else None,
+                progress=progress)
+            result.update(settings=settings, seed=int(seed), rule=rule)
+            _write_json(out, result)
+            agree = result.get("expert_agreement")
+            log(f"eval/{name}: return {result['return_mean']:.2f} ± "
+                f"{result['return_se']:.2f}, length {result['length_mean']:.0f}"
+                + (f", on-policy expert agreement {agree:.3f}" if agree is not None
+                   else "") + f" ({time.perf_counter() - t0:.0f} s)")
 
 
 def expert_result(config, layout, settings):

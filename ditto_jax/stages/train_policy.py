@@ -33,6 +33,7 @@ from ditto_jax.stages.policy_loop import (_stack_data, _with_seed, make_advance,
 ACCEPTS_EXTRA_ARGS = True
 DEFAULT_CONFIG = resources.config_path("policy.py") + ":small"  # any cwd, any install
 _COMPAT_KEYS = ("method", "agent_config", "world_model", "expert", "state_version")
+SELECT_METRIC = "heldout_expert_prob"  # the offline signal behind `--checkpoint best`
 _LOOP_FIELDS = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_every",
                 "eval_episodes", "eval_envs", "eval_max_steps", "tracking")
 
@@ -114,7 +115,7 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
     """Trains one method for every seed in `workdirs` ({seed: workdir}) as one vmapped
     program (`vmap=None`: where it pays, `vmap_pays()`, and the method allows it), else
     one seed after another. Returns (stacked states, [last evaluation per seed])."""
-    from ditto_jax.engine import Hook, Loop, Run, fit
+    from ditto_jax.engine import Hook, Loop, Run, Select, fit
     from ditto_jax.provenance import provenance
     from ditto_jax.stages.train_wm import load_world_model
     m, config = resolve(config, method, steps)
@@ -176,6 +177,9 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
                 float(np.mean([e["return_mean"] for e in evals[-10:]]))}
 
     names = ",".join(map(str, seeds))
+    # Offline model selection: the checkpoint with the best held-out E[pi(a_E | s_E)] is
+    # kept next to the final one (`ditto eval --checkpoint best`); no real return is used.
+    has_signal = actor_apply is not None and all(h is not None for h in held_latents)
     state = fit(runs=runs, state=state, advance=advance, stacked=True,
                 loop=Loop(int(config.steps), int(config.log_every), int(config.save_every),
                           int(config.keep_checkpoints)),
@@ -184,7 +188,8 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
                 desc=f"train-policy/{config.method}" + (f" seeds {names}" if len(seeds) > 1
                                                         else ""),
                 progress=progress, log=log, tracking=dict(config.get("tracking") or {}),
-                run_config=config.to_dict(), postfix=("reward", "bc_loss", "accuracy"))
+                run_config=config.to_dict(), postfix=("reward", "bc_loss", "accuracy"),
+                select=Select(SELECT_METRIC) if has_signal else None)
     return state, results
 
 

@@ -77,6 +77,8 @@ def get_config(preset="demo"):
         protocol="ditto",              # ditto | machado (SPEC §6)
         max_steps=27_000,              # agent steps per evaluation episode
         policy="sample",               # action rule: sample | greedy | both (two rows)
+        checkpoint="final",            # final | best (by held-out E[pi(a_E)]: offline
+                                       # selection, never real return) | both (two rows)
         agreement=True,                # on-policy expert agreement (scripted experts)
         expert="live",                 # expert row: live (scripted expert played under
                                        # these settings) | demos (its recorded episodes)

@@ -101,6 +101,7 @@ def test_ball_locator_agrees_with_the_ale_ram():
     assert len(out) > 10 and all(ball_position(frames[i], bg) is None for i in out)
 
 
+@pytest.mark.slow  # default-suite budget (README); the locator tests above stay
 def test_wm_compare_end_to_end_on_the_tiny_world_model(tiny_wm, pong_dataset, tmp_path,
                                                        capsys):
     out = tmp_path / "compare.json"

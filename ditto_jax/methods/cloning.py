@@ -49,7 +49,7 @@ class PixelBC(Method):
     # XLA's CPU backend runs convolutions ~25x slower inside a while loop (measured:
     # 22.5 s against 0.87 s per update at the small preset), and vmap over per-seed conv
     # weights becomes a grouped convolution: one update per host call (still sampled on
-    # device), seeds one after another.
+    # device, and jitted with no loop around it), seeds one after another.
     vmap_seeds = False
     device_loop = False
 

@@ -208,6 +208,7 @@ class Checkpointer:
         except DittoError:
             raise
         except Exception as e:  # Orbax/TensorStore raise many types for damaged files
+            _FAILED_RESTORES[0] += 1
             if _find_os_error(e) is not None and not isinstance(
                     _find_os_error(e), FileNotFoundError):
                 raise io.os_error_to_ditto(e, self.step_dir(step), "reading") from None
@@ -230,24 +231,41 @@ class Checkpointer:
 def _quiet_orphaned_reads():
     """Silences the reads a failed restore leaves behind.
 
-    When one array of a restore fails, Orbax closes its event loop while TensorStore
-    still completes the other reads; each completion then reports
-    `RuntimeError('Event loop is closed')` through `sys.unraisablehook`, one traceback per
-    array, long after the fallback has succeeded. Only that exact error is dropped; every
-    other unraisable exception still reaches the previous hook.
+    When one array of a restore fails, Orbax abandons the other arrays' reads. They then
+    report through `sys.unraisablehook`, one traceback per array, long after the
+    fallback to an older step has succeeded. Two forms have been seen:
+    - `RuntimeError('Event loop is closed')`, when TensorStore completes a read after
+      Orbax closed its event loop;
+    - an exception raised while an Orbax read coroutine (`_read_array_index_and_device_put`)
+      is closed by the garbage collector (`GeneratorExit` inside it).
+    Only these are dropped, and the second only after a restore has failed in this
+    process (`_orphaned` below); every other unraisable exception still reaches the
+    previous hook.
     """
     previous = sys.unraisablehook
     if getattr(previous, "_ditto_quiet", False):
         return
 
     def hook(unraisable):
-        exc = unraisable.exc_value
-        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
-            return
-        previous(unraisable)
+        if not _orphaned(unraisable):
+            previous(unraisable)
 
     hook._ditto_quiet = True
     sys.unraisablehook = hook
+
+
+_FAILED_RESTORES = [0]  # restores that raised in this process (orphans exist only after one)
+
+
+def _orphaned(unraisable):
+    """Whether an unraisable exception is a read left behind by a failed restore."""
+    exc = unraisable.exc_value
+    if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+        return True
+    code = getattr(unraisable.object, "cr_code", None)  # a coroutine being finalised
+    filename = getattr(code, "co_filename", "") or ""
+    return bool(_FAILED_RESTORES[0]) and (
+        f"{os.sep}orbax{os.sep}" in filename or f"{os.sep}tensorstore{os.sep}" in filename)
 
 
 class _Unreadable(Exception):

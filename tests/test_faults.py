@@ -114,6 +114,41 @@ def test_restore_failing_on_every_step_touches_nothing(tmp_path):
     assert not (tmp_path / "checkpoints.corrupt").exists()
 
 
+def test_only_reads_orphaned_by_a_failed_restore_are_silenced(monkeypatch):
+    """A failed restore leaves Orbax read coroutines behind; when the garbage collector
+    closes them they report through `sys.unraisablehook`. Exactly those are dropped, and
+    only once a restore has failed; anything else still reaches the previous hook."""
+    from ditto_jax import checkpoint
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    monkeypatch.setattr(checkpoint, "_FAILED_RESTORES", [0])
+    checkpoint._quiet_orphaned_reads()
+
+    def coroutine(filename):
+        namespace = {}
+        exec(compile("async def read():\n    pass\n", filename, "exec"), namespace)
+        return namespace["read"]()
+
+    orbax_read = coroutine(os.path.join("site-packages", "orbax", "serialization.py"))
+    ours = coroutine(os.path.join("ditto_jax", "engine.py"))
+    lost = types.SimpleNamespace(exc_value=Exception("Encountered error while reading"),
+                                 object=orbax_read)
+    mine = types.SimpleNamespace(exc_value=Exception("a real bug"), object=ours)
+    loop = types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed"), object=None)
+    try:
+        sys.unraisablehook(lost)  # no restore has failed yet: reported
+        sys.unraisablehook(loop)  # always an orphan: dropped
+        checkpoint._FAILED_RESTORES[0] = 1
+        sys.unraisablehook(lost)  # now an orphan: dropped
+        sys.unraisablehook(mine)  # not Orbax's: reported
+        sys.unraisablehook(types.SimpleNamespace(exc_value=ValueError("x"), object=None))
+    finally:
+        orbax_read.close()
+        ours.close()
+    assert [u.exc_value.args[0] for u in seen] == [
+        "Encountered error while reading", "a real bug", "x"]
+
+
 def test_save_refuses_a_nonfinite_state_and_names_the_last_good_step(tmp_path):
     import jax.numpy as jnp
     from ditto_jax.checkpoint import Checkpointer

@@ -59,6 +59,7 @@ def test_benchmark_and_its_modules_import_without_the_blocked_packages(tmp_path)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_tiny_run_writes_the_device_json(tmp_path):
     """The whole --tiny benchmark, in one process, with the packages blocked."""
     out = tmp_path / "results"

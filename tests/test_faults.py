@@ -490,6 +490,7 @@ def test_cli_refuses_changed_objective(two_step_wm, pong_dataset, tmp_path):
     assert sorted(os.listdir(workdir / "checkpoints")) == before
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_cli_second_writer_gets_the_pid(tmp_path, pong_dataset):
     workdir = tmp_path / "wm"
     holder = _hold_lock(workdir)

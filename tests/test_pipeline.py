@@ -212,6 +212,7 @@ def test_world_model_fields_decide_reuse(tmp_path):
     assert os.path.exists(os.path.join(tmp_path, moved, "marker"))
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_a_copied_run_evaluates_after_the_original_is_deleted(smoke_run, tmp_path):
     import shutil
     workdir, _, _ = smoke_run

@@ -22,6 +22,7 @@ def _rows(workdir):
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_ditto_20_updates_then_eval_in_real_env(tiny_wm, pong_dataset, tmp_path):
     proc = _policy(tiny_wm, pong_dataset, tmp_path, "ditto", 20)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -63,6 +64,7 @@ def test_baselines_train_and_checkpoint(method, tiny_wm, pong_dataset, tmp_path)
     assert "10" in os.listdir(tmp_path / "checkpoints")
 
 
+@pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_resume_matches_uninterrupted(tiny_wm, pong_dataset, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     args = ("--config.eval_every=0", "--config.log_every=1", "--config.save_every=5")

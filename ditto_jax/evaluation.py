@@ -93,7 +93,8 @@ def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=2
             carry, actions = agent.act(carry, obs, is_first, step_key)
             actions = np.asarray(actions)
             if observer is not None:  # before the step: the state the learner acts in
-                observer.observe(obs, is_first, actions, counted=active & ~needs_reset)
+                observer.observe(obs, is_first, actions, counted=active & ~needs_reset,
+                                 probs=getattr(agent, "last_probs", None))
             if recording:
                 frames.append(np.asarray(obs[slot_of_episode0]))
             obs, reward, terminated, truncated, _ = env.step(actions)
@@ -199,28 +200,51 @@ class ExpertAgreement:
     what it would do; agreement = fraction of counted steps where the learner's action is
     the expert's. Agreement on expert states (held-out accuracy) cannot see covariate
     shift; this can.
+
+    When the learner exposes pi(.|s) (`probs`, (num_envs, A), as the trained-policy agents
+    do), the same states also give:
+    - `expert_prob_on_policy`: E[pi(a_E|s)] over the learner's own states;
+    - `argmax_agreement_on_policy`: how often argmax pi is the expert's action there.
+    Under sampled play, agreement estimates the first; a greedy policy in these same states
+    would score the second. A gap between them says the errors are sampling noise, which
+    greedy play removes; no gap says the errors are the policy's confident choices.
     """
 
     def __init__(self, spec, game, num_actions):
         self.spec, self.game, self.num_actions = spec, game, num_actions
         self.agree = self.total = 0
+        self.prob_sum, self.argmax_agree, self.prob_total = 0.0, 0, 0
 
     def bind(self, env, seed):
         self.inner = ScriptedAgent(self.spec, self.game, self.num_actions)
         self.inner.bind(env, seed)
 
-    def observe(self, obs, is_first, actions, counted):
+    def observe(self, obs, is_first, actions, counted, probs=None):
         _, expert = self.inner.act(None, obs, is_first, None)
+        expert = np.asarray(expert)
         for i, (policy, a) in enumerate(zip(self.inner.policies, actions)):
             if hasattr(policy, "note_action"):  # the learner's action is the one taken
                 policy.note_action(int(a))
         counted = np.asarray(counted, bool)
         self.agree += int(((expert == actions) & counted).sum())
         self.total += int(counted.sum())
+        if probs is not None:
+            probs = np.asarray(probs, np.float64)
+            assert probs.shape == (len(expert), self.num_actions), (
+                f"probs must be (num_envs, num_actions) = {(len(expert), self.num_actions)}, "
+                f"got {probs.shape}")
+            p_expert = probs[np.arange(len(expert)), expert]
+            self.prob_sum += float(p_expert[counted].sum())
+            self.argmax_agree += int(((probs.argmax(-1) == expert) & counted).sum())
+            self.prob_total += int(counted.sum())
 
     def result(self):
-        return {"expert_agreement": self.agree / self.total if self.total else None,
-                "expert_agreement_steps": self.total, "expert_agreement_with": self.spec}
+        out = {"expert_agreement": self.agree / self.total if self.total else None,
+               "expert_agreement_steps": self.total, "expert_agreement_with": self.spec}
+        if self.prob_total:
+            out.update(expert_prob_on_policy=self.prob_sum / self.prob_total,
+                       argmax_agreement_on_policy=self.argmax_agree / self.prob_total)
+        return out
 
 
 class RandomAgent:

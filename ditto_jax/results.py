@@ -14,6 +14,9 @@ One row per (method, action rule), aggregated over the run's policy seeds:
                                           where no comparable expert reference exists
   human_normalized                        null when any episode was capped
   expert_agreement                        on-policy agreement with the scripted expert
+  expert_prob_on_policy, argmax_agreement_on_policy
+                                          in the same learner states: E[pi(a_E|s)], and
+                                          how often argmax pi is the expert's action
   heldout_action_accuracy, heldout_expert_prob, final_entropy
                                           the policy on held-out expert states
   per_seed                                the same per seed
@@ -134,6 +137,8 @@ def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None,
             "expert_normalized": r.get("expert_normalized"),
             "human_normalized": r.get("human_normalized"),
             "expert_agreement": r.get("expert_agreement"),
+            "expert_prob_on_policy": r.get("expert_prob_on_policy"),
+            "argmax_agreement_on_policy": r.get("argmax_agreement_on_policy"),
             "expert_return": r.get("expert_return"), "random_return": r.get("random_return"),
             **pol.get("diagnostics", {})})
     returns = [x for rs in returns_by_seed for x in rs]
@@ -160,6 +165,10 @@ def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None,
         "human_normalized": (None if any(p["human_normalized"] is None for p in per_seed)
                              else _mean_or_none([p["human_normalized"] for p in per_seed])),
         "expert_agreement": _mean_or_none([p["expert_agreement"] for p in per_seed]),
+        "expert_prob_on_policy": _mean_or_none([p["expert_prob_on_policy"]
+                                                for p in per_seed]),
+        "argmax_agreement_on_policy": _mean_or_none([p["argmax_agreement_on_policy"]
+                                                     for p in per_seed]),
         "source": first.get("source", "real-game evaluation"),
         "per_seed": per_seed,
     }
@@ -256,6 +265,11 @@ def _ci(point, ci, spec=".2f"):
     return f"{point:{spec}} [{ci[0]:{spec}}, {ci[1]:{spec}}]" if ci else f"{point:{spec}}"
 
 
+def _on_policy_probs(row):
+    p, a = row.get("expert_prob_on_policy"), row.get("argmax_agreement_on_policy")
+    return "—" if p is None or a is None else f"{p:.3f} / {a:.3f}"
+
+
 def results_markdown(results):
     rows = results["rows"]
     seeds = results["seeds"]
@@ -269,15 +283,16 @@ def results_markdown(results):
              "and random rows measured under the same protocol, cap and evaluation seeds. "
              "Rule: how the policy picks its action (sample from pi, or greedy argmax).", "",
              "| method | rule | return IQM [95% CI] | mean ± s.e. | episode length | "
-             "expert-norm. IQM [95% CI] | on-policy expert agreement | held-out accuracy "
+             "expert-norm. IQM [95% CI] | on-policy expert agreement | on-policy "
+             "E[pi(a_E)] / argmax agreement | held-out accuracy "
              "| held-out E[pi(a_E)] | final entropy | seeds x episodes |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['label']} | {r['rule']} | {_ci(r['iqm'], r['iqm_ci'])} | "
             f"{r['return_mean']:.2f} ± {r['return_se']:.2f} | {r['length_mean']:.0f} | "
             f"{_ci(r['expert_normalized_iqm'], r['expert_normalized_ci'], '.3f')} | "
-            f"{_fmt(r.get('expert_agreement'), '.3f')} | "
+            f"{_fmt(r.get('expert_agreement'), '.3f')} | {_on_policy_probs(r)} | "
             f"{_fmt(r.get('heldout_action_accuracy'), '.3f')} | "
             f"{_fmt(r.get('heldout_expert_prob'), '.3f')} | "
             f"{_fmt(r.get('final_entropy'), '.3f')} | {len(r['seeds'])} x "
@@ -300,7 +315,10 @@ def results_markdown(results):
     lines += ["", which, f"Expert row: {expert['source']}.",
               "On-policy expert agreement: the fraction of the states the learner itself "
               "visits in which it takes the action the scripted expert would take there "
-              "(covariate shift shows here, not in held-out accuracy).",
+              "(covariate shift shows here, not in held-out accuracy). In the same "
+              "states: the policy's mean probability of the expert's action, and how often "
+              "its argmax is the expert's action (what greedy play would choose there; a "
+              "gap to the sampled agreement means errors that greedy play removes).",
               f"Wall time: {results['wall_time_s'] / 60:.1f} min "
               f"({', '.join(f'{k} {v / 60:.1f}' for k, v in results['stage_seconds'].items())}"
               f" min) in the last invocation of each stage.", ""]

@@ -153,3 +153,68 @@ def test_breakout_expert_five_episodes():
     result = run_episodes("expert", "breakout", "ditto", episodes=5, seed=0,
                           max_steps=27_000)
     assert result["mean_return"] >= 300, result
+
+
+class _ProbsAgent:
+    """A learner exposing pi(.|s) as the trained-policy agents do (`last_probs`): it plays
+    `inner` (None: uniform random) and reports `probs_of(actions)` as its distribution."""
+
+    def __init__(self, inner, num_actions, probs_of):
+        self.inner, self.num_actions, self.probs_of = inner, num_actions, probs_of
+        self.rng = np.random.default_rng(0)
+
+    def bind(self, env, seed):
+        if self.inner is not None:
+            self.inner.bind(env, seed)
+
+    def init(self, num_envs):
+        return None
+
+    def act(self, carry, obs, is_first, key):
+        if self.inner is not None:
+            _, actions = self.inner.act(None, obs, is_first, None)
+        else:
+            actions = self.rng.integers(self.num_actions, size=len(obs))
+        self.last_probs = self.probs_of(np.asarray(actions))
+        return carry, actions
+
+
+def test_on_policy_agreement_and_expert_probability_in_the_learners_states():
+    """In the learner's own states (real ALE, the tracker expert asked at every step):
+    agreement counts the actions taken; E[pi(a_E)] and argmax agreement read pi(.|s)."""
+    from ditto_jax.envs import atari
+    from ditto_jax.envs.vector import make_vector_env
+    from ditto_jax.evaluation import ExpertAgreement, ScriptedAgent, run_episodes as play
+    n = len(atari.action_meanings("pong"))
+
+    def measure(agent):
+        observer = ExpertAgreement("tracker", "pong", n)
+        play(lambda k: make_vector_env("pong", k, "ditto", size=(64, 64), seed=3,
+                                       backend="sync"),
+             agent, episodes=2, num_envs=2, seed=3, max_steps=60, observer=observer)
+        return observer.result()
+
+    # The expert itself, one-hot: agrees everywhere, by all three measures.
+    me = measure(_ProbsAgent(ScriptedAgent("tracker", "pong", n), n,
+                             lambda a: np.eye(n)[a]))
+    assert me["expert_agreement_steps"] == 120
+    assert me["expert_agreement"] == me["expert_prob_on_policy"] == 1.0
+    assert me["argmax_agreement_on_policy"] == 1.0
+    # Uniform random play reporting a uniform pi: E[pi(a_E)] is exactly 1/A, whatever the
+    # expert says; argmax (first of ties = action 0) agrees exactly when the expert says 0.
+    rand = measure(_ProbsAgent(None, n, lambda a: np.full((len(a), n), 1.0 / n)))
+    assert rand["expert_prob_on_policy"] == pytest.approx(1.0 / n)
+    assert rand["expert_agreement"] < 0.6
+    assert 0.0 <= rand["argmax_agreement_on_policy"] < 1.0
+    # A learner that plays the expert's action but puts only 0.4 on it (the rest spread):
+    # sampled agreement 1, E[pi(a_E)] 0.4, argmax still the expert's action.
+    def soft(a):
+        p = np.full((len(a), n), 0.6 / (n - 1))
+        p[np.arange(len(a)), a] = 0.4
+        return p
+    sure = measure(_ProbsAgent(ScriptedAgent("tracker", "pong", n), n, soft))
+    assert sure["expert_agreement"] == 1.0 and sure["argmax_agreement_on_policy"] == 1.0
+    assert sure["expert_prob_on_policy"] == pytest.approx(0.4)
+    # Without pi(.|s) (scripted agents), only the agreement is reported.
+    plain = measure(ScriptedAgent("tracker", "pong", n))
+    assert plain["expert_agreement"] == 1.0 and "expert_prob_on_policy" not in plain

@@ -37,6 +37,10 @@ def test_smoke_results_have_a_finite_row_per_method(smoke_run):
         assert row["protocol"] == "ditto"
         if name != "expert":  # the expert row is its recorded demonstrations
             assert row["episodes"] >= 10 and len(row["returns"]) == row["episodes"]
+        if name in METHODS:  # every learner is asked in its own states (tracker expert)
+            for key in ("expert_agreement", "expert_prob_on_policy",
+                        "argmax_agreement_on_policy"):
+                assert 0.0 <= row[key] <= 1.0, (name, key, row[key])
     # Normalisation is against this table's own expert and random rows.
     assert rows["expert"]["expert_normalized"] == pytest.approx(1.0)
     assert rows["random"]["expert_normalized"] == pytest.approx(0.0)
@@ -44,6 +48,9 @@ def test_smoke_results_have_a_finite_row_per_method(smoke_run):
         md = f.read()
     for label in ("DITTO", "D-BC", "D-GAIL", "BC (pixels)", "Expert", "Random"):
         assert f"| {label} |" in md
+    d = rows["ditto"]
+    assert (f"| {d['expert_agreement']:.3f} | {d['expert_prob_on_policy']:.3f} / "
+            f"{d['argmax_agreement_on_policy']:.3f} |") in md
     for rel in results["artefacts"].values():
         assert os.path.getsize(os.path.join(workdir, rel)) > 0, rel
     assert set(results["artefacts"]) == {"bar_chart", "learning_curves", "video",

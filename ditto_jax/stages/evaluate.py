@@ -150,6 +150,9 @@ def format_result(r):
         lines.append(f"  on-policy expert agreement {r['expert_agreement']:.3f} "
                      f"({r['expert_agreement_steps']} learner states, asked "
                      f"{r['expert_agreement_with']})")
+    if r.get("expert_prob_on_policy") is not None:
+        lines.append(f"  in those states  E[pi(a_E)] {r['expert_prob_on_policy']:.3f}, "
+                     f"argmax pi = a_E {r['argmax_agreement_on_policy']:.3f}")
     if r.get("human_normalized") is not None:
         lines.append(f"  human-normalised  {r['human_normalized']:.3f}")
     if r.get("video"):

@@ -17,7 +17,10 @@ from ditto_jax.stages.policy_data import inference_model
 
 
 class WorldModelAgent:
-    """Acts from pixels: encoder -> RSSM posterior filter -> actor, jitted and batched."""
+    """Acts from pixels: encoder -> RSSM posterior filter -> actor, jitted and batched.
+
+    After each `act`, `last_probs` holds pi(.|s) for that step's states, (num_envs, A).
+    """
 
     def __init__(self, wm_state, actor_apply, actor_params, *, greedy=False):
         from ditto_jax.models.world_model import WorldModel
@@ -34,7 +37,7 @@ class WorldModelAgent:
                                        method=WorldModel.obs_step)
             logits = actor_apply(actor_params, get_feat(post))
             action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(k_act, logits)
-            return (post, jax.nn.one_hot(action, action_dim)), action
+            return (post, jax.nn.one_hot(action, action_dim)), action, jax.nn.softmax(logits)
 
         self._act = act
         self._init = lambda n: (self.model.apply(self.params, n,
@@ -45,13 +48,17 @@ class WorldModelAgent:
         return self._init(num_envs)
 
     def act(self, carry, obs, is_first, key):
-        carry, action = self._act(self.params, self.actor_params, carry, jnp.asarray(obs),
-                                  jnp.asarray(is_first), key)
+        carry, action, probs = self._act(self.params, self.actor_params, carry,
+                                         jnp.asarray(obs), jnp.asarray(is_first), key)
+        self.last_probs = probs  # pi(.|s) of this step, for on-policy diagnostics
         return carry, np.asarray(action)
 
 
 class PixelBCAgent:
-    """Pixel BC acting on the last k frames (repeating the first frame of an episode)."""
+    """Pixel BC acting on the last k frames (repeating the first frame of an episode).
+
+    After each `act`, `last_probs` holds pi(.|s) for that step's states, (num_envs, A).
+    """
 
     def __init__(self, net, params, frame_stack, *, greedy=False):
         self.params, self.k = params, frame_stack
@@ -59,7 +66,8 @@ class PixelBCAgent:
         @jax.jit
         def act(params, frames, key):
             logits = net.apply(params, frames)
-            return jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
+            action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
+            return action, jax.nn.softmax(logits)
 
         self._act = act
 
@@ -73,7 +81,8 @@ class PixelBCAgent:
         first = np.asarray(is_first)
         carry = np.where(first[:, None, None, None], np.repeat(obs, self.k, axis=-1),
                          np.concatenate([carry[..., 1:], obs], axis=-1))
-        return carry, np.asarray(self._act(self.params, carry, key))
+        action, self.last_probs = self._act(self.params, carry, key)
+        return carry, np.asarray(action)
 
 
 def _relpath(path, start):

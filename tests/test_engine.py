@@ -166,7 +166,7 @@ def test_any_chunking_of_the_device_loop_gives_the_same_state(tiny_wm, pong_data
     np.testing.assert_allclose(ma["actor_loss"], mb["actor_loss"], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("method", ["ditto", pytest.param("dbc", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("method", [pytest.param("ditto", marks=pytest.mark.slow), "dbc"])
 def test_each_vmapped_seed_equals_that_seed_trained_alone(method, tiny_wm, pong_dataset,
                                                          tmp_path):
     from ditto_jax.stages.train_policy import train_policy, train_policy_seeds

@@ -80,7 +80,7 @@ def test_checkpoint_resume_prints_step_and_extends(pong_dataset, tmp_path):
 
 
 def test_kill_minus_nine_then_resume_matches_uninterrupted(pong_dataset, tmp_path):
-    steps = 120
+    steps = 60
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     common = ["--config.train.save_every=10"]
     assert _train(pong_dataset, ref, steps, *common).returncode == 0
@@ -94,7 +94,7 @@ def test_kill_minus_nine_then_resume_matches_uninterrupted(pong_dataset, tmp_pat
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         done = [d for d in os.listdir(ckpt_dir) if d.isdigit()] if ckpt_dir.exists() else []
-        if any(int(d) >= 30 for d in done):
+        if any(int(d) >= 20 for d in done):
             break
         time.sleep(0.05)
     if proc.poll() is not None:

@@ -213,7 +213,7 @@ class ExpertAgreement:
     def __init__(self, spec, game, num_actions):
         self.spec, self.game, self.num_actions = spec, game, num_actions
         self.agree = self.total = 0
-        self.prob_sum, self.argmax_agree, self.prob_total = 0.0, 0, 0
+        self.prob_sum, self.argmax_agree, self.with_probs = 0.0, 0, False
 
     def bind(self, env, seed):
         self.inner = ScriptedAgent(self.spec, self.game, self.num_actions)
@@ -236,14 +236,14 @@ class ExpertAgreement:
             p_expert = probs[np.arange(len(expert)), expert]
             self.prob_sum += float(p_expert[counted].sum())
             self.argmax_agree += int(((probs.argmax(-1) == expert) & counted).sum())
-            self.prob_total += int(counted.sum())
+            self.with_probs = True
 
     def result(self):
         out = {"expert_agreement": self.agree / self.total if self.total else None,
                "expert_agreement_steps": self.total, "expert_agreement_with": self.spec}
-        if self.prob_total:
-            out.update(expert_prob_on_policy=self.prob_sum / self.prob_total,
-                       argmax_agreement_on_policy=self.argmax_agree / self.prob_total)
+        if self.with_probs and self.total:  # the agent reports pi(.|s) at every step
+            out.update(expert_prob_on_policy=self.prob_sum / self.total,
+                       argmax_agreement_on_policy=self.argmax_agree / self.total)
         return out
 
 

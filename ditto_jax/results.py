@@ -112,6 +112,10 @@ def _normalise(returns, ref):
     return [(r - rnd) / (exp - rnd) for r in returns]
 
 
+# The evaluation's on-policy diagnostics (evaluation.ExpertAgreement), averaged over seeds.
+_ON_POLICY = ("expert_agreement", "expert_prob_on_policy", "argmax_agreement_on_policy")
+
+
 def _mean_or_none(xs):
     xs = [x for x in xs if x is not None]
     return float(np.mean(xs)) if xs else None
@@ -136,9 +140,7 @@ def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None,
             "length_mean": r["length_mean"], "episodes": r["episodes"],
             "expert_normalized": r.get("expert_normalized"),
             "human_normalized": r.get("human_normalized"),
-            "expert_agreement": r.get("expert_agreement"),
-            "expert_prob_on_policy": r.get("expert_prob_on_policy"),
-            "argmax_agreement_on_policy": r.get("argmax_agreement_on_policy"),
+            **{k: r.get(k) for k in _ON_POLICY},
             "expert_return": r.get("expert_return"), "random_return": r.get("random_return"),
             **pol.get("diagnostics", {})})
     returns = [x for rs in returns_by_seed for x in rs]
@@ -164,11 +166,7 @@ def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None,
         "expert_normalized_iqm": niqm, "expert_normalized_ci": nci,
         "human_normalized": (None if any(p["human_normalized"] is None for p in per_seed)
                              else _mean_or_none([p["human_normalized"] for p in per_seed])),
-        "expert_agreement": _mean_or_none([p["expert_agreement"] for p in per_seed]),
-        "expert_prob_on_policy": _mean_or_none([p["expert_prob_on_policy"]
-                                                for p in per_seed]),
-        "argmax_agreement_on_policy": _mean_or_none([p["argmax_agreement_on_policy"]
-                                                     for p in per_seed]),
+        **{k: _mean_or_none([p[k] for p in per_seed]) for k in _ON_POLICY},
         "source": first.get("source", "real-game evaluation"),
         "per_seed": per_seed,
     }

@@ -14,7 +14,8 @@ means the errors are the policy's confident choices, which greedy play keeps.
         --only ditto-s3,ditto_bcinit-s3,dbc-s3 --episodes 4 \\
         --out benchmarks/results/study/onpolicy_errors.json
 
-Writes the JSON after every policy (a killed run keeps what finished). Returns are
+Writes the JSON after every policy (a killed run keeps what finished; a re-run adds
+to or replaces entries by name, never drops others). Returns are
 reported without normalisation (no references are measured here).
 """
 import argparse
@@ -61,10 +62,15 @@ def main(argv=None):
     p.add_argument("--max-steps", type=int, default=27_000)
     p.add_argument("--out", required=True, help="JSON output")
     args = p.parse_args(argv)
+    if not os.path.isdir(args.policies):
+        raise SystemExit(f"--policies {args.policies}: not a folder of policy workdirs")
     names = [n for n in args.only.split(",") if n] or sorted(os.listdir(args.policies))
     out = {"command": "python benchmarks/onpolicy_errors.py "
                       + " ".join(argv if argv is not None else sys.argv[1:]),
            "policies": {}}
+    if os.path.exists(args.out):  # keep the policies an earlier run measured
+        with open(args.out) as f:
+            out["policies"] = json.load(f).get("policies", {})
     for i, name in enumerate(names):
         r = measure(os.path.join(args.policies, name), episodes=args.episodes,
                     envs=args.envs, seed=args.seed, max_steps=args.max_steps)
@@ -82,4 +88,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from ditto_jax.errors import DittoError
+    try:
+        main()
+    except DittoError as e:  # a named workdir that is not a trained policy, etc.
+        raise SystemExit(f"onpolicy_errors: {e}")

@@ -30,6 +30,9 @@ def get_config(preset="small"):
     # DITTO (BC init), method ditto_bcinit: D-BC updates, then critic-only warm-up.
     c.bc_init_steps = 500
     c.critic_warmup_steps = 200
+    # DITTO (BC trust region), method ditto_bctr: the same start, then DITTO's actor loss
+    # + bc_weight * -log pi(a_E | s_E) on the window start states for all of training.
+    c.bc_weight = 1.0
     c.lr = 3e-4
     c.eps = 1e-5
     c.clip = 100.0

@@ -108,7 +108,8 @@ def test_ditto_bctr_trains_end_to_end(tiny_wm, pong_dataset, tmp_path):
                    os.path.join(REPO, "experiments/configs/policy.py:tiny"), "--wm", tiny_wm,
                    "--expert", pong_dataset, "--workdir", tmp_path, "--steps", 8, "--quiet",
                    "--config.eval_every=0", "--config.log_every=1", "--config.bc_init_steps=2",
-                   "--config.critic_warmup_steps=2", "--config.bc_weight=0.5")
+                   "--config.critic_warmup_steps=2", "--config.bc_weight=0.5",
+                   "--config.probe_every=4")
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
     train = {r["step"]: r for r in rows if "phase" in r}
@@ -116,6 +117,19 @@ def test_ditto_bctr_trains_end_to_end(tiny_wm, pong_dataset, tmp_path):
     for s in (5, 8):    # the trust region is on in the DITTO phase, for the whole of it
         assert np.isfinite(train[s]["trust_nll"]) and train[s]["trust_nll"] > 0
     assert json.load(open(tmp_path / "config.json"))["config"]["bc_weight"] == 0.5
+    # The offline probes (stages/policy_probes.py) at every 4th update: reward spread for
+    # maxcos and l2 (the tiny preset's reward is maxcos) and the Eq. 7 drift.
+    for s in (4, 8):
+        probe = {k: v for k, v in train[s].items() if k.startswith(("spread/", "drift_"))}
+        for name in ("maxcos", "l2"):
+            for key in ("expert_mean", "expert_std", "deviate_q50", "random_q90",
+                        "policy_mean", "margin_deviate", "margin_random", "margin_policy"):
+                assert np.isfinite(probe[f"spread/{name}/{key}"]), (s, name, key)
+        assert -1 <= probe["spread/maxcos/expert_mean"] <= 1
+        assert probe["spread/l2/expert_mean"] <= 0
+        assert probe["drift_mean"] >= 0 and probe["drift_last"] >= 0
+        assert probe["drift_expert"] >= 0
+    assert not any(k.startswith("spread/") for k in train[3])
     proc = run_cli("train-policy", "--method", "ditto_bctr", "--config",
                    os.path.join(REPO, "experiments/configs/policy.py:tiny"), "--wm", tiny_wm,
                    "--expert", pong_dataset, "--workdir", tmp_path / "bad", "--steps", 2,

@@ -136,3 +136,18 @@ def test_dgail_dominance_fires_when_the_policy_does_not_imitate():
             alarms.append(methods.get("dgail").host_metrics(config, jax.device_get(m)))
     assert alarms[0]["disc_alarm"] == 0.0          # an untrained discriminator: silent
     assert alarms[-1]["disc_dominant"] == 1.0 and alarms[-1]["disc_collapsed"] == 0.0
+
+
+def test_drift_script_spearman():
+    """benchmarks/drift.py ranks by -drift: less drift with more agreement is rho = 1."""
+    import importlib.util
+    import os
+    from tests.conftest import REPO
+    spec = importlib.util.spec_from_file_location(
+        "drift_script", os.path.join(REPO, "benchmarks", "drift.py"))
+    drift = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(drift)
+    d = {"a": 1.0, "b": 2.0, "c": 3.0, "x": 9.0}
+    assert drift.spearman(d, {"a": 0.9, "b": 0.8, "c": 0.7})["rho"] == pytest.approx(1.0)
+    assert drift.spearman(d, {"a": 0.7, "b": 0.8, "c": 0.9})["rho"] == pytest.approx(-1.0)
+    assert drift.spearman(d, {"a": 0.7, "b": 0.8})["rho"] is None

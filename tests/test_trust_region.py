@@ -104,6 +104,8 @@ def test_bad_bc_weight_is_named(tmp_path):
 
 
 def test_ditto_bctr_trains_end_to_end(tiny_wm, pong_dataset, tmp_path):
+    """Also exercises the offline probes in train-policy and the two probe scripts."""
+    root, tmp_path = tmp_path, tmp_path / "policies" / "bctr"
     proc = run_cli("train-policy", "--method", "ditto_bctr", "--config",
                    os.path.join(REPO, "experiments/configs/policy.py:tiny"), "--wm", tiny_wm,
                    "--expert", pong_dataset, "--workdir", tmp_path, "--steps", 8, "--quiet",
@@ -130,6 +132,25 @@ def test_ditto_bctr_trains_end_to_end(tiny_wm, pong_dataset, tmp_path):
         assert probe["drift_mean"] >= 0 and probe["drift_last"] >= 0
         assert probe["drift_expert"] >= 0
     assert not any(k.startswith("spread/") for k in train[3])
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks", "drift.py"),
+                           "--policies", str(root / "policies"), "--length", "6", "--batch",
+                           "4", "--out", str(root / "drift.json")],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scored = json.load(open(root / "drift.json"))["policies"]["bctr"]
+    assert scored["method"] == "ditto_bctr" and scored["drift_mean"] >= 0
+    assert np.isfinite(scored["spread/l2/margin_policy"])
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "benchmarks",
+                                                        "reward_spread.py"),
+                           "--wm", tiny_wm, "--expert", pong_dataset, "--horizon", "3",
+                           "--batch", "8", "--out", str(root / "spread.json")],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    spread = json.load(open(root / "spread.json"))["results"]
+    assert set(spread) == {"maxcos", "l2"} and spread["l2"]["expert_mean"] <= 0
+    assert all(np.isfinite(v) for r in spread.values() for v in r.values())
     proc = run_cli("train-policy", "--method", "ditto_bctr", "--config",
                    os.path.join(REPO, "experiments/configs/policy.py:tiny"), "--wm", tiny_wm,
                    "--expert", pong_dataset, "--workdir", tmp_path / "bad", "--steps", 2,

@@ -40,6 +40,11 @@ VARIANTS = {
     "h5_eta0.3_cosine": ("ditto", {"horizon": 5, "entropy": 0.3, "reward": "cosine"}),
     "h5_eta0.3_l2": ("ditto", {"horizon": 5, "entropy": 0.3, "reward": "l2"}),
     "h5_eta0.3_sparse": ("ditto", {"horizon": 5, "entropy": 0.3, "reward": "sparse"}),
+    # BC trust-region weight (issue 18, part 4) on the demo's DITTO (BC init, l2) settings;
+    # bc_weight 0 is DITTO (BC init, l2) itself.
+    **{f"demo_bctr{w}": ("ditto_bctr", {"horizon": 5, "entropy": 0.3, "reward": "l2",
+                                        "bc_init_steps": -1, "critic_warmup_steps": -1,
+                                        "bc_weight": w}) for w in (0.0, 0.1, 0.3, 1.0, 3.0)},
 }
 
 
@@ -85,7 +90,7 @@ def main(argv=None):
             ms = [json.loads(line) for line in f if line.strip()]
         curve = [{k: m.get(k) for k in ("step", "entropy", "heldout_action_accuracy",
                                          "heldout_expert_prob", "heldout_entropy", "reward",
-                                         "first_q_gap")} for m in ms]
+                                         "first_q_gap", "trust_nll")} for m in ms]
         last = curve[-1]
         results[name] = {"method": method, "overrides": overrides, "seconds": seconds,
                          "final": last, "curve": curve}

@@ -119,6 +119,7 @@ _POLICY_BOUNDS = {
     "heldout_episodes": (0, False), "eval_every": (0, False), "eval_episodes": (1, False),
     "eval_envs": (1, False), "eval_max_steps": (1, False), "bc_init_steps": (0, False),
     "critic_warmup_steps": (0, False), "bc_frame_stack": (1, False),
+    "probe_every": (0, False), "probe_batch": (1, False), "drift_length": (1, False),
 }
 _WM_CHOICES = {
     "model.decoder": ("conv_transpose", "upsample", "depth_to_space"),

@@ -84,8 +84,14 @@ def policy_logits(config, num_actions):
     return actor.apply
 
 
-def make_imagination_step(config, *, img_step, feat, num_actions, action_dim):
-    """DITTO (config.reward in maxcos/cosine/l2/sparse) or D-GAIL (config.reward == gail)."""
+def make_imagination_step(config, *, img_step, feat, num_actions, action_dim,
+                          actor_extra_loss=None):
+    """DITTO (config.reward in maxcos/cosine/l2/sparse) or D-GAIL (config.reward == gail).
+
+    `actor_extra_loss(actor_params, batch) -> (scalar, metrics)`, when given, is added to
+    the actor's loss in the same gradient step (e.g. the BC trust region of
+    methods/trust_region.py); its metrics join the step's.
+    """
     actor, critic, disc = networks(config, num_actions)
     opt = _optimizer(config.lr, config.eps, config.clip)
     disc_opt = _optimizer(config.disc_lr, config.eps, config.clip)
@@ -167,6 +173,10 @@ def make_imagination_step(config, *, img_step, feat, num_actions, action_dim):
             a_loss, c_loss, m = actor_critic_losses(
                 actor_params, critic_params, state.target_critic, actor.apply, critic.apply,
                 feats, actions, rewards, config, eta=eta, first_q=first_q)
+            if actor_extra_loss is not None:
+                extra, extra_m = actor_extra_loss(actor_params, batch)
+                a_loss = a_loss + extra
+                m = dict(m, **extra_m)
             return a_loss + c_loss, m
 
         (_, m), (a_grads, c_grads) = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -222,7 +232,8 @@ def make_dbc_step(config, *, num_actions):
     return train_step
 
 
-def make_bcinit_ditto_step(config, *, img_step, feat, num_actions, action_dim):
+def make_bcinit_ditto_step(config, *, img_step, feat, num_actions, action_dim,
+                           actor_extra_loss=None):
     """DITTO initialised by behaviour cloning on the world-model latents (SPEC §9 lever).
 
     Three phases by update index t, one jitted step (`lax.cond` picks the phase):
@@ -233,11 +244,13 @@ def make_bcinit_ditto_step(config, *, img_step, feat, num_actions, action_dim):
                                              fixed actor (actor frozen);
       later                                  plain DITTO.
     Batch: the DITTO batch plus "action" (B,), the expert action at each start state.
-    Reported as its own method ("DITTO (BC init)"), never as DITTO.
+    Reported as its own method ("DITTO (BC init)"), never as DITTO. `actor_extra_loss`
+    is passed to the DITTO phase (see `make_imagination_step`); it sees the whole batch.
     """
     from ditto_jax.models.rssm import get_feat  # noqa: F401  (feat is passed in)
     ditto = make_imagination_step(config, img_step=img_step, feat=feat,
-                                  num_actions=num_actions, action_dim=action_dim)
+                                  num_actions=num_actions, action_dim=action_dim,
+                                  actor_extra_loss=actor_extra_loss)
     dbc = make_dbc_step(config, num_actions=num_actions)
     bc_steps = int(config.bc_init_steps)
     warmup = int(config.critic_warmup_steps)
@@ -249,8 +262,7 @@ def make_bcinit_ditto_step(config, *, img_step, feat, num_actions, action_dim):
             return new, m
 
         def ac_phase(state):
-            b = {"start": batch["start"], "expert": batch["expert"],
-                 "train_actor": state.step >= bc_steps + warmup}
+            b = dict(batch, train_actor=state.step >= bc_steps + warmup)
             return ditto(state, b, rng)
 
         # Both branches must return the same metric keys: fill the other's with NaN-free 0s.

@@ -8,7 +8,7 @@ methods up here, so adding a method is one `register(...)` call:
     methods.register(MyMethod())          # a `methods.Method` subclass
     # then: ditto train-policy --method my_method ...   (or train_policy(...) in Python)
 
-Built in: ditto, ditto_bcinit, dgail (DITTO's actor-critic with a discriminator reward
+Built in: ditto, ditto_bcinit, ditto_bctr (methods/trust_region.py), dgail (DITTO's actor-critic with a discriminator reward
 plugged in), dbc and bc (pixel behaviour cloning).
 """
 from ditto_jax.methods.base import Context, Method, WindowTable  # noqa: F401
@@ -21,8 +21,9 @@ def _load_builtins():
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
-        from ditto_jax.methods import cloning, imagination
-        for m in (imagination.Ditto(), imagination.DittoBCInit(), imagination.DGail(),
+        from ditto_jax.methods import cloning, imagination, trust_region
+        for m in (imagination.Ditto(), imagination.DittoBCInit(),
+                  trust_region.DittoBCTrustRegion(), imagination.DGail(),
                   cloning.DBC(), cloning.PixelBC()):
             _REGISTRY.setdefault(m.name, m)
 

@@ -98,8 +98,23 @@ class DGail(Ditto):
             config.reward = "gail"
         return config
 
+    # GAIL's equilibrium is D = 1/2 on both: a discriminator that still tells the agent's
+    # imagined transitions from the expert's by more than this (mean D over the batch) is
+    # winning, so the policy is not imitating, whether or not it saturates.
+    DOMINANCE_GAP = 0.5
+
     def host_metrics(self, config, metrics):
-        """Discriminator collapse: it wins outright (agent reward ~0) or learns nothing."""
+        """Failure alarms of the adversarial game (SPEC §4), from the logged update:
+
+        disc_collapsed  the discriminator saturates (D(E) > 0.99, D(agent) < 0.01: the
+                        agent's reward is ~0 everywhere) or learns nothing (D(E) = D(agent))
+        disc_dominant   D(E) - D(agent) > DOMINANCE_GAP: it separates agent from expert
+                        without saturating. The demo's D-GAIL that played at random level
+                        (D(E) 0.79, D(agent) 0.19; SPEC §11) raised only this one.
+        disc_alarm      either
+        """
         d_exp, d_agent = float(metrics["disc_expert"]), float(metrics["disc_agent"])
         collapsed = (d_exp > 0.99 and d_agent < 0.01) or abs(d_exp - d_agent) < 1e-3
-        return {"disc_collapsed": float(collapsed)}
+        dominant = d_exp - d_agent > self.DOMINANCE_GAP
+        return {"disc_collapsed": float(collapsed), "disc_dominant": float(dominant),
+                "disc_gap": d_exp - d_agent, "disc_alarm": float(collapsed or dominant)}

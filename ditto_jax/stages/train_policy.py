@@ -29,13 +29,15 @@ from ditto_jax.stages.policy_data import (encode_store, heldout_accuracy,  # noq
                                           make_context)
 from ditto_jax.stages.policy_loop import (_stack_data, _with_seed, make_advance,  # noqa: F401
                                           vmap_pays)
+from ditto_jax.stages.policy_probes import make_policy_probes
 
 ACCEPTS_EXTRA_ARGS = True
 DEFAULT_CONFIG = resources.config_path("policy.py") + ":small"  # any cwd, any install
 _COMPAT_KEYS = ("method", "agent_config", "world_model", "expert", "state_version")
 SELECT_METRIC = "heldout_expert_prob"  # the offline signal behind `--checkpoint best`
 _LOOP_FIELDS = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_every",
-                "eval_episodes", "eval_envs", "eval_max_steps", "tracking")
+                "eval_episodes", "eval_envs", "eval_max_steps", "tracking", "probe_every",
+                "probe_batch", "drift_length")
 
 
 def add_arguments(p):
@@ -152,6 +154,11 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
         runs.append(Run(workdirs[s], meta, provenance(meta["agent_config"], seeds=[s])))
     actor_apply = m.actor_apply(config, ctx)
     results = [None] * len(seeds)
+    # Reward spread and Eq. 7 drift on held-out starts (None: off or nothing held out);
+    # the same starts and noise for every seed and method, so their values compare.
+    probes = [make_policy_probes(config, ctx, actor_apply, wm_state.params, lat, held_lat,
+                                 held, seed=0)
+              for s, lat, held_lat in zip(seeds, latents, held_latents)]
 
     # Host copies of a run's state for acting and diagnostics (the training copy is
     # replicated over the mesh; the world model used for acting lives on one device).
@@ -161,6 +168,8 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
         if held_latents[i] is not None and actor_apply is not None:
             out.update(heldout_diagnostics(actor_apply, m.actor_params(st), held_latents[i],
                                            held))
+        if probes[i] is not None and (step % probes[i].every == 0 or step == config.steps):
+            out.update(probes[i](m.actor_params(st)))
         return out
 
     def evaluate(step, st, i):

@@ -30,6 +30,9 @@ def get_config(preset="small"):
     # DITTO (BC init), method ditto_bcinit: D-BC updates, then critic-only warm-up.
     c.bc_init_steps = 500
     c.critic_warmup_steps = 200
+    # DITTO (BC trust region), method ditto_bctr: the same start, then DITTO's actor loss
+    # + bc_weight * -log pi(a_E | s_E) on the window start states for all of training.
+    c.bc_weight = 1.0
     c.lr = 3e-4
     c.eps = 1e-5
     c.clip = 100.0
@@ -60,6 +63,13 @@ def get_config(preset="small"):
     c.eval_episodes = 8
     c.eval_envs = 8
     c.eval_protocol = "ditto"
+    # Offline probes on held-out expert starts (stages/policy_probes.py), every
+    # `probe_every` updates and at the last (0: off): reward spread (expert vs a deviating
+    # first action vs random vs the policy) and the Eq. 7 drift after `drift_length`
+    # imagined policy steps.
+    c.probe_every = 500
+    c.probe_batch = 32
+    c.drift_length = 50
     c.eval_max_steps = 27_000
     c.seed = 0
     # Optional experiment tracking, off by default (metrics.jsonl and TensorBoard always).
@@ -92,4 +102,7 @@ def get_config(preset="small"):
         c.eval_episodes = 2
         c.eval_envs = 2
         c.eval_max_steps = 200
+        c.probe_every = 0
+        c.probe_batch = 8
+        c.drift_length = 8
     return c

@@ -103,6 +103,7 @@ def test_bad_bc_weight_is_named(tmp_path):
     assert methods.label("ditto_bctr") == "DITTO (BC trust region)"
 
 
+@pytest.mark.slow  # 6-7 min here; the update maths is pinned by the tests above
 def test_ditto_bctr_trains_end_to_end(tiny_wm, pong_dataset, tmp_path):
     """Also exercises the offline probes in train-policy and the two probe scripts."""
     root, tmp_path = tmp_path, tmp_path / "policies" / "bctr"

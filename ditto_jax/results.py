@@ -273,6 +273,65 @@ def _row_ne(row, asked):
     return used.pop() if len(used) == 1 else int(asked)
 
 
+def ne_tables(rows):
+    """Per N_E (ascending), the learner rows with P(X > baseline) for every baseline
+    (D-BC, BC) at the same N_E, action rule and checkpoint, over episode returns; a
+    baseline is compared with the other baselines too. {N_E: [entry, ...]}."""
+    learners = [r for r in rows if r.get("expert_episodes") is not None
+                and r["base_method"] not in REFERENCES]
+    by = {(r["base_method"], r["rule"], r.get("checkpoint"), r["expert_episodes"]): r
+          for r in learners}
+    out = {}
+    for r in learners:
+        key = (r["rule"], r.get("checkpoint"), r["expert_episodes"])
+        probs = {}
+        for b in baselines():
+            if b == r["base_method"] or (b,) + key not in by:
+                continue
+            probs[b] = ((r.get("improvement_over") or {}).get(b)
+                        or probability_of_improvement(r["returns"], by[(b,) + key]["returns"]))
+        out.setdefault(r["expert_episodes"], []).append({
+            "method": r["method"], "base_method": r["base_method"], "label": r["label"],
+            "rule": r["rule"], "seeds": r["seeds"], "episodes": r["episodes"],
+            "iqm": r["iqm"], "iqm_ci": r["iqm_ci"],
+            "expert_normalized_iqm": r["expert_normalized_iqm"],
+            "expert_normalized_ci": r["expert_normalized_ci"],
+            "expert_agreement": r.get("expert_agreement"), "improvement_over": probs})
+    return dict(sorted(out.items()))
+
+
+def ne_markdown(rows):
+    """The N_E section of results.md: one table per N_E, with P(X > D-BC), P(X > BC)."""
+    tables = ne_tables(rows)
+    if len(tables) < 2:
+        return []
+    base = baselines()
+    lines = ["## Against the number of expert episodes N_E", "",
+             "Each N_E trains on the first N_E recorded expert episodes (nested subsets) "
+             "with the same world model and the same held-out episodes. P(X > Y): "
+             "probability of improvement over episode returns at the same N_E and action "
+             "rule (rliable's definition, 95% bootstrap CI). Plot: plots/ne_curve.png.", ""]
+    for ne, entries in tables.items():
+        lines += [f"### N_E = {ne}", "",
+                  "| method | rule | return IQM [95% CI] | expert-norm. IQM [95% CI] | "
+                  "on-policy expert agreement | "
+                  + " | ".join(f"P(X > {label(b)}) [95% CI]" for b in base)
+                  + " | seeds x episodes |",
+                  "|---|---|---|---|---|" + "---|" * len(base) + "---|"]
+        for e in entries:
+            probs = [e["improvement_over"].get(b) for b in base]
+            lines.append(
+                f"| {e['label']} | {e['rule']} | {_ci(e['iqm'], e['iqm_ci'])} | "
+                f"{_ci(e['expert_normalized_iqm'], e['expert_normalized_ci'], '.3f')} | "
+                f"{_fmt(e['expert_agreement'], '.3f')} | "
+                + " | ".join("—" if p is None else
+                             f"{p['p']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]"
+                             for p in probs)
+                + f" | {len(e['seeds'])} x {e['episodes'] // max(len(e['seeds']), 1)} |")
+        lines.append("")
+    return lines
+
+
 def _fmt(x, spec=".2f"):
     return "—" if x is None else format(x, spec)
 
@@ -346,6 +405,7 @@ def results_markdown(results):
               f"Wall time: {results['wall_time_s'] / 60:.1f} min "
               f"({', '.join(f'{k} {v / 60:.1f}' for k, v in results['stage_seconds'].items())}"
               f" min) in the last invocation of each stage.", ""]
+    lines += ne_markdown(rows)
     return "\n".join(lines)
 
 
@@ -477,6 +537,11 @@ def write_report(config, layout, *, timings, log=print):
                                           title=f"{config.game} ({config.preset})"),
                  "learning_curves": plot_learning_curves(
                      config, layout, os.path.join(layout.plots, "learning_curves.png"))}
+    if len(ne_tables(rows)) > 1:
+        from ditto_jax.report_plots import plot_ne_curve
+        artefacts["ne_curve"] = plot_ne_curve(
+            rows, os.path.join(layout.plots, "ne_curve.png"),
+            title=f"{config.game} ({config.preset}): against the number of expert episodes")
     artefacts.update(copy_media(config, layout))
     results["artefacts"] = {k: os.path.relpath(v, layout.workdir) for k, v in artefacts.items()
                             if v}

@@ -204,8 +204,7 @@ def _ne_row(method, ne, returns_by_seed, agreement):
                  "expert_normalized": float(np.mean(n)), "human_normalized": None,
                  "expert_agreement": a}
                 for s, (rs, n, a) in enumerate(zip(returns_by_seed, norm, agreement))]
-    base = method if method in ("expert", "random") else method
-    return {"method": f"{method}-ne{ne}" if ne else method, "base_method": base,
+    return {"method": f"{method}-ne{ne}" if ne else method, "base_method": method,
             "label": method, "rule": "sample", "checkpoint": "final",
             "expert_episodes": ne, "seeds": list(range(len(returns_by_seed))),
             "episodes": len(returns), "returns": returns, "return_mean": float(np.mean(returns)),

@@ -184,6 +184,5 @@ def validate_pipeline_config(config):
     _check(config, {"eval.protocol": ("ditto", "machado"), "data.protocol": ("ditto", "machado"),
                     "data.source": ("scripted", "rlu"), "eval.expert": ("live", "demos")},
            {"eval.episodes": (1, False), "eval.envs": (1, False), "eval.max_steps": (1, False),
-            "data.max_steps": (1, False), "data.size": (16, False),
-            "expert_episodes": (0, False)}, "config.")
+            "data.max_steps": (1, False), "data.size": (16, False)}, "config.")
     return config

@@ -129,7 +129,11 @@ def load_runs(paths):
                     raise ValueError(f"missing field {key!r}")
             if not isinstance(doc["rows"], list):
                 raise ValueError("'rows' is not a list")
-            n_e = int(doc["expert_episodes"])
+            # One N_E per file (a sweep run), or a list: `ditto run` with several N_E,
+            # where each row carries its own and the expert/random rows serve them all.
+            doc_ne = doc["expert_episodes"]
+            n_es = ([int(n) for n in doc_ne] if isinstance(doc_ne, list)
+                    else [int(doc_ne)])
             game = canonical_game(doc["game"])
         except (OSError, ValueError, TypeError) as e:
             _warn(f"skipping unreadable {path}: {e}")
@@ -146,6 +150,8 @@ def load_runs(paths):
                 _warn(f"skipping a row without method/return_mean in {path}")
                 continue
             method = str(row["method"]).lower()
+            if len(n_es) > 1:  # `ditto run` names a cell ditto-ne4[-greedy]: one method
+                method = re.sub(r"-ne\d+", "", method)
             # Prefer the row's own normalisation (its expert/random references);
             # otherwise the file's expert/random rows, then the SPEC §6 random return.
             en = _number(row.get("expert_normalized"))
@@ -159,12 +165,28 @@ def load_runs(paths):
             hn = _number(row.get("human_normalized"))
             if hn is None:
                 hn = normalized(ret, rand, human)
-            records.append({
-                "path": path, "setting": setting, "game": game, "expert_episodes": n_e,
-                "seed": doc.get("seed", path), "method": method, "return_mean": ret,
-                "expert_normalized": en, "human_normalized": hn,
-            })
+            row_ne = row.get("expert_episodes") if len(n_es) > 1 else None
+            for n_e in ([int(row_ne)] if row_ne is not None else n_es):
+                for seed, r, e, h in _per_seed(row, doc, path, ret, en, hn):
+                    records.append({
+                        "path": path, "setting": setting, "game": game,
+                        "expert_episodes": n_e, "seed": seed, "method": method,
+                        "return_mean": r, "expert_normalized": e,
+                        "human_normalized": h if h is not None else normalized(r, rand, human),
+                    })
     return records, skipped
+
+
+def _per_seed(row, doc, path, ret, en, hn):
+    """(seed, return, expert-norm., human-norm.) per policy seed of a `ditto run` row
+    pooled over several seeds (its `per_seed`), else the row itself as one run."""
+    per = row.get("per_seed")
+    if isinstance(per, list) and len(per) > 1 and all(
+            isinstance(p, dict) and _number(p.get("return_mean")) is not None for p in per):
+        return [(p.get("seed"), _number(p["return_mean"]),
+                 _number(p.get("expert_normalized")), _number(p.get("human_normalized")))
+                for p in per]
+    return [(doc.get("seed", path), ret, en, hn)]
 
 
 def _dedupe(records):

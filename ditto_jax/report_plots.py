@@ -91,3 +91,65 @@ def plot_group(group, plot_dir):
         plt.close(fig)
     return paths
 
+
+
+def plot_ne_curve(rows, path, *, title=""):
+    """`ditto run` with several N_E: return IQM, expert-normalised IQM (95% stratified-
+    bootstrap CIs) and on-policy expert agreement (mean ± s.e. over seeds) against N_E,
+    one line per method and action rule, log-x; the expert and random rows as lines."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    learners = [r for r in rows if r.get("expert_episodes") is not None]
+    refs = {r["method"]: r for r in rows if r["method"] in REFERENCE_METHODS}
+    lines = {}
+    for r in learners:
+        lines.setdefault((r["base_method"], r["label"], r["rule"]), []).append(r)
+    panels = (("iqm", "iqm_ci", "return (IQM, 95% CI)"),
+              ("expert_normalized_iqm", "expert_normalized_ci",
+               "expert-normalised score (IQM, 95% CI)"),
+              ("expert_agreement", None, "on-policy expert agreement\n(mean ± s.e. over seeds)"))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for i, ((base, label, rule), rs) in enumerate(sorted(
+            lines.items(), key=lambda kv: (_method_key(kv[0][0]), kv[0][2]))):
+        rs = sorted(rs, key=lambda r: r["expert_episodes"])
+        x = np.array([r["expert_episodes"] for r in rs], float)
+        style = dict(color=_color(base, i), marker="o", ms=4, capsize=2,
+                     ls="--" if rule == "greedy" else "-", label=f"{label} ({rule})")
+        for ax, (key, ci_key, _) in zip(axes, panels):
+            pts = [(xx, r) for xx, r in zip(x, rs) if r.get(key) is not None]
+            if not pts:
+                continue
+            xs = [p[0] for p in pts]
+            y = np.array([r[key] for _, r in pts], float)
+            if ci_key:
+                err = np.array([[r[key] - r[ci_key][0], r[ci_key][1] - r[key]]
+                                if r.get(ci_key) else [0.0, 0.0] for _, r in pts]).T
+            else:
+                per = [[s.get(key) for s in r.get("per_seed", []) if s.get(key) is not None]
+                       for _, r in pts]
+                err = np.array([np.std(v, ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+                                for v in per])
+            ax.errorbar(xs, y, yerr=err, **style)
+    for ax, (key, _, ylabel) in zip(axes, panels):
+        for name, r in refs.items():
+            if r.get(key) is not None:
+                ax.axhline(r[key], color=_COLORS[name], ls=":", lw=1, label=name)
+        ax.set_xscale("log")
+        ticks = sorted({r["expert_episodes"] for r in learners})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("expert episodes $N_E$")
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+    handles = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center",
+               ncol=min(len(handles), 5), fontsize=7, bbox_to_anchor=(0.5, -0.01))
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

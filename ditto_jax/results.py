@@ -201,7 +201,8 @@ def policy_record(workdir, step=None):
 def collect_rows(config, layout):
     """Rows for every method x rule (aggregated over seeds), then the expert and random."""
     from ditto_jax.errors import DittoError
-    from ditto_jax.stages.run import eval_checkpoints, eval_rules, methods_of, run_seeds
+    from ditto_jax.stages.run import (eval_checkpoints, eval_rules, expert_episode_counts,
+                                      methods_of, run_seeds)
     seeds = run_seeds(config)
     refs = {}
     for name in ("expert", "random"):
@@ -215,42 +216,120 @@ def collect_rows(config, layout):
             per.append((seed, r))
         refs[name] = per
     rows = {}
+    ne_values = expert_episode_counts(config)
     for method in methods_of(config):
-        policies = {s: policy_record(layout.policy(method, s)) for s in seeds}
-        for rule in eval_rules(config):
-            for ck in eval_checkpoints(config, method):
-                per = []
-                for seed in seeds:
-                    fname = f"{layout.name(method, seed, rule, ck)}.json"
-                    r = _load(os.path.join(layout.eval, fname))
-                    if r is None:
-                        raise DittoError("The evaluation stage has not finished",
-                                         path=layout.eval,
-                                         expected=f"{fname} (run --stages eval)")
-                    per.append((seed, r))
-                name = layout.name(method, layout.primary_seed, rule, ck)
-                rows[name] = aggregate_row(
-                    name, label(method) + (" [best held-out ckpt]" if ck == "best" else ""),
-                    per, rule=rule, base=method, policies=policies, checkpoint=ck)
+        for ne in ne_values:
+            policies = {s: policy_record(layout.policy(method, s, ne)) for s in seeds}
+            for rule in eval_rules(config):
+                for ck in eval_checkpoints(config, method):
+                    per = []
+                    for seed in seeds:
+                        fname = f"{layout.name(method, seed, rule, ck, ne)}.json"
+                        r = _load(os.path.join(layout.eval, fname))
+                        if r is None:
+                            raise DittoError("The evaluation stage has not finished",
+                                             path=layout.eval,
+                                             expected=f"{fname} (run --stages eval)")
+                        per.append((seed, r))
+                    name = layout.name(method, layout.primary_seed, rule, ck, ne)
+                    rows[name] = aggregate_row(
+                        name, label(method) + (" [best held-out ckpt]" if ck == "best"
+                                               else ""),
+                        per, rule=rule, base=method, policies=policies, checkpoint=ck)
+                    rows[name]["expert_episodes"] = _row_ne(rows[name], ne)
     out = [aggregate_row("expert", label("expert"), refs["expert"], rule="scripted",
                          base="expert")]
     rule_order = {r: i for i, r in enumerate(eval_rules(config))}
-    out += sorted(rows.values(), key=lambda r: (_order(r["base_method"]),
+    ne_order = {n: i for i, n in enumerate(ne_values)}
+    out += sorted(rows.values(), key=lambda r: (ne_order.get(r["ne_asked"], 0),
+                                               _order(r["base_method"]),
                                                rule_order.get(r["rule"], 9),
                                                r.get("checkpoint") == "best"))
     out.append(aggregate_row("random", label("random"), refs["random"], rule="uniform",
                              base="random"))
-    # Comparisons against the baselines, same rule, over all seeds x episodes.
-    by = {r["method"]: r for r in out}
+    for r in (out[0], out[-1]):
+        r["expert_episodes"] = None   # the references saw no N_E
+    # Comparisons against the baselines, same rule, checkpoint and N_E, over all seeds x
+    # episodes.
+    by = {(r["base_method"], r["rule"], r.get("checkpoint"), r.get("ne_asked")): r
+          for r in out}
     for r in out:
         if r["base_method"] in tuple(REFERENCES) + baselines():
             continue
-        suffix = (("-greedy" if r["rule"] == "greedy" else "")
-                  + ("-best" if r.get("checkpoint") == "best" else ""))
+        key = (r["rule"], r.get("checkpoint"), r.get("ne_asked"))
         r["improvement_over"] = {
-            b: probability_of_improvement(r["returns"], by[b + suffix]["returns"])
-            for b in baselines() if b + suffix in by}
+            b: probability_of_improvement(r["returns"], by[(b,) + key]["returns"])
+            for b in baselines() if (b,) + key in by}
     return out
+
+
+def _row_ne(row, asked):
+    """A row's N_E: the expert episodes its policies actually trained on (their saved
+    config), which is the N_E asked for unless that was 0 (all)."""
+    row["ne_asked"] = int(asked)
+    ran = row.get("ran")
+    used = {r.get("expert_episodes_used") for r in (ran if isinstance(ran, list) else [ran])
+            if isinstance(r, dict)} - {None}
+    return used.pop() if len(used) == 1 else int(asked)
+
+
+def ne_tables(rows):
+    """Per N_E (ascending), the learner rows with P(X > baseline) for every baseline
+    (D-BC, BC) at the same N_E, action rule and checkpoint, over episode returns; a
+    baseline is compared with the other baselines too. {N_E: [entry, ...]}."""
+    learners = [r for r in rows if r.get("expert_episodes") is not None
+                and r["base_method"] not in REFERENCES]
+    by = {(r["base_method"], r["rule"], r.get("checkpoint"), r["expert_episodes"]): r
+          for r in learners}
+    out = {}
+    for r in learners:
+        key = (r["rule"], r.get("checkpoint"), r["expert_episodes"])
+        probs = {}
+        for b in baselines():
+            if b == r["base_method"] or (b,) + key not in by:
+                continue
+            probs[b] = ((r.get("improvement_over") or {}).get(b)
+                        or probability_of_improvement(r["returns"], by[(b,) + key]["returns"]))
+        out.setdefault(r["expert_episodes"], []).append({
+            "method": r["method"], "base_method": r["base_method"], "label": r["label"],
+            "rule": r["rule"], "seeds": r["seeds"], "episodes": r["episodes"],
+            "iqm": r["iqm"], "iqm_ci": r["iqm_ci"],
+            "expert_normalized_iqm": r["expert_normalized_iqm"],
+            "expert_normalized_ci": r["expert_normalized_ci"],
+            "expert_agreement": r.get("expert_agreement"), "improvement_over": probs})
+    return dict(sorted(out.items()))
+
+
+def ne_markdown(rows):
+    """The N_E section of results.md: one table per N_E, with P(X > D-BC), P(X > BC)."""
+    tables = ne_tables(rows)
+    if len(tables) < 2:
+        return []
+    base = baselines()
+    lines = ["## Against the number of expert episodes N_E", "",
+             "Each N_E trains on the first N_E recorded expert episodes (nested subsets) "
+             "with the same world model and the same held-out episodes. P(X > Y): "
+             "probability of improvement over episode returns at the same N_E and action "
+             "rule (rliable's definition, 95% bootstrap CI). Plot: plots/ne_curve.png.", ""]
+    for ne, entries in tables.items():
+        lines += [f"### N_E = {ne}", "",
+                  "| method | rule | return IQM [95% CI] | expert-norm. IQM [95% CI] | "
+                  "on-policy expert agreement | "
+                  + " | ".join(f"P(X > {label(b)}) [95% CI]" for b in base)
+                  + " | seeds x episodes |",
+                  "|---|---|---|---|---|" + "---|" * len(base) + "---|"]
+        for e in entries:
+            probs = [e["improvement_over"].get(b) for b in base]
+            lines.append(
+                f"| {e['label']} | {e['rule']} | {_ci(e['iqm'], e['iqm_ci'])} | "
+                f"{_ci(e['expert_normalized_iqm'], e['expert_normalized_ci'], '.3f')} | "
+                f"{_fmt(e['expert_agreement'], '.3f')} | "
+                + " | ".join("—" if p is None else
+                             f"{p['p']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]"
+                             for p in probs)
+                + f" | {len(e['seeds'])} x {e['episodes'] // max(len(e['seeds']), 1)} |")
+        lines.append("")
+    return lines
 
 
 def _fmt(x, spec=".2f"):
@@ -271,6 +350,9 @@ def _on_policy_probs(row):
 def results_markdown(results):
     rows = results["rows"]
     seeds = results["seeds"]
+    multi = isinstance(results.get("expert_episodes"), list)
+    ne_col = (lambda r: f" {_fmt(r.get('expert_episodes'), 'd')} |") if multi else \
+        (lambda r: "")
     lines = [f"# {results['game']}: DITTO and baselines ({results['preset']} preset, "
              f"policy seeds {','.join(map(str, seeds))})", "",
              f"N_E = {results['expert_episodes']} expert episodes; evaluation protocol "
@@ -280,14 +362,15 @@ def results_markdown(results):
              "Expert-normalised = (return - random) / (expert - random), with the expert "
              "and random rows measured under the same protocol, cap and evaluation seeds. "
              "Rule: how the policy picks its action (sample from pi, or greedy argmax).", "",
-             "| method | rule | return IQM [95% CI] | mean ± s.e. | episode length | "
+             "| method | rule |" + (" N_E |" if multi else "") +
+             " return IQM [95% CI] | mean ± s.e. | episode length | "
              "expert-norm. IQM [95% CI] | on-policy expert agreement | on-policy "
              "E[pi(a_E)] / argmax agreement | held-out accuracy "
              "| held-out E[pi(a_E)] | final entropy | seeds x episodes |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if multi else "")]
     for r in rows:
         lines.append(
-            f"| {r['label']} | {r['rule']} | {_ci(r['iqm'], r['iqm_ci'])} | "
+            f"| {r['label']} | {r['rule']} |{ne_col(r)} {_ci(r['iqm'], r['iqm_ci'])} | "
             f"{r['return_mean']:.2f} ± {r['return_se']:.2f} | {r['length_mean']:.0f} | "
             f"{_ci(r['expert_normalized_iqm'], r['expert_normalized_ci'], '.3f')} | "
             f"{_fmt(r.get('expert_agreement'), '.3f')} | {_on_policy_probs(r)} | "
@@ -301,7 +384,9 @@ def results_markdown(results):
         lines += ["", "Probability of improvement P(X > Y) over episode returns "
                       "(rliable's definition, 95% bootstrap CI):", ""]
         for r, b, p in comps:
-            lines.append(f"- {r['label']} ({r['rule']}) over {label(b)}: "
+            lines.append(f"- {r['label']} ({r['rule']}"
+                         + (f", N_E = {r['expert_episodes']}" if multi else "")
+                         + f") over {label(b)}: "
                          f"{p['p']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]")
     expert = next(r for r in rows if r["method"] == "expert")
     best = [r for r in rows if r.get("checkpoint") == "best"]
@@ -320,6 +405,7 @@ def results_markdown(results):
               f"Wall time: {results['wall_time_s'] / 60:.1f} min "
               f"({', '.join(f'{k} {v / 60:.1f}' for k, v in results['stage_seconds'].items())}"
               f" min) in the last invocation of each stage.", ""]
+    lines += ne_markdown(rows)
     return "\n".join(lines)
 
 
@@ -451,6 +537,11 @@ def write_report(config, layout, *, timings, log=print):
                                           title=f"{config.game} ({config.preset})"),
                  "learning_curves": plot_learning_curves(
                      config, layout, os.path.join(layout.plots, "learning_curves.png"))}
+    if len(ne_tables(rows)) > 1:
+        from ditto_jax.report_plots import plot_ne_curve
+        artefacts["ne_curve"] = plot_ne_curve(
+            rows, os.path.join(layout.plots, "ne_curve.png"),
+            title=f"{config.game} ({config.preset}): against the number of expert episodes")
     artefacts.update(copy_media(config, layout))
     results["artefacts"] = {k: os.path.relpath(v, layout.workdir) for k, v in artefacts.items()
                             if v}

@@ -4,6 +4,7 @@ import math
 import os
 import time
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO, run_cli
@@ -264,3 +265,61 @@ def test_policies_on_an_older_world_model_are_retrained(smoke_run):
     assert os.path.isdir(os.path.join(workdir, "policies", "dbc.stale-wm30"))
     with open(os.path.join(workdir, "policies", "dbc", "config.json")) as f:
         assert json.load(f)["world_model"]["step"] == 32
+
+
+def test_ne_preset_shares_the_study_data_and_world_model():
+    """`--preset ne` reuses a study run's data and world model: the stamps are equal."""
+    from ditto_jax.configs import load_config
+    from ditto_jax.provenance import config_hash
+    from ditto_jax.stages.run import (DEFAULT_CONFIG, data_fields, expert_episode_counts,
+                                      wm_fields)
+    study, ne = (load_config(f"{DEFAULT_CONFIG}:{p}") for p in ("study", "ne"))
+    assert data_fields(ne) == data_fields(study)
+    assert config_hash(wm_fields(ne)) == config_hash(wm_fields(study))
+    assert expert_episode_counts(ne) == [1, 2, 4, 11]
+    assert (ne.seeds, ne.methods, ne.eval.episodes, ne.eval.policy, ne.eval.agreement) == (
+        "0,1,2", "ditto,ditto_bcinit,dbc,bc", 10, "sample", True)
+
+
+def test_expert_episodes_axis_nests_and_reuses_finished_cells(smoke_run, tmp_path):
+    """`--config.expert_episodes=1,2`: a cell per method x N_E on the smoke run's data and
+    world model (reused through paths.*, not retrained); the N_E = 1 cells of an earlier
+    `=1` run are reused, untouched; nested subsets, one held-out episode for all."""
+    workdir, _, _ = smoke_run
+    out = tmp_path / "ne"
+    common = ("run", "--preset", "smoke", "--quiet", "--workdir", out,
+              f"--config.paths.data={workdir}/data", f"--config.paths.wm={workdir}/wm",
+              "--config.methods=ditto,dbc", "--config.eval.episodes=2",
+              "--config.eval.envs=2", "--config.eval.video=false")
+    proc = run_cli(*common, "--config.expert_episodes=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wm: done" in proc.stdout and "data/expert: done" in proc.stdout
+    ckpts = out / "policies" / "dbc" / "checkpoints"
+    before = {p.name: p.stat().st_mtime for p in ckpts.iterdir()}
+    eval_mtime = (out / "eval" / "dbc.json").stat().st_mtime
+    proc = run_cli(*common, "--config.expert_episodes=1,2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for m in ("ditto", "dbc"):
+        assert f"policy/{m}-ne1: reused {m} (same settings, N_E = 1)" in proc.stdout
+        assert f"policy/{m}-ne1: done" in proc.stdout and f"eval/{m}-ne1: done" in proc.stdout
+        assert f"policy/{m}-ne2: training 20 updates on N_E = 2" in proc.stdout
+    ckpts = out / "policies" / "dbc-ne1" / "checkpoints"
+    assert {p.name: p.stat().st_mtime for p in ckpts.iterdir()} == before
+    assert (out / "eval" / "dbc-ne1.json").stat().st_mtime == eval_mtime
+    ids = {n: json.loads((out / "policies" / f"ditto-ne{n}" / "config.json").read_text())
+           ["expert_episode_ids"] for n in (1, 2)}
+    assert ids == {1: {"train": [0], "heldout": [2]}, 2: {"train": [0, 1], "heldout": [2]}}
+    rows = {(r["base_method"], r["expert_episodes"]): r for r in _results(out)["rows"]}
+    assert set(rows) == {("expert", None), ("random", None), ("ditto", 1), ("dbc", 1),
+                         ("ditto", 2), ("dbc", 2)}
+    for (m, n), r in rows.items():
+        assert r["seeds"] == [0] and len(r["iqm_ci"]) == 2
+        if m == "ditto":  # compared with D-BC at the same N_E
+            dbc = rows[("dbc", n)]["returns"]
+            assert r["improvement_over"]["dbc"]["p"] == pytest.approx(np.mean(
+                [(x > y) + 0.5 * (x == y) for x in r["returns"] for y in dbc]))
+    # More N_E than recorded training episodes (3 recorded, 1 held out): refused up front.
+    proc = run_cli(*common, "--config.expert_episodes=1,3")
+    assert proc.returncode == 2 and "fewer episodes than requested" in proc.stderr
+    assert "config.expert_episodes" in proc.stderr and "Traceback" not in proc.stderr
+    assert (out / "results.json").exists()

@@ -189,3 +189,87 @@ def test_empty_directory_is_a_clear_error(tmp_path, capsys):
     assert "No results.json found" in capsys.readouterr().err
     assert cli.main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------- `ditto run` with several N_E
+def _ne_row(method, ne, returns_by_seed, agreement):
+    """A `ditto run` results.json row (results.aggregate_row's fields that the N_E
+    section and `ditto report` read)."""
+    from ditto_jax.results import iqm_ci
+    returns = [x for rs in returns_by_seed for x in rs]
+    iqm, ci = iqm_ci(returns_by_seed, reps=200)
+    norm = [[(x + 20.0) / 40.0 for x in rs] for rs in returns_by_seed]   # random -20, expert 20
+    niqm, nci = iqm_ci(norm, reps=200)
+    per_seed = [{"seed": s, "return_mean": float(np.mean(rs)),
+                 "expert_normalized": float(np.mean(n)), "human_normalized": None,
+                 "expert_agreement": a}
+                for s, (rs, n, a) in enumerate(zip(returns_by_seed, norm, agreement))]
+    return {"method": f"{method}-ne{ne}" if ne else method, "base_method": method,
+            "label": method, "rule": "sample", "checkpoint": "final",
+            "expert_episodes": ne, "seeds": list(range(len(returns_by_seed))),
+            "episodes": len(returns), "returns": returns, "return_mean": float(np.mean(returns)),
+            "iqm": iqm, "iqm_ci": ci, "expert_normalized": float(np.mean(norm)),
+            "expert_normalized_iqm": niqm, "expert_normalized_ci": nci,
+            "expert_agreement": float(np.mean(agreement)), "per_seed": per_seed}
+
+
+@pytest.fixture(scope="module")
+def ne_rows():
+    # DITTO beats D-BC at N_E = 1 (all its returns higher) and ties D-BC at N_E = 2
+    # (identical returns).
+    rows = [_ne_row("ditto", 1, [[5, 6], [7, 8]], [0.8, 0.9]),
+            _ne_row("dbc", 1, [[-3, -2], [-1, 0]], [0.6, 0.7]),
+            _ne_row("bc", 1, [[-19, -18], [-17, -16]], [0.4, 0.5]),
+            _ne_row("ditto", 2, [[1, 2], [3, 4]], [0.85, 0.95]),
+            _ne_row("dbc", 2, [[1, 2], [3, 4]], [0.7, 0.8]),
+            _ne_row("bc", 2, [[1, 2], [3, 3]], [0.5, 0.6])]
+    return ([_ne_row("expert", None, [[20, 20]], [1.0])] + rows
+            + [_ne_row("random", None, [[-20, -20]], [0.0])])
+
+
+def test_ne_tables_probability_of_improvement_against_hand_values(ne_rows):
+    from ditto_jax.results import ne_tables
+    tables = ne_tables(ne_rows)
+    assert list(tables) == [1, 2]
+    one = {e["base_method"]: e for e in tables[1]}
+    assert one["ditto"]["improvement_over"]["dbc"]["p"] == 1.0     # every X > every Y
+    assert one["ditto"]["improvement_over"]["dbc"]["ci"] == [1.0, 1.0]
+    assert one["dbc"]["improvement_over"]["bc"]["p"] == 1.0
+    assert one["bc"]["improvement_over"]["dbc"]["p"] == 0.0
+    assert "bc" not in one["bc"]["improvement_over"]                # not against itself
+    two = {e["base_method"]: e for e in tables[2]}
+    assert two["ditto"]["improvement_over"]["dbc"]["p"] == 0.5      # identical returns
+    # D-BC [1,2,3,4] vs BC [1,2,3,3], 16 pairs by hand: x=1 ties 1; x=2 wins 1, ties 1;
+    # x=3 wins 2, ties 2; x=4 wins 4 -> (7 wins + 4 ties / 2) / 16.
+    assert two["dbc"]["improvement_over"]["bc"]["p"] == pytest.approx(9 / 16)
+    lo, hi = two["dbc"]["improvement_over"]["bc"]["ci"]
+    assert 0.0 <= lo <= 9 / 16 <= hi <= 1.0
+
+
+def test_ne_markdown_and_curve(ne_rows, tmp_path):
+    from ditto_jax.report_plots import plot_ne_curve
+    from ditto_jax.results import ne_markdown
+    md = "\n".join(ne_markdown(ne_rows))
+    assert "### N_E = 1" in md and "### N_E = 2" in md
+    assert "| P(X > D-BC) [95% CI] | P(X > BC (pixels)) [95% CI] |" in md
+    assert "| ditto | sample | 6.50 [" in md and "| 1.00 [1.00, 1.00] |" in md
+    assert ne_markdown([r for r in ne_rows if r["expert_episodes"] in (None, 1)]) == []
+    path = plot_ne_curve(ne_rows, str(tmp_path / "ne_curve.png"), title="t")
+    assert os.path.getsize(path) > 10_000
+
+
+def test_report_reads_a_multi_ne_run_per_row_and_per_seed(ne_rows, tmp_path):
+    """`ditto report` on a `ditto run` results.json with several N_E: a cell per method x
+    N_E, the seeds of each row as runs, the references at every N_E."""
+    _write(str(tmp_path / "run" / "results.json"),
+           {"game": "pong", "seed": 0, "preset": "ne", "protocol": "ditto",
+            "expert_episodes": [1, 2], "rows": ne_rows})
+    rep = run_report(str(tmp_path / "run"), reps=REPS, seed=0, plots=False)
+    [g] = rep["groups"]
+    rows = {(r["method"], r["expert_episodes"]): r for r in g["tables"]["pong"]["rows"]}
+    assert set(rows) == {(m, n) for m in ("ditto", "dbc", "bc", "expert", "random")
+                         for n in (1, 2)}
+    assert rows[("ditto", 1)]["seeds"] == 2
+    assert rows[("ditto", 1)]["return_mean"] == pytest.approx(6.5)    # mean of 5.5, 7.5
+    assert rows[("ditto", 1)]["return_se"] == pytest.approx(1.0)      # std 1.414 / sqrt 2
+    assert rows[("expert", 2)]["return_mean"] == 20.0

@@ -156,3 +156,29 @@ def test_wrong_kind_of_workdir_and_config_typos_are_named(tiny_wm, pong_dataset,
                        override)
         assert proc.returncode == 2 and field in proc.stderr, (override, proc.stderr[-500:])
         assert "Traceback" not in proc.stderr
+
+
+def test_expert_subsets_are_nested_share_the_heldout_and_encode_once(tiny_wm, pong_dataset):
+    """N_E subsets: the first N_E episodes (nested), the last episode held out for every
+    N_E, and the cached pool encoding's prefix equal to encoding the subset alone."""
+    from ditto_jax.configs import load_config
+    from ditto_jax.errors import DittoError
+    from ditto_jax.stages.policy_data import encode_expert, encode_store, load_expert
+    from ditto_jax.stages.train_wm import load_world_model
+    config = load_config(POLICY_CONFIG)      # heldout_episodes 1; the dataset has 4
+    wm_state, wm_meta = load_world_model(tiny_wm)
+    cache, ids = {}, {}
+    for n in (1, 2, 3):
+        config.expert_episodes = n
+        store, held, info = load_expert(config, pong_dataset, wm_meta, cache=cache)
+        ids[n] = info["episode_ids"]
+        assert info["heldout_episode_ids"] == [3] and store.num_episodes == n
+        lat = encode_expert(wm_state, store, seed=7, cache=cache)
+        alone = encode_store(wm_state, store, seed=7)
+        for k in alone:
+            np.testing.assert_allclose(lat[k], alone[k], rtol=1e-5, atol=1e-5)
+    assert ids == {1: [0], 2: [0, 1], 3: [0, 1, 2]}
+    assert sum(k[0] == "latents" for k in cache) == 1      # the pool, encoded once
+    config.expert_episodes = 4                             # 3 + the held-out one exist
+    with pytest.raises(DittoError, match="fewer episodes than requested"):
+        load_expert(config, pong_dataset, wm_meta, cache=cache)

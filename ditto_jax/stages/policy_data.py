@@ -7,8 +7,10 @@ import numpy as np
 from ditto_jax.errors import DittoError
 
 
-def load_expert(config, expert, wm_meta, *, data_dir=None, split=None, progress=False):
-    """Expert episodes checked against the world model: (train store, held-out store, info)."""
+def load_expert(config, expert, wm_meta, *, data_dir=None, split=None, progress=False,
+                cache=None):
+    """Expert episodes checked against the world model: (train store, held-out store, info).
+    `cache` (a dict shared by the N_E values of one `ditto run`): the dataset is read once."""
     from ditto_jax.data.rlds import Selection, load_episodes, read_dataset_metadata
     from ditto_jax.data.store import EpisodeStore
     obs_shape = tuple(wm_meta["obs_shape"])
@@ -28,38 +30,78 @@ def load_expert(config, expert, wm_meta, *, data_dir=None, split=None, progress=
         raise DittoError("The expert data uses a different action set than the world model",
                          path=expert, field="action_meanings", expected=wm_actions,
                          got=ds_actions)
-    selection = None
-    n = int(config.expert_episodes)
-    if n > 0:
-        n_total = n + int(config.heldout_episodes)
-        selection = Selection(top=n_total) if config.expert_selection == "top" else \
-            Selection(first=n_total)
+    n, held = int(config.expert_episodes), int(config.heldout_episodes)
     # Frames are resized only on request (e.g. RL Unplugged's 84x84 for a 64x64 model):
     # a silent resize would hide data that does not belong to this world model.
     resize = obs_shape[:2] if config.expert_resize else None
-    episodes = load_episodes(expert, data_dir=data_dir, split=split, selection=selection,
-                             resize=resize, expected_obs_shape=obs_shape,
-                             num_actions=int(wm_meta["num_actions"]), progress=progress)
-    held = int(config.heldout_episodes)
-    if n > 0 and len(episodes) < n + held:
-        # Training on fewer episodes than asked would label the run with the wrong N_E.
-        raise DittoError("The expert dataset has fewer episodes than requested",
-                         path=expert, field="expert_episodes",
-                         expected=f"{n} for training + {held} held out = {n + held}",
-                         got=f"{len(episodes)} episodes")
-    if held >= len(episodes):
-        held = 0
-    train_eps, held_eps = episodes[:len(episodes) - held], episodes[len(episodes) - held:]
+    top = config.expert_selection == "top"
+    selection = Selection(top=n + held) if top and n > 0 else None
+    key = ("episodes", expert, data_dir, split, str(selection), resize)
+    episodes = (cache or {}).get(key)
+    if episodes is None:
+        episodes = load_episodes(expert, data_dir=data_dir, split=split,
+                                 selection=selection, resize=resize,
+                                 expected_obs_shape=obs_shape,
+                                 num_actions=int(wm_meta["num_actions"]), progress=progress)
+        if cache is not None:
+            cache[key] = episodes
+    train_eps, held_eps = split_expert(episodes, n, held, path=expert)
     info = {
         "episodes": len(train_eps), "heldout_episodes": len(held_eps),
+        # Which episodes: nested over N_E, the held-out ones the same for every N_E.
+        "episode_ids": [e.metadata.get("episode_id") for e in train_eps],
+        "heldout_episode_ids": [e.metadata.get("episode_id") for e in held_eps],
         "expert_return": float(np.mean([e.metadata.get("episode_return", np.nan)
                                         for e in train_eps])),
         "game": ds_game or wm_game,
     }
-    store = EpisodeStore.from_episodes(train_eps, num_actions=int(wm_meta["num_actions"]))
-    held_store = EpisodeStore.from_episodes(held_eps, num_actions=int(
-        wm_meta["num_actions"])) if held_eps else None
+    num_actions = int(wm_meta["num_actions"])
+    store = EpisodeStore.from_episodes(train_eps, num_actions=num_actions)
+    held_store = EpisodeStore.from_episodes(held_eps, num_actions=num_actions) \
+        if held_eps else None
+    if cache is not None:  # the training pool every N_E takes its prefix of
+        pool = key + ("pool", held)
+        if pool not in cache:
+            cache[pool] = EpisodeStore.from_episodes(
+                split_expert(episodes, 0, held, path=expert)[0], num_actions=num_actions)
+        store.pool_key, store.pool = pool, cache[pool]
+        if held_store is not None:
+            held_store.pool_key = key + ("held", held)
     return store, held_store, info
+
+
+def split_expert(episodes, n, held, *, path):
+    """(training, held-out) episodes for N_E = `n` (0: all): the held-out ones are the LAST
+    `held` episodes of the dataset, the same for every N_E and never trained on; training
+    takes the first `n` of the others, so the subsets are nested (N_E = 2 contains
+    N_E = 1). With `expert_selection=top`, `episodes` is already the top n + held."""
+    if held >= len(episodes) and n == 0:
+        held = 0   # a single episode: trained on, none held out (as before)
+    available = len(episodes) - held
+    if n > available or available < 1:
+        # Training on fewer episodes than asked would label the run with the wrong N_E.
+        raise DittoError("The expert dataset has fewer episodes than requested",
+                         path=path, field="expert_episodes",
+                         expected=f"{n} for training + {held} held out = {n + held}",
+                         got=f"{len(episodes)} episodes ({max(available, 0)} available "
+                             f"for training)")
+    pool, held_eps = episodes[:available], episodes[available:]
+    return (pool[:n] if n > 0 else pool), held_eps
+
+
+def encode_expert(wm_state, store, *, seed, cache=None):
+    """`encode_store(wm_state, store, seed=seed)`, through `cache`: the whole training
+    pool is encoded once per seed and each N_E subset takes its prefix. The filter runs
+    causally in fixed chunks keyed by their flat offset, so the prefix equals encoding the
+    subset alone (tests/test_train_policy.py checks it)."""
+    pool_key = getattr(store, "pool_key", None)
+    if cache is None or pool_key is None:
+        return encode_store(wm_state, store, seed=seed)
+    pool = getattr(store, "pool", store)
+    key = ("latents", pool_key, seed)
+    if key not in cache:
+        cache[key] = encode_store(wm_state, pool, seed=seed)
+    return jax.tree.map(lambda x: x[:store.num_steps], cache[key])
 
 
 def inference_model(wm_state):

@@ -30,7 +30,7 @@ def add_arguments(p):
     p.add_argument("--config", default=None, type=resources.resolve_config_spec,
                    help="pipeline config and preset (default: experiments/configs/"
                         "pipeline.py:demo); override fields with --config.KEY=VALUE")
-    p.add_argument("--preset", default=None, choices=["smoke", "demo", "study", "paper"],
+    p.add_argument("--preset", default=None, choices=["smoke", "demo", "study", "ne", "paper"],
                    help="shortcut for --config experiments/configs/pipeline.py:PRESET")
     p.add_argument("--game", default=None, help="Atari game (default: the config's)")
     p.add_argument("--workdir", default=None, help="default: runs/GAME_PRESET")
@@ -50,19 +50,27 @@ class Layout:
         self.eval = os.path.join(self.workdir, "eval")
         self.plots = os.path.join(self.workdir, "plots")
         self.primary_seed = int(config.seed)
+        self.expert_episodes = expert_episode_counts(config)
+        self.multi_ne = len(self.expert_episodes) > 1
 
     def seed_suffix(self, seed):
         """'' for the run's own seed (config.seed), '-sN' for the other policy seeds."""
         return "" if int(seed) == self.primary_seed else f"-s{int(seed)}"
 
-    def name(self, method, seed=None, rule="sample", checkpoint="final"):
-        """`method[-sN][-greedy][-best]`: the policy's (and its evaluation file's) name."""
+    def name(self, method, seed=None, rule="sample", checkpoint="final", ne=None,
+             multi=None):
+        """`method[-neN][-sN][-greedy][-best]`: the policy's (and its evaluation file's)
+        name; `-neN` (N_E) only when the run has several N_E values (`multi`)."""
         seed = self.primary_seed if seed is None else seed
-        return (method + self.seed_suffix(seed) + ("-greedy" if rule == "greedy" else "")
+        ne = self.expert_episodes[0] if ne is None else int(ne)
+        multi = self.multi_ne if multi is None else multi
+        return (method + (f"-ne{ne}" if multi else "") + self.seed_suffix(seed)
+                + ("-greedy" if rule == "greedy" else "")
                 + ("-best" if checkpoint == "best" else ""))
 
-    def policy(self, method, seed=None):
-        return os.path.join(self.workdir, "policies", self.name(method, seed))
+    def policy(self, method, seed=None, ne=None, multi=None):
+        return os.path.join(self.workdir, "policies", self.name(method, seed, ne=ne,
+                                                                multi=multi))
 
 
 def methods_of(config):
@@ -74,6 +82,39 @@ def methods_of(config):
                          expected=f"a comma-separated subset of {','.join(names())}",
                          got=config.methods)
     return methods
+
+
+def expert_episode_counts(config):
+    """The N_E values of `config.expert_episodes` ("11", "1,2,4,11"; 0 = every recorded
+    training episode), in the order given. Each N_E trains on the first N_E training
+    episodes (nested subsets) and is checked against the same held-out episodes."""
+    text = str(config.get("expert_episodes", 0)).strip().strip("()[]")
+    try:
+        values = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        values = []
+    if not values or any(v < 0 for v in values) or len(set(values)) != len(values):
+        raise DittoError("N_E is a non-negative integer or a list of distinct ones",
+                         field="config.expert_episodes",
+                         expected="e.g. 11, or 1,2,4,11 (0 = every recorded episode)",
+                         got=config.get("expert_episodes"))
+    if len(values) > 1 and (0 in values or str(config.policy.expert_selection) != "first"):
+        raise DittoError("A list of N_E values needs explicit counts and nested subsets",
+                         field="config.expert_episodes",
+                         expected="positive counts with config.policy.expert_selection="
+                                  "first", got=f"{config.expert_episodes} with "
+                                               f"expert_selection="
+                                               f"{config.policy.expert_selection}")
+    if config.data.source == "scripted":  # refused before hours of training, not after
+        recorded, held = int(config.data.expert_episodes), int(config.policy.heldout_episodes)
+        available = recorded - held if held < recorded else recorded
+        if max(values) > available:
+            raise DittoError("The expert dataset has fewer episodes than requested",
+                             field="config.expert_episodes",
+                             expected=f"at most {available} (config.data.expert_episodes "
+                                      f"{recorded} recorded, the last {held} held out)",
+                             got=config.expert_episodes)
+    return values
 
 
 def featured_method(config):
@@ -141,9 +182,11 @@ def wm_fields(config):
     return {"game": config.game, "data": data_fields(config), "wm": wm}
 
 
-def policy_fields(config, method, seed):
+def policy_fields(config, method, seed, ne=None):
+    """What shapes one policy cell (method x seed x N_E): its stamp."""
+    ne = expert_episode_counts(config)[0] if ne is None else int(ne)
     pc = {k: v for k, v in config.policy.to_dict().items() if k not in _POLICY_LOOP}
-    pc.update(seed=int(seed), expert_episodes=int(config.expert_episodes))
+    pc.update(seed=int(seed), expert_episodes=ne)
     from ditto_jax.provenance import config_hash
     return {"method": method, "policy": pc, "wm": config_hash(wm_fields(config))}
 
@@ -235,27 +278,50 @@ def run_seeds(config):
     return seeds
 
 
-def _policy_config(config, seed):
+def _policy_config(config, seed, ne=None):
     pc = config.policy.copy_and_resolve_references()
     pc.seed = int(seed)
-    pc.expert_episodes = int(config.expert_episodes)
+    pc.expert_episodes = expert_episode_counts(config)[0] if ne is None else int(ne)
     return pc
 
 
-def _legacy_policy_fields(workdir, config, method, seed):
+def _legacy_policy_fields(workdir, config, method, seed, ne=None):
     """Fields recoverable from a policy trained before stamps existed (its config.json)."""
     meta = _policy_meta(workdir)
     if not meta.get("agent_config"):
         return None
     pc = {k: v for k, v in meta["agent_config"].items() if k not in _POLICY_LOOP}
-    fields = policy_fields(config, method, seed)
+    fields = policy_fields(config, method, seed, ne)
     fields["policy"] = {k: pc.get(k, v) for k, v in fields["policy"].items()}
     return fields
 
 
+def _adopt_cell(config, layout, method, seed, ne, log):
+    """A cell finished under the other naming (`policies/ditto` from a run with one N_E,
+    `policies/ditto-ne1` from a run with several) is moved to this run's name, with its
+    evaluation files, when its stamp says it was trained with exactly these settings."""
+    from ditto_jax import provenance as prov
+    target = layout.policy(method, seed, ne)
+    other = layout.policy(method, seed, ne, multi=not layout.multi_ne)
+    if os.path.exists(target) or not os.path.isdir(other) or prov.read_stamp(other) is None \
+            or prov.stale_fields(other, policy_fields(config, method, seed, ne)):
+        return
+    os.replace(other, target)
+    for rule in ("sample", "greedy"):
+        for ck in ("final", "best"):
+            src, dst = (os.path.join(layout.eval, layout.name(
+                method, seed, rule, ck, ne, multi=m) + ".json")
+                for m in (not layout.multi_ne, layout.multi_ne))
+            if os.path.exists(src) and not os.path.exists(dst):
+                os.replace(src, dst)
+    log(f"policy/{layout.name(method, seed, ne=ne)}: reused "
+        f"{os.path.basename(other)} (same settings, N_E = {ne})")
+
+
 def stage_policy(config, layout, *, progress, log):
-    """Trains every method; the pending seeds of a method train together, vmapped (those
-    resuming from the same step share one program)."""
+    """Trains every method x N_E x seed (the cells); the pending seeds of a method and N_E
+    train together, vmapped where it pays (those resuming from the same step share one
+    program). The expert data is read once and encoded once per seed for all of them."""
     from ditto_jax.methods import get as get_method
     from ditto_jax.stages.train_policy import train_policy_seeds, vmap_pays
     _, expert, reader = data_sources(config, layout)
@@ -265,35 +331,41 @@ def stage_policy(config, layout, *, progress, log):
                                    "config.data.expert_checkpoints")
         kw["split"] = f"checkpoint_{lo:02d}:checkpoint_{hi:02d}"
     wm_step = _checkpoint_step(layout.wm)
+    cache = {}   # expert episodes and latents, shared by every cell below
     for method in methods_of(config):
-        groups = {}
-        for seed in run_seeds(config):
-            pc = _policy_config(config, seed)
-            workdir = layout.policy(method, seed)
-            name = layout.name(method, seed)
-            trained_on = _policy_meta(workdir).get("world_model", {}).get("step")
-            if trained_on is not None and trained_on != wm_step:
-                # Trained on an older world model: keep it, but out of the way.
-                stale = f"{workdir}.stale-wm{trained_on}"
-                os.replace(workdir, stale)
-                log(f"policy/{name}: the world model moved on (step {trained_on} -> "
-                    f"{wm_step}); retraining (old run kept in {stale})")
-            _reuse_or_move_aside(workdir, f"policy/{name}", policy_fields(config, method, seed),
-                                 log, legacy=lambda w=workdir, m=method, sd=seed:
-                                 _legacy_policy_fields(w, config, m, sd))
-            at = _checkpoint_step(workdir) or 0
-            if at >= int(pc.steps):
-                log(f"policy/{name}: done ({workdir})")
-                continue
-            groups.setdefault(at, {})[seed] = workdir
-        for at, workdirs in sorted(groups.items()):
-            names = ", ".join(layout.name(method, s) for s in workdirs)
-            log(f"policy/{names}: training {config.policy.steps} updates"
-                + (f" ({len(workdirs)} seeds vmapped)" if len(workdirs) > 1
-                   and get_method(method).vmap_seeds and vmap_pays() else ""))
-            pc = _policy_config(config, next(iter(workdirs)))
-            train_policy_seeds(pc, method=method, wm=layout.wm, expert=expert,
-                               workdirs=workdirs, progress=progress, log=log, **kw)
+        for ne in layout.expert_episodes:
+            groups = {}
+            for seed in run_seeds(config):
+                _adopt_cell(config, layout, method, seed, ne, log)
+                pc = _policy_config(config, seed, ne)
+                workdir = layout.policy(method, seed, ne)
+                name = layout.name(method, seed, ne=ne)
+                trained_on = _policy_meta(workdir).get("world_model", {}).get("step")
+                if trained_on is not None and trained_on != wm_step:
+                    # Trained on an older world model: keep it, but out of the way.
+                    stale = f"{workdir}.stale-wm{trained_on}"
+                    os.replace(workdir, stale)
+                    log(f"policy/{name}: the world model moved on (step {trained_on} -> "
+                        f"{wm_step}); retraining (old run kept in {stale})")
+                _reuse_or_move_aside(
+                    workdir, f"policy/{name}", policy_fields(config, method, seed, ne), log,
+                    legacy=lambda w=workdir, m=method, sd=seed, n=ne:
+                    _legacy_policy_fields(w, config, m, sd, n))
+                at = _checkpoint_step(workdir) or 0
+                if at >= int(pc.steps):
+                    log(f"policy/{name}: done ({workdir})")
+                    continue
+                groups.setdefault(at, {})[seed] = workdir
+            for at, workdirs in sorted(groups.items()):
+                names = ", ".join(layout.name(method, s, ne=ne) for s in workdirs)
+                log(f"policy/{names}: training {config.policy.steps} updates"
+                    + (f" on N_E = {ne}" if layout.multi_ne else "")
+                    + (f" ({len(workdirs)} seeds vmapped)" if len(workdirs) > 1
+                       and get_method(method).vmap_seeds and vmap_pays() else ""))
+                pc = _policy_config(config, next(iter(workdirs)), ne)
+                train_policy_seeds(pc, method=method, wm=layout.wm, expert=expert,
+                                   workdirs=workdirs, progress=progress, log=log,
+                                   cache=cache, **kw)
 
 
 def _policy_meta(workdir):
@@ -333,6 +405,7 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
     validate_pipeline_config(config)
     methods_of(config)
     run_seeds(config)
+    expert_episode_counts(config)
     eval_rules(config)
     eval_checkpoints(config)
     layout = Layout(config, workdir)

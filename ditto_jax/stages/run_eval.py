@@ -7,7 +7,8 @@ import time
 
 from ditto_jax.errors import DittoError
 from ditto_jax.stages.run import (_checkpoint_range, _checkpoint_step, _policy_meta,
-                                  data_sources, featured_method, methods_of, run_seeds)
+                                  data_sources, expert_episode_counts, featured_method,
+                                  methods_of, run_seeds)
 
 
 def _write_json(path, obj):
@@ -102,16 +103,17 @@ def stage_eval(config, layout, *, progress, log):
     from ditto_jax import provenance as prov
     from ditto_jax.stages.evaluate import evaluate_workdir
     rules = eval_rules(config)
-    jobs = [(method, rule, ck) for method in methods_of(config) for rule in rules
-            for ck in eval_checkpoints(config, method)]
+    ne_values = expert_episode_counts(config)
+    jobs = [(method, ne, rule, ck) for method in methods_of(config) for ne in ne_values
+            for rule in rules for ck in eval_checkpoints(config, method)]
     for seed in run_seeds(config):
         refs = references(config, layout, seed, log=log)
         exp, rnd = refs["expert"]["return_mean"], refs["random"]["return_mean"]
         if not refs["expert"].get("comparable", True):
             exp = None
-        for method, rule, ck in jobs:
-            workdir = layout.policy(method, seed)
-            name = layout.name(method, seed, rule, ck)
+        for method, ne, rule, ck in jobs:
+            workdir = layout.policy(method, seed, ne)
+            name = layout.name(method, seed, rule, ck, ne)
             out = os.path.join(layout.eval, f"{name}.json")
             # Redone when the policy, its config or its world model changed since.
             settings = dict(_eval_settings(config, seed), rule=rule,
@@ -132,7 +134,7 @@ def stage_eval(config, layout, *, progress, log):
                 greedy=rule == "greedy", max_steps=settings["max_steps"],
                 video=bool(config.eval.video) and method == featured_method(config)
                 and rule == rules[0] and ck == eval_checkpoints(config)[0]
-                and seed == run_seeds(config)[0], checkpoint=ck,
+                and seed == run_seeds(config)[0] and ne == ne_values[0], checkpoint=ck,
                 references={"expert": exp, "random": rnd},
                 agreement=settings["expert"] if bool(config.eval.agreement) else None,
                 progress=progress)

@@ -24,9 +24,9 @@ from ditto_jax.errors import DittoError
 from ditto_jax.stages.policy_agents import (PixelBCAgent, WorldModelAgent,  # noqa: F401
                                             evaluate_agent, load_pinned_world_model,
                                             load_policy, policy_method, resolve_wm_path)
-from ditto_jax.stages.policy_data import (encode_store, heldout_accuracy,  # noqa: F401
-                                          heldout_diagnostics, inference_model, load_expert,
-                                          make_context)
+from ditto_jax.stages.policy_data import (encode_expert, encode_store,  # noqa: F401
+                                          heldout_accuracy, heldout_diagnostics,
+                                          inference_model, load_expert, make_context)
 from ditto_jax.stages.policy_loop import (_stack_data, _with_seed, make_advance,  # noqa: F401
                                           vmap_pays)
 from ditto_jax.stages.policy_probes import make_policy_probes
@@ -98,6 +98,10 @@ def _agent_meta(config, wm_meta, wm_workdir, expert, expert_info, workdir, metho
                         "dataset": wm_meta.get("dataset"), "model": wm_meta.get("model")},
         "expert": {"source": os.path.abspath(expert) if os.path.exists(expert) else expert,
                    "episodes": expert_info["episodes"]},
+        # Which expert episodes (nested over N_E; the held-out ones shared by every N_E).
+        # Outside "expert", which a resumed checkpoint must match.
+        "expert_episode_ids": {"train": expert_info.get("episode_ids"),
+                               "heldout": expert_info.get("heldout_episode_ids")},
         "expert_return": expert_info["expert_return"],
         "game": expert_info.get("game") or wm_meta.get("game"),
         "obs_shape": wm_meta["obs_shape"], "num_actions": wm_meta["num_actions"],
@@ -113,10 +117,13 @@ def train_policy(config, *, method=None, wm, expert, workdir, **kwargs):
 
 
 def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=None,
-                       split=None, steps=None, progress=True, log=print, vmap=None):
+                       split=None, steps=None, progress=True, log=print, vmap=None,
+                       cache=None):
     """Trains one method for every seed in `workdirs` ({seed: workdir}) as one vmapped
     program (`vmap=None`: where it pays, `vmap_pays()`, and the method allows it), else
-    one seed after another. Returns (stacked states, [last evaluation per seed])."""
+    one seed after another. Returns (stacked states, [last evaluation per seed]).
+    `cache`: a dict shared by the calls of one `ditto run` (every method and N_E): the
+    expert data is read once and encoded once per seed (`policy_data.encode_expert`)."""
     from ditto_jax.engine import Hook, Loop, Run, Select, fit
     from ditto_jax.provenance import provenance
     from ditto_jax.stages.train_wm import load_world_model
@@ -127,19 +134,22 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
     if len(workdirs) > 1 and not vmap:
         out = [train_policy_seeds(config, method=method, wm=wm, expert=expert,
                                   workdirs={s: w}, data_dir=data_dir, split=split,
-                                  progress=progress, log=log) for s, w in workdirs.items()]
+                                  progress=progress, log=log, cache=cache)
+               for s, w in workdirs.items()]
         return (jax.tree.map(lambda *xs: jnp.concatenate(xs), *[o[0] for o in out]),
                 [o[1][0] for o in out])
     seeds = [int(s) for s in workdirs]
     configs = [_with_seed(config, s) for s in seeds]
     wm_state, wm_meta = load_world_model(wm)
-    store, held, info = load_expert(config, expert, wm_meta, data_dir=data_dir, split=split)
+    store, held, info = load_expert(config, expert, wm_meta, data_dir=data_dir, split=split,
+                                    cache=cache)
     ctx = make_context(config, wm_state, wm_meta)
     mesh = parallel.make_mesh()
     parallel.local_batch_size(int(config.batch_size), mesh)  # divisible over the devices
-    latents = [encode_store(wm_state, store, seed=s) if m.uses_latents else None for s in seeds]
-    held_latents = [encode_store(wm_state, held, seed=s) if m.uses_latents and held else None
-                    for s in seeds]
+    latents = [encode_expert(wm_state, store, seed=s, cache=cache) if m.uses_latents
+               else None for s in seeds]
+    held_latents = [encode_expert(wm_state, held, seed=s, cache=cache)
+                    if m.uses_latents and held else None for s in seeds]
     data, axes = _stack_data([m.make_data(config, ctx, store, lat) for lat in latents])
     keys = [jax.random.split(jax.random.key(s)) for s in seeds]   # (init, loop) per seed
     state = jax.vmap(lambda k: m.init(config, ctx, k))(jnp.stack([k[0] for k in keys]))

@@ -11,13 +11,16 @@ Presets:
   study  the demo's data and world model, every method x 3 policy seeds x 20 evaluation
          episodes under both action rules: the multi-seed comparison behind the README's
          claims (about 3 hours on a 2-core CPU).
+  ne     the study's data and world model (identical configs, so one trained for `study`
+         is reused), every method x 3 seeds x N_E in 1,2,4,11: return against the number
+         of expert episodes, the paper's main figure (issue #18), sampled actions.
   paper  SPEC §2-§3 sizes; meant for a GPU/TPU host, data from RL Unplugged by default.
 """
 import os
 
 import ml_collections
 
-PRESETS = ("smoke", "demo", "study", "paper")
+PRESETS = ("smoke", "demo", "study", "ne", "paper")
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -38,7 +41,10 @@ def get_config(preset="demo"):
                                        # method is trained and evaluated once per seed
     c.methods = "ditto,dbc,dgail,bc"   # comma-separated subset of ditto, ditto_bcinit,
                                        # dbc, dgail, bc
-    c.expert_episodes = 0              # N_E the imitators see (0: all recorded)
+    c.expert_episodes = "0"            # N_E the imitators see (0: all recorded training
+                                       # episodes), or a list "1,2,4,11": every method x
+                                       # seed x N_E on one world model, nested subsets
+                                       # (the first N_E episodes), the same held-out ones
 
     c.data = ml_collections.ConfigDict(dict(
         source="scripted",             # scripted (record with ditto's experts) | rlu
@@ -85,8 +91,9 @@ def get_config(preset="demo"):
         video=True,
     ))
 
-    wm_preset = {"smoke": "tiny", "demo": "small", "study": "small", "paper": "paper"}[preset]
-    policy_preset = {"smoke": "tiny", "demo": "small", "study": "small",
+    wm_preset = {"smoke": "tiny", "demo": "small", "study": "small", "ne": "small",
+                 "paper": "paper"}[preset]
+    policy_preset = {"smoke": "tiny", "demo": "small", "study": "small", "ne": "small",
                      "paper": "paper"}[preset]
     c.wm = _load("wm", wm_preset)
     c.policy = _load("policy", policy_preset)
@@ -100,7 +107,7 @@ def get_config(preset="demo"):
                           strip_every=30, val_episodes=0)
         c.policy.update(steps=20, eval_every=0, save_every=20, log_every=10)
         c.eval.update(episodes=10, envs=5, max_steps=120)  # = the recorded episodes
-    elif preset in ("demo", "study"):
+    elif preset in ("demo", "study", "ne"):
         # Pong with the screen-inferable tracker expert (SPEC §8 levers; README "Demo").
         c.data.update(expert_policy="tracker", expert_episodes=12, noisy_episodes=8,
                       random_episodes=4, max_steps=5_000)
@@ -128,10 +135,18 @@ def get_config(preset="demo"):
             c.seeds = "0,1,2"
             c.methods = "ditto,ditto_bcinit,dbc,bc"
             c.eval.update(episodes=20, policy="both")
+        if preset == "ne":
+            # The study's data and world model, unchanged (tests/test_pipeline.py checks the
+            # stamps match): point --config.paths.data/wm at a study run to reuse them.
+            # N_E = 11 is every recorded training episode (12 recorded, 1 held out).
+            c.seeds = "0,1,2"
+            c.methods = "ditto,ditto_bcinit,dbc,bc"
+            c.expert_episodes = "1,2,4,11"
+            c.eval.update(episodes=10, policy="sample", agreement=True)
     elif preset == "paper":
         c.game = "breakout"
         c.data.source = "rlu"
-        c.expert_episodes = 30
+        c.expert_episodes = "30"
         c.data.expert_episodes = 1000
         c.wm.data.size = (64, 64)      # RLU frames are 84x84
         c.policy.expert_resize = True

@@ -438,3 +438,28 @@ def test_gpu_host_default_xla_flags_are_known_to_this_jaxlib():
                        capture_output=True, text=True, timeout=120,
                        env={**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0 and "2.0" in r.stdout, r.stderr[-500:]
+
+
+def test_dry_run_checks_every_config_and_fails_on_a_bad_one(tmp_path, fake, capsys):
+    """An unknown game or override in a grid used to print its plan and exit 0; now the
+    dry run makes `ditto run`'s own checks on every job and exits 2 naming them."""
+    command, calls = fake
+    sw = tmp_path / "sw"
+    for override, needles in (("--config.game=pongg", ("Unknown Atari game 'pongg'",
+                                                        "Field: game")),
+                              ("--config.policy.nope=3", ("Unknown config key",
+                                                          "config.policy.nope")),
+                              ("--config.methods=ditto,bcc", ("bcc",))):
+        assert cli.main(["sweep", "local", "--workdir", str(sw), "--dry-run",
+                         "--ditto-command", command, override]) == 2
+        err = capsys.readouterr().err
+        for needle in needles:
+            assert needle in err, err
+        assert "6 of 6 jobs of the grid have a bad config" in err
+        assert err.count(needles[0]) == 1, err  # one line per distinct error
+        assert "pong_s1_ne3" in err and "wm-pong_s0" in err
+    assert calls() == [] and not sw.exists()
+    # A bound checked by `ditto run`'s validation, not by the override parser.
+    assert cli.main(["sweep", "local", "--workdir", str(sw), "--dry-run", "--ditto-command",
+                     command, "--config.policy.horizon=0"]) == 2
+    assert "config.policy.horizon" in capsys.readouterr().err

@@ -319,8 +319,10 @@ STAGE_FUNCS = {"data": stage_data, "wm": stage_wm, "policy": stage_policy,
                "eval": stage_eval}
 
 
-def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
-    """Runs the requested stages in order; returns results.json's content (or None)."""
+def check_pipeline_config(config, stages=STAGES):
+    """Every check `ditto run` makes before it touches the workdir (also `ditto sweep
+    --dry-run`'s): the game, the stages, value bounds and choices, methods, seeds, rules.
+    Sets `config.game` to its canonical name."""
     from ditto_jax.envs.atari import canonical_game
     config.game = canonical_game(config.game)
     unknown = [s for s in stages if s not in STAGES]
@@ -328,13 +330,17 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
         raise DittoError("Unknown pipeline stage", field="--stages",
                          expected=f"a comma-separated subset of {','.join(STAGES)}",
                          got=",".join(unknown))
-    # Fail on bad values before hours of training.
     from ditto_jax.configs import validate_pipeline_config
     validate_pipeline_config(config)
     methods_of(config)
     run_seeds(config)
     eval_rules(config)
     eval_checkpoints(config)
+
+
+def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
+    """Runs the requested stages in order; returns results.json's content (or None)."""
+    check_pipeline_config(config, stages)  # fail on bad values before hours of training
     layout = Layout(config, workdir)
     os.makedirs(layout.workdir, exist_ok=True)
     from ditto_jax.io import lock_workdir, read_json

@@ -24,6 +24,7 @@ names are importable from here too.
 """
 import argparse
 import os
+import re
 import shlex
 import sys
 import threading
@@ -40,8 +41,8 @@ from ditto_jax.stages.run import check_pipeline_config
 from ditto_jax.sweep_launch import LocalBackend, SlurmBackend, execute
 
 __all__ = [  # the names defined here and those re-exported from the modules above
-    "ACCEPTS_EXTRA_ARGS", "REPO_ROOT", "Status", "check_jobs", "print_plan", "run_sweep",
-    "add_arguments",
+    "ACCEPTS_EXTRA_ARGS", "REPO_ROOT", "Status", "check_jobs", "error_from_log", "print_plan",
+    "run_sweep", "add_arguments",
     "main",
     "GRID_DIRS", "load_grid", "parse_variant", "resolve_grid_path", "rlu_ablation_grid",
     "seeds_list",
@@ -142,6 +143,27 @@ def check_jobs(jobs, out=None):
                          got=", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
 
 
+def error_from_log(log_path, limit=500):
+    """The error a failed job printed in its last attempt (the log is appended per attempt):
+    the CLI's `ditto ...: error: ...` line, a traceback's last line, else its last line."""
+    try:
+        with open(log_path, errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        return f"(no log: {e.strerror}: {log_path})"
+    starts = [i for i, line in enumerate(lines) if line.startswith("$ ")]
+    output = lines[starts[-1] + 1:] if starts else lines
+    output = [line.strip() for line in output
+              if line.strip() and not line.startswith("=== exit code")]
+    if not output:
+        return "(the job printed nothing)"
+    for line in reversed(output):
+        if re.match(r"^ditto( [\w-]+)?: error: ", line) or re.match(
+                r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*", line):
+            return line[-limit:]
+    return output[-1][-limit:]
+
+
 def run_sweep(wm_jobs, runs, sweep_dir, backend, *, retries=1, meta=None, log=print):
     """Runs phase 1 then phase 2 with retries; returns the status dict."""
     status = Status(os.path.join(os.path.abspath(sweep_dir), "sweep_status.json"),
@@ -158,6 +180,8 @@ def run_sweep(wm_jobs, runs, sweep_dir, backend, *, retries=1, meta=None, log=pr
         e = status.entries[job.name]
         if rc == 0 and job.phase == 2 and not job.finished():
             error = f"exited 0 but wrote no {RESULTS}"
+        elif rc not in (0, None) and error is None:
+            error = error_from_log(job.log)
         ok = rc == 0 and error is None
         if ok and job.phase == 1:
             from ditto_jax.io import write_json_atomic

@@ -297,10 +297,14 @@ def stage_policy(config, layout, *, progress, log):
 
 
 def _policy_meta(workdir):
-    """A policy's config.json ({} before it exists)."""
+    """A policy's config.json ({} before it exists; rebuilt from its checkpoint if deleted)."""
     from ditto_jax import io
-    return io.read_json(os.path.join(workdir, "config.json"), what="policy config.json",
-                        default={})
+    meta = io.read_json(os.path.join(workdir, "config.json"), what="policy config.json",
+                        default=None)
+    if meta is None and os.path.isdir(os.path.join(workdir, "checkpoints")):
+        from ditto_jax.engine.fit import rebuild_config_json  # jax: only when needed
+        meta = rebuild_config_json(workdir)
+    return meta or {}
 
 
 # The evaluation stage (imports the helpers above, so imported here, after them).

@@ -532,3 +532,41 @@ def test_cli_second_writer_gets_the_pid(tmp_path, pong_dataset):
     _fails_cleanly(proc, f"PID {holder.pid}", str(workdir))
     assert not (workdir / "checkpoints").exists()
     assert time.time() - t0 < 120
+
+
+def test_cli_sigterm_keeps_the_checkpoints_and_says_where(tmp_path, pong_dataset):
+    """SIGTERM used to end `ditto train-wm` silently; now the checkpoint saves finish,
+    the lock is released and one line names the workdir, the newest checkpoint and how to
+    resume; the exit code is 143 (128 + SIGTERM)."""
+    from ditto_jax.checkpoint import Checkpointer
+    workdir = tmp_path / "wm"
+    cmd = [sys.executable, "-m", "ditto_jax.cli", "train-wm", "--config", WM_CONFIG,
+           "--data", pong_dataset, "--workdir", str(workdir), "--steps", "100000", "--quiet",
+           "--config.train.log_every=1", "--config.train.save_every=2",
+           "--config.train.strip_every=0", "--config.train.eval_every=0"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        deadline = time.time() + 300
+        while not (workdir / "checkpoints" / "2").is_dir():
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    [line] = [line for line in err.splitlines() if "terminated" in line]
+    assert line.startswith("ditto train-wm: terminated (SIGTERM); what was written is kept "
+                           f"in {workdir} (newest checkpoint: {workdir}/checkpoints/")
+    assert line.endswith("; run the same command again to resume")
+    ckpt = Checkpointer(str(workdir / "checkpoints"), read_only=True)
+    step = ckpt.latest_step()
+    ckpt.close()
+    assert step >= 2 and f"checkpoints/{step})" in line
+    rows = io.read_jsonl(str(workdir / "metrics.jsonl"), what="metrics log")
+    assert [r["step"] for r in rows if "loss" in r][:2] == [1, 2]
+    lock = io.lock_workdir(str(workdir), "test")  # released: a resume could start
+    lock.release()

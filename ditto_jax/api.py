@@ -88,11 +88,14 @@ def make_env(game, protocol="ditto", **kwargs):
     return _make_env(game, protocol, **kwargs)
 
 
-def run(config, workdir, *, stages=None, progress=True, log=print):
+def run(config, workdir, *, overrides=(), stages=None, progress=True, log=print):
     """`ditto run` from Python: `config` is a pipeline ConfigDict or a preset name
-    ("smoke", "demo", "paper"). Returns results.json's content."""
+    ("smoke", "demo", "paper"); `overrides` are "KEY=VALUE" strings, as
+    `--config.KEY=VALUE` on the command line (e.g. ["policy.horizon=9"]). Returns
+    results.json's content."""
+    from ditto_jax.configs import apply_overrides, load_config
     from ditto_jax.stages.run import DEFAULT_CONFIG, STAGES, run_pipeline
     if isinstance(config, str):
-        from ditto_jax.configs import load_config
         config = load_config(f"{DEFAULT_CONFIG}:{config}")
+    config = apply_overrides(config, list(overrides))
     return run_pipeline(config, workdir, stages=stages or STAGES, progress=progress, log=log)

@@ -5,12 +5,15 @@ starts without JAX or TensorFlow, and a missing optional dependency only affects
 command that needs it. Every option's help shows its default.
 """
 import argparse
+import glob
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 
-from ditto_jax.errors import DittoError
+from ditto_jax.errors import DittoError, Terminated
 
 # name -> (module, one-line help). Each module defines `add_arguments(parser)`
 # and `main(args)`.
@@ -107,6 +110,27 @@ def build_parser(commands=()):
     return parser
 
 
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _what_was_kept(args):
+    """One clause for the SIGTERM message: where the work is and how to go on."""
+    where = getattr(args, "workdir", None) or getattr(args, "out", None)
+    if not where:
+        return "nothing already written was lost"
+    where = os.path.abspath(where)
+    steps = [p for pattern in ("checkpoints/*", "*/checkpoints/*", "*/*/checkpoints/*")
+             for p in glob.glob(os.path.join(where, pattern)) if os.path.basename(p).isdigit()]
+    newest = max(steps, key=os.path.getmtime, default=None)
+    kept = f"what was written is kept in {where}"
+    if newest:
+        kept += f" (newest checkpoint: {newest})"
+    again = ("run the same command with --resume to continue" if args.command == "record"
+             else "run the same command again to resume")
+    return f"{kept}; {again}"
+
+
 def main(argv=None):
     quiet_logs()  # before any subcommand module can import TensorFlow
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
@@ -116,14 +140,23 @@ def main(argv=None):
     if unknown and not getattr(args._module, "ACCEPTS_EXTRA_ARGS", False):
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     args.extra_args = unknown
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return args._module.main(args) or 0
     except DittoError as e:
         print(f"ditto {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"ditto {args.command}: terminated (SIGTERM); {_what_was_kept(args)}",
+              file=sys.stderr, flush=True)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"ditto {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,21 @@ def config_overrides(extra_args, expected="--config.KEY=VALUE overrides"):
     return overrides
 
 
+def refuse_conflicts(config, overrides, options):
+    """An option given both as a flag and as --config.KEY, with different values, is refused
+    (neither silently wins). `options`: (flag, flag value or None, config key) triples."""
+    given = {item[len("--config."):].split("=", 1)[0] if item.startswith("--config.")
+             else item.split("=", 1)[0] for item in overrides}
+    for flag, value, key in options:
+        if value is None or key not in given:
+            continue
+        current = _get(config, key)
+        if str(current) != str(value):
+            raise DittoError(f"{flag} and --config.{key} disagree; give only one of them",
+                             field=f"--config.{key}", expected=f"{value}, as {flag} says",
+                             got=current)
+
+
 # ------------------------------------------------------------------ validation
 # Checked when a config is loaded, before any data or checkpoint is read, so a typo costs
 # seconds, not a training run. (field, allowed values) and (field, lower bound, strict).

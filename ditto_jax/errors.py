@@ -21,3 +21,9 @@ class DittoError(Exception):
             parts.append(f"Got: {got}.")
         super().__init__(" ".join(parts))
         self.path, self.field, self.expected, self.got = path, field, expected, got
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the `ditto` command's handler: the cleanup
+    that follows Ctrl-C (checkpoints finished, locks released, sweep jobs stopped) runs
+    for it too, then the command says what was kept and exits 143 (128 + SIGTERM)."""

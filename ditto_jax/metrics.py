@@ -143,8 +143,10 @@ class MetricWriter:
                     self._tb.add_image(tag + "_frames", frame_grid(frames), int(step),
                                        dataformats="HWC")
         if self._wandb is not None:
-            self._wandb.log({tag: self._wandb_module.Video(frames.transpose(0, 3, 1, 2),
-                                                           fps=fps)}, step=int(step))
+            # Encoded here as a GIF (Pillow), so wandb needs no moviepy; wandb >= 0.19
+            # requires the format of in-memory video data to be named.
+            video = self._wandb_module.Video(_gif_bytes(frames, fps), format="gif")
+            self._wandb.log({tag: video}, step=int(step))
 
     def _note(self, message):
         if message not in self._notes:
@@ -187,6 +189,19 @@ def frame_grid(frames, max_frames=16):
     h, w, c = picked.shape[1:]
     return picked.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(
         rows * h, cols * w, c)
+
+
+def _gif_bytes(frames, fps):
+    """Frames (T, H, W, 3) uint8 as an in-memory looping GIF at `fps`."""
+    from io import BytesIO
+
+    from PIL import Image
+    images = [Image.fromarray(f) for f in frames]
+    out = BytesIO()
+    images[0].save(out, format="GIF", save_all=True, append_images=images[1:],
+                   duration=max(1, round(1000 / fps)), loop=0)
+    out.seek(0)
+    return out
 
 
 def _load_image(image):

@@ -181,7 +181,13 @@ def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None,
 def policy_record(workdir, step=None):
     """What a trained policy actually was: its saved config and last diagnostics (those
     logged up to `step`, if given: a selected checkpoint's)."""
-    meta = _load(os.path.join(workdir, "config.json")) or {}
+    from ditto_jax.io import read_json  # a torn config.json: an error with its advice
+    meta = read_json(os.path.join(workdir, "config.json"), what="policy config.json",
+                     default=None)
+    if meta is None and os.path.isdir(os.path.join(workdir, "checkpoints")):
+        from ditto_jax.engine.fit import rebuild_config_json  # jax: only when needed
+        meta = rebuild_config_json(workdir)
+    meta = meta or {}
     ms = _metrics(workdir)
     if step is not None:
         ms = [m for m in ms if m.get("step", 0) <= int(step)]

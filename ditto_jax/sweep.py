@@ -24,22 +24,25 @@ names are importable from here too.
 """
 import argparse
 import os
+import re
 import shlex
 import sys
 import threading
 import time
 
-from ditto_jax.configs import config_overrides
+from ditto_jax.configs import config_overrides, load_config
 from ditto_jax.errors import DittoError
 from ditto_jax.sweep_grid import (GRID_DIRS, load_grid, parse_variant, resolve_grid_path,
                                   rlu_ablation_grid, seeds_list)
 from ditto_jax.sweep_jobs import (AFTER_WM_STAGES, COMMAND_ENV, RESULTS, WM_MARKER, WM_STAGES,
                                   Job, _slug, default_command, expand, format_value,
                                   override_args)
+from ditto_jax.stages.run import check_pipeline_config
 from ditto_jax.sweep_launch import LocalBackend, SlurmBackend, execute
 
 __all__ = [  # the names defined here and those re-exported from the modules above
-    "ACCEPTS_EXTRA_ARGS", "REPO_ROOT", "Status", "print_plan", "run_sweep", "add_arguments",
+    "ACCEPTS_EXTRA_ARGS", "REPO_ROOT", "Status", "check_jobs", "error_from_log", "print_plan",
+    "run_sweep", "add_arguments",
     "main",
     "GRID_DIRS", "load_grid", "parse_variant", "resolve_grid_path", "rlu_ablation_grid",
     "seeds_list",
@@ -112,6 +115,55 @@ def print_plan(wm_jobs, runs, out=None):
                 print(f"# skip (finished): {j.name}", file=out)
 
 
+def check_jobs(jobs, out=None):
+    """Loads every job's config with its overrides and makes `ditto run`'s own checks
+    (game, keys, values, methods, seeds, stages); a DittoError lists the jobs that would
+    fail and why."""
+    out = out or sys.stderr
+    bad, by_error = [], {}
+    for job in jobs:
+        args = job.command[job.command.index("run") + 1:]
+        spec = args[args.index("--config") + 1]
+        stages = args[args.index("--stages") + 1].split(",") if "--stages" in args else None
+        try:
+            config = load_config(spec, override_args(job.overrides))
+            if stages is None:
+                check_pipeline_config(config)
+            else:
+                check_pipeline_config(config, stages)
+        except DittoError as e:
+            bad.append(job.name)
+            by_error.setdefault(str(e), []).append(job.name)
+    for error, names in by_error.items():  # one line per distinct error
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        print(f"[{shown}] {error}", file=out)
+    if bad:
+        raise DittoError(f"{len(bad)} of {len(jobs)} jobs of the grid have a bad config "
+                         "(the errors are printed above); fix the grid or the overrides",
+                         got=", ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
+
+
+def error_from_log(log_path, limit=500):
+    """The error a failed job printed in its last attempt (the log is appended per attempt):
+    the CLI's `ditto ...: error: ...` line, a traceback's last line, else its last line."""
+    try:
+        with open(log_path, errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        return f"(no log: {e.strerror}: {log_path})"
+    starts = [i for i, line in enumerate(lines) if line.startswith("$ ")]
+    output = lines[starts[-1] + 1:] if starts else lines
+    output = [line.strip() for line in output
+              if line.strip() and not line.startswith("=== exit code")]
+    if not output:
+        return "(the job printed nothing)"
+    for line in reversed(output):
+        if re.match(r"^ditto( [\w-]+)?: error: ", line) or re.match(
+                r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b.*", line):
+            return line[-limit:]
+    return output[-1][-limit:]
+
+
 def run_sweep(wm_jobs, runs, sweep_dir, backend, *, retries=1, meta=None, log=print):
     """Runs phase 1 then phase 2 with retries; returns the status dict."""
     status = Status(os.path.join(os.path.abspath(sweep_dir), "sweep_status.json"),
@@ -128,6 +180,8 @@ def run_sweep(wm_jobs, runs, sweep_dir, backend, *, retries=1, meta=None, log=pr
         e = status.entries[job.name]
         if rc == 0 and job.phase == 2 and not job.finished():
             error = f"exited 0 but wrote no {RESULTS}"
+        elif rc not in (0, None) and error is None:
+            error = error_from_log(job.log)
         ok = rc == 0 and error is None
         if ok and job.phase == 1:
             from ditto_jax.io import write_json_atomic
@@ -203,7 +257,8 @@ def add_arguments(p):
     p.add_argument("--retries", type=non_negative_int, default=1, help="re-runs of a failed job")
     p.add_argument("--only", default=None, help="comma-separated globs over run names")
     p.add_argument("--dry-run", action="store_true",
-                   help="print every command, phase by phase, and run nothing")
+                   help="print every command, phase by phase, check every run's config as "
+                        "`ditto run` would (exit 2 on a bad one), and run nothing")
     p.add_argument("--estimate", action="store_true",
                    help="print the grid's device-hours per stage from measured step times "
                         "(benchmarks/device.py) and run nothing")
@@ -249,6 +304,7 @@ def main(args):
         print(f"# sweep {args.grid}: {len(runs)} runs, {len(wm_jobs)} shared world models, "
               f"workdir {os.path.abspath(sweep_dir)}")
         print_plan(wm_jobs, runs)
+        check_jobs(wm_jobs + runs)  # every config, as `ditto run` would check it
         return 0
 
     devices = [d for d in (args.visible_devices or "").split(",") if d]

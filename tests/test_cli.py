@@ -138,3 +138,23 @@ def test_library_use_is_quiet(tmp_path):
     noise = proc.stdout + proc.stderr
     assert "A.L.E" not in noise and "Powered by Stella" not in noise, noise
     assert "oneDNN" not in noise and "cpu_feature_guard" not in noise, noise
+
+
+@pytest.mark.parametrize("argv, flag, key", [
+    (["train-policy", "--method", "dbc", "--config.method=ditto"], "--method", "method"),
+    (["train-policy", "--steps", "5", "--config.steps=7"], "--steps", "steps"),
+    (["train-wm", "--steps", "5", "--config.train.steps=7"], "--steps", "train.steps"),
+])
+def test_a_flag_and_its_config_override_must_agree(argv, flag, key, tmp_path, capsys):
+    """`--method dbc --config.method=ditto` silently trained dbc before; now it is refused
+    before anything is read or written. Agreeing values pass this check."""
+    paths = (["--wm", str(tmp_path / "wm"), "--expert", str(tmp_path / "e")]
+             if argv[0] == "train-policy" else ["--data", str(tmp_path / "d")])
+    workdir = tmp_path / "out"
+    assert cli.main(argv + paths + ["--workdir", str(workdir)]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} and --config.{key} disagree" in err and f"Field: --config.{key}" in err
+    assert not workdir.exists()
+    same = [a.replace("=ditto", "=dbc").replace("=7", "=5") for a in argv]
+    assert cli.main(same + paths + ["--workdir", str(workdir)]) == 2  # fails later: no data
+    assert "disagree" not in capsys.readouterr().err

@@ -133,3 +133,35 @@ def test_non_positive_counts_are_refused(tmp_path):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert "--episodes" in proc.stderr and "positive integer" in proc.stderr
     assert not os.path.exists(tmp_path / "x")
+
+
+def test_info_refuses_a_corrupt_metadata_json(tmp_path):
+    """A torn or mistyped metadata.json used to read as {} (blank action names, exit 0)."""
+    import numpy as np
+    import pytest
+    from ditto_jax.data.rlds import dataset_summary
+    from ditto_jax.errors import DittoError
+    from tests.test_rlds import ACTIONS, make_episode, write_dataset
+    rng = np.random.default_rng(0)
+    out = write_dataset(str(tmp_path / "ds"), [make_episode(rng, 4) for _ in range(2)])
+    meta_path = os.path.join(out, "metadata.json")
+    with open(meta_path) as f:
+        good = f.read()
+    assert dataset_summary(out)["action_meanings"] == ACTIONS
+    with open(meta_path, "w") as f:
+        f.write(good[: len(good) // 2])  # torn
+    _fails_cleanly(run_cli("info", out), meta_path, "metadata.json is corrupt", "JSON")
+    with open(meta_path) as f:
+        assert f.read() == good[: len(good) // 2]  # nothing rewritten
+    cases = [("[1, 2]", "a JSON object"),
+             (json.dumps({**json.loads(good), "action_meanings": ["NOOP", "", "UP", "DOWN"]}),
+              "Field: action_meanings"),
+             (json.dumps({**json.loads(good), "action_meanings": 4}), "Field: action_meanings"),
+             (json.dumps({**json.loads(good), "num_actions": 6}), "Field: num_actions"),
+             (json.dumps({**json.loads(good), "obs_shape": [16, 16]}), "Field: obs_shape")]
+    for text, needle in cases:
+        with open(meta_path, "w") as f:
+            f.write(text)
+        with pytest.raises(DittoError, match="metadata.json is corrupt") as e:
+            dataset_summary(out)
+        assert needle in str(e.value) and meta_path in str(e.value)

@@ -325,54 +325,83 @@ def test_check_compatible_names_every_changed_field():
 
 
 # ------------------------------------------------------------- tracking, media
-class _FakeWandb(types.ModuleType):
-    def __init__(self):
-        super().__init__("wandb")
-        self.calls = []
+def _wandb_records(run_dir):
+    """The records of an offline wandb run (its `run-<id>.wandb` file).
 
-    def init(self, **kwargs):
-        self.calls.append(("init", kwargs))
-        fake = self
+    wandb 0.31 ships no Python reader for this file: it is a LevelDB-style log (a 7-byte
+    ":W&B" header, 32 KiB blocks, 7-byte record headers: crc32, length, type) of the
+    `wandb_internal_pb2.Record` protobufs that wandb itself defines.
+    """
+    import glob
+    import struct
+    from wandb.proto import wandb_internal_pb2
+    (path,) = glob.glob(os.path.join(run_dir, "run-*.wandb"))
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:4] == b":W&B"
+    pos, block, chunk = 7, 32768, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0:
+            break
+        chunk += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a whole record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunk)
+            chunk = b""
+            yield record
 
-        class Run:
-            def log(self, data, step=None):
-                fake.calls.append(("log", data, step))
 
-            def finish(self):
-                fake.calls.append(("finish",))
-        return Run()
-
-    def Image(self, array):
-        return ("image", np.asarray(array).shape)
-
-    def Video(self, array, fps=None):
-        return ("video", np.asarray(array).shape, fps)
+def _wandb_history(run_dir):
+    rows = []
+    for record in _wandb_records(run_dir):
+        if record.WhichOneof("record_type") == "history":
+            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                         for item in record.history.item})
+    return rows
 
 
-def test_wandb_logging_with_a_fake_module(tmp_path, monkeypatch):
+def test_wandb_logging_offline_with_the_real_wandb(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    import glob
+    from PIL import Image
     from ditto_jax.metrics import MetricWriter
-    fake = _FakeWandb()
-    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    workdir = str(tmp_path / "run")
     tracking = {"wandb_project": "ditto-test", "wandb_mode": "offline", "wandb_name": ""}
-    writer = MetricWriter(str(tmp_path), tensorboard=False, tracking=tracking,
+    writer = MetricWriter(workdir, tensorboard=False, tracking=tracking,
                           run_config={"lr": 1e-3})
     writer.write(5, {"loss": np.float32(1.5)})
     writer.add_image("world_model/open_loop", np.zeros((4, 6, 1), np.uint8), 5)
-    writer.add_video("eval/episode", np.zeros((3, 4, 6, 3), np.uint8), 5, fps=10)
+    frames = np.random.default_rng(0).integers(0, 255, (3, 4, 6, 3), np.uint8)
+    writer.add_video("eval/episode", frames, 5, fps=10)
     writer.close()
-    kinds = [c[0] for c in fake.calls]
-    assert kinds == ["init", "log", "log", "log", "finish"]
-    init = fake.calls[0][1]
-    assert init["project"] == "ditto-test" and init["mode"] == "offline"
-    assert init["config"] == {"lr": 1e-3} and init["resume"] == "allow" and "name" not in init
-    assert fake.calls[1][1:] == ({"loss": 1.5}, 5)
-    assert fake.calls[2][1]["world_model/open_loop"] == ("image", (4, 6, 3))
-    assert fake.calls[3][1]["eval/episode"] == ("video", (3, 3, 4, 6), 10)
-    # A resumed run continues the same wandb run.
-    writer = MetricWriter(str(tmp_path), tensorboard=False, tracking=tracking)
-    writer.close()
-    inits = [c[1] for c in fake.calls if c[0] == "init"]
-    assert inits[0]["id"] == inits[1]["id"]
+    (run_dir,) = glob.glob(os.path.join(workdir, "wandb", "offline-run-*"))
+    history = _wandb_history(run_dir)
+    logged = {k: v for row in history for k, v in row.items()}
+    assert logged["loss"] == 1.5 and logged["_step"] == 5
+    assert logged["world_model/open_loop/_type"] == "image-file"
+    assert logged["eval/episode/_type"] == "video-file"
+    video = os.path.join(run_dir, "files", logged["eval/episode/path"])
+    assert video.endswith(".gif")
+    with Image.open(video) as gif:  # the episode itself: 3 frames at 10 fps
+        assert gif.n_frames == 3 and gif.size == (6, 4) and gif.info["duration"] == 100
+    runs = [r.run for r in _wandb_records(run_dir) if r.WhichOneof("record_type") == "run"]
+    assert runs[0].project == "ditto-test"
+    config = {item.key: item.value_json for item in runs[0].config.update}
+    assert json.loads(config["lr"]) == 1e-3
+    # A resumed run continues the same wandb run id.
+    run_id = runs[0].run_id
+    assert io.read_json(os.path.join(workdir, "wandb_run.json"))["id"] == run_id
+    MetricWriter(workdir, tensorboard=False, tracking=tracking).close()
+    ids = {p.rsplit("-", 1)[-1] for p in glob.glob(os.path.join(workdir, "wandb", "offline-run-*"))}
+    assert ids == {run_id}
 
 
 def test_wandb_off_by_default_and_missing_wandb_is_a_clear_error(tmp_path, monkeypatch):
@@ -503,3 +532,41 @@ def test_cli_second_writer_gets_the_pid(tmp_path, pong_dataset):
     _fails_cleanly(proc, f"PID {holder.pid}", str(workdir))
     assert not (workdir / "checkpoints").exists()
     assert time.time() - t0 < 120
+
+
+def test_cli_sigterm_keeps_the_checkpoints_and_says_where(tmp_path, pong_dataset):
+    """SIGTERM used to end `ditto train-wm` silently; now the checkpoint saves finish,
+    the lock is released and one line names the workdir, the newest checkpoint and how to
+    resume; the exit code is 143 (128 + SIGTERM)."""
+    from ditto_jax.checkpoint import Checkpointer
+    workdir = tmp_path / "wm"
+    cmd = [sys.executable, "-m", "ditto_jax.cli", "train-wm", "--config", WM_CONFIG,
+           "--data", pong_dataset, "--workdir", str(workdir), "--steps", "100000", "--quiet",
+           "--config.train.log_every=1", "--config.train.save_every=2",
+           "--config.train.strip_every=0", "--config.train.eval_every=0"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    try:
+        deadline = time.time() + 300
+        while not (workdir / "checkpoints" / "2").is_dir():
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    [line] = [line for line in err.splitlines() if "terminated" in line]
+    assert line.startswith("ditto train-wm: terminated (SIGTERM); what was written is kept "
+                           f"in {workdir} (newest checkpoint: {workdir}/checkpoints/")
+    assert line.endswith("; run the same command again to resume")
+    ckpt = Checkpointer(str(workdir / "checkpoints"), read_only=True)
+    step = ckpt.latest_step()
+    ckpt.close()
+    assert step >= 2 and f"checkpoints/{step})" in line
+    rows = io.read_jsonl(str(workdir / "metrics.jsonl"), what="metrics log")
+    assert [r["step"] for r in rows if "loss" in r][:2] == [1, 2]
+    lock = io.lock_workdir(str(workdir), "test")  # released: a resume could start
+    lock.release()

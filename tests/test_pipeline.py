@@ -254,6 +254,36 @@ def test_readme_python_api_snippet_runs(smoke_run):
     assert isinstance(scope["action"], int) and scope["policy"].method == "ditto"
 
 
+def test_a_deleted_torn_policy_config_is_rebuilt_as_the_advice_says(smoke_run):
+    """A torn policy config.json is refused with "delete it to have ditto rebuild it";
+    deleting it used to leave it missing, and the results row lost horizon, reward and
+    world_model_step. Now it is rebuilt from the checkpoint's meta + provenance.json."""
+    workdir, _, _ = smoke_run
+    path = os.path.join(workdir, "policies", "dbc", "config.json")
+    with open(path) as f:
+        original = json.load(f)
+    before = {r["method"]: r for r in _results(workdir)["rows"]}["dbc"]["ran"]
+    assert before["horizon"] and before["reward"] and before["world_model_step"]
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text[: len(text) // 2])
+    args = ("run", "--preset", "smoke", "--workdir", workdir, "--quiet", "--stages",
+            "policy,report", "--config.methods=dbc")
+    proc = run_cli(*args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "policy config.json is corrupt" in proc.stderr and path in proc.stderr
+    assert "delete it to have ditto rebuild it" in proc.stderr
+    os.remove(path)
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "policy/dbc: done" in proc.stdout and f"rebuilt {path}" in proc.stderr
+    with open(path) as f:
+        assert json.load(f) == original
+    after = {r["method"]: r for r in _results(workdir)["rows"]}["dbc"]["ran"]
+    assert after == before
+
+
 @pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_policies_on_an_older_world_model_are_retrained(smoke_run):
     """Runs last: it trains the smoke workdir's world model further (2 more updates)."""

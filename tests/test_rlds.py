@@ -544,3 +544,29 @@ def test_frame_size_the_world_model_cannot_take(tmp_path, size):
     text = str(e.value)
     assert out in text and "observation" in text
     assert "(64, 64, 1)" in text and f"({size}, {size}, 1)" in text
+
+
+def test_32_pixel_frames_are_refused_before_the_model_is_built(tmp_path):
+    """A valid 32x32 dataset: the encoder's four stride-2 convs would leave no pixel (a
+    ZeroDivisionError inside flax init before); now a DittoError names the dataset, the
+    field and the sizes this model takes."""
+    from ditto_jax.configs import load_config
+    from ditto_jax.models.world_model import make_world_model
+    from ditto_jax.stages.wm_data import load_training_data
+    rng = np.random.default_rng(0)
+    out = write_dataset(str(tmp_path / "ds32"),
+                        [make_episode(rng, 4, shape=(32, 32, 1)) for _ in range(2)],
+                        shape=(32, 32, 1))
+    config = load_config(os.path.join(os.path.dirname(__file__), "..",
+                                      "experiments/configs/wm.py:tiny"))
+    with pytest.raises(DittoError, match="cannot take frames of this size") as e:
+        load_training_data(config, out, progress=False)
+    text = str(e.value)
+    assert out in text and "data.size" in text and "(32, 32, 1)" in text
+    assert "square sizes 48, 64, 80, 96, 112, 128" in text and "leave no pixel" in text
+    with pytest.raises(DittoError, match="data.size"):
+        make_world_model(config.model.to_dict(), (32, 32, 1), len(ACTIONS))
+    # A size the decoder cannot double back to: 72 is not a multiple of 16.
+    with pytest.raises(DittoError, match="multiples of 16"):
+        make_world_model(config.model.to_dict(), (72, 72, 1), len(ACTIONS))
+    make_world_model(config.model.to_dict(), (48, 48, 1), len(ACTIONS))  # fits

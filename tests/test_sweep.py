@@ -243,6 +243,7 @@ def test_local_backend_retries_reports_and_resumes(tmp_path, fake, monkeypatch, 
     assert len(st) == 6
     assert st["pong_s1_ne3"]["status"] == "failed"
     assert st["pong_s1_ne3"]["returncode"] == 3 and st["pong_s1_ne3"]["attempts"] == 2
+    assert st["pong_s1_ne3"]["error"] == "boom: always fails"  # was null
     assert st["pong_s0_ne2"]["status"] == "done" and st["pong_s0_ne2"]["attempts"] == 2
     assert all(st[n]["status"] == "done" for n in ("pong_s0_ne3", "pong_s1_ne2",
                                                      "wm-pong_s0", "wm-pong_s1"))
@@ -438,3 +439,46 @@ def test_gpu_host_default_xla_flags_are_known_to_this_jaxlib():
                        capture_output=True, text=True, timeout=120,
                        env={**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"})
     assert r.returncode == 0 and "2.0" in r.stdout, r.stderr[-500:]
+
+
+def test_dry_run_checks_every_config_and_fails_on_a_bad_one(tmp_path, fake, capsys):
+    """An unknown game or override in a grid used to print its plan and exit 0; now the
+    dry run makes `ditto run`'s own checks on every job and exits 2 naming them."""
+    command, calls = fake
+    sw = tmp_path / "sw"
+    for override, needles in (("--config.game=pongg", ("Unknown Atari game 'pongg'",
+                                                        "Field: game")),
+                              ("--config.policy.nope=3", ("Unknown config key",
+                                                          "config.policy.nope")),
+                              ("--config.methods=ditto,bcc", ("bcc",))):
+        assert cli.main(["sweep", "local", "--workdir", str(sw), "--dry-run",
+                         "--ditto-command", command, override]) == 2
+        err = capsys.readouterr().err
+        for needle in needles:
+            assert needle in err, err
+        assert "6 of 6 jobs of the grid have a bad config" in err
+        assert err.count(needles[0]) == 1, err  # one line per distinct error
+        assert "pong_s1_ne3" in err and "wm-pong_s0" in err
+    assert calls() == [] and not sw.exists()
+    # A bound checked by `ditto run`'s validation, not by the override parser.
+    assert cli.main(["sweep", "local", "--workdir", str(sw), "--dry-run", "--ditto-command",
+                     command, "--config.policy.horizon=0"]) == 2
+    assert "config.policy.horizon" in capsys.readouterr().err
+
+
+def test_a_failed_job_records_the_error_it_printed(tmp_path, capsys):
+    """The real `ditto run` as the job: its DittoError line lands in sweep_status.json."""
+    sw = str(tmp_path / "sw")
+    rc = cli.main(["sweep", "local", "--workdir", sw, "--retries", "0", "--only", "pong_s0_ne2",
+                   "--config.game=pongg"])
+    assert rc == 1
+    entry = _status(sw)["pong_s0_ne2"]
+    assert entry["status"] == "failed" and entry["returncode"] == 2
+    assert entry["error"].startswith("ditto run: error: Unknown Atari game 'pongg'")
+    assert "FAILED (exit code 2, ditto run: error: Unknown Atari game" in capsys.readouterr().out
+    # A traceback's last line, and the last attempt's output only.
+    log = tmp_path / "job.log"
+    log.write_text("=== t attempt 1/2\n$ ditto run\nditto run: error: old. \n=== exit code 2\n"
+                   "=== t attempt 2/2\n$ ditto run\nTraceback (most recent call last):\n"
+                   '  File "x.py", line 1\nValueError: new\n=== exit code 1\n')
+    assert sweep.error_from_log(str(log)) == "ValueError: new"

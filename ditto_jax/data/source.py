@@ -110,15 +110,53 @@ def _builder_from_dir(path, shown):
 
 
 def _read_metadata_json(path):
+    """The dataset-level `metadata.json` ({} when there is none); a corrupt one is refused.
+
+    Corrupt: not JSON, not an object, or a field of the wrong type (`action_meanings` not a
+    non-empty list of names, `num_actions` not its length, `obs_shape` not (H, W, C)).
+    A dataset read with blank action names would silently mislabel every action.
+    """
     p = os.path.join(path, "metadata.json")
-    if os.path.isfile(p):
-        try:
-            with open(p) as f:
-                meta = json.load(f)
-            return meta if isinstance(meta, dict) else {}
-        except (OSError, ValueError):
-            return {}
-    return {}
+    if not os.path.isfile(p):
+        return {}
+    try:
+        with open(p, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as e:
+        raise DittoError("The dataset's metadata.json is corrupt (not readable JSON); "
+                         "restore it from a copy or record the dataset again", path=p,
+                         got=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    if not isinstance(meta, dict):
+        raise DittoError("The dataset's metadata.json is corrupt", path=p,
+                         expected="a JSON object", got=type(meta).__name__)
+    _check_metadata_fields(meta, p)
+    return meta
+
+
+def _check_metadata_fields(meta, path):
+    def bad(field, expected):
+        raise DittoError("The dataset's metadata.json is corrupt", path=path, field=field,
+                         expected=expected, got=repr(meta[field])[:200])
+    names = meta.get("action_meanings")
+    if "action_meanings" in meta and not (
+            isinstance(names, list) and names
+            and all(isinstance(n, str) and n.strip() for n in names)):
+        bad("action_meanings", "a non-empty list of action names")
+    if "num_actions" in meta:
+        n = meta["num_actions"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            bad("num_actions", "a positive integer")
+        if isinstance(names, list) and n != len(names):
+            bad("num_actions", f"{len(names)}, the number of action_meanings")
+    if "obs_shape" in meta:
+        shape = meta["obs_shape"]
+        if not (isinstance(shape, list) and len(shape) == 3
+                and all(isinstance(s, int) and not isinstance(s, bool) and s > 0
+                        for s in shape)):
+            bad("obs_shape", "[height, width, channels], three positive integers")
+    for field in ("game", "protocol", "format"):
+        if field in meta and not isinstance(meta[field], str):
+            bad(field, "a string")
 
 
 _LOOKS_LIKE_PATH = re.compile(r"^(/|\./|\.\./|~)")

@@ -54,6 +54,36 @@ class Run:
     best_value: Optional[float] = None
 
 
+CONFIG_JSON = "config.json"  # a run's meta + provenance, rewritten at every (re)start
+
+
+def rebuild_config_json(workdir):
+    """A deleted `config.json` of a trained run, rebuilt from its newest checkpoint's meta
+    (saved with every checkpoint) and its `provenance.json`; returns it. None, writing
+    nothing, when config.json exists or there is no checkpoint. This is what makes the
+    advice for a torn config.json ("delete it to have ditto rebuild it") true for a
+    finished run, which never restarts training."""
+    path = os.path.join(workdir, CONFIG_JSON)
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    if os.path.exists(path) or not os.path.isdir(ckpt_dir):
+        return None
+    ckpt = ckpt_lib.Checkpointer(ckpt_dir, read_only=True)
+    try:
+        step = ckpt.latest_step()
+        if step is None:
+            return None
+        meta = dict(ckpt.read_meta())
+    finally:
+        ckpt.close()
+    meta.pop("evals", None)  # `Run.extra` of the policy stage, not part of config.json
+    provenance = io.read_json(os.path.join(workdir, "provenance.json"), what="provenance",
+                              default=None, tolerate=True)
+    data = dict(meta, provenance=provenance)
+    io.write_json_atomic(path, data, default=str)
+    io.warn(f"rebuilt {path} from the checkpoint of step {step}")
+    return data
+
+
 @dataclasses.dataclass
 class Hook:
     """Called on the host every `every` updates (and at the last, if `at_end`) for each
@@ -148,7 +178,7 @@ def fit(*, runs, state, advance, loop, compat_keys, what, hooks=(), stacked=Fals
         for run in runs:
             run.writer.truncate_after(start)  # lines logged after the checkpoint go
             if is_main:
-                io.write_json_atomic(os.path.join(run.workdir, "config.json"),
+                io.write_json_atomic(os.path.join(run.workdir, CONFIG_JSON),
                                      dict(run.meta, provenance=run.provenance), default=str)
                 if run.provenance is not None:
                     run.writer.add_provenance(run.provenance, start)

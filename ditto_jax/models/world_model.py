@@ -205,6 +205,52 @@ class WorldModel(nn.Module):
         return out
 
 
+ENCODER_STAGES = 4  # Encoder's stride-2 convolutions
+
+
+def frame_size_problem(model_cfg, height, width):
+    """Why `config.model`'s encoder and decoder cannot take (height, width) frames, or None.
+
+    The encoder's four stride-2 kxk VALID convolutions must leave at least one pixel; the
+    upsample / depth_to_space decoders double a Dense grid once per stage (so the size is a
+    multiple of 2^stages); the conv_transpose decoder builds 64x64 only.
+    """
+    kernel = int(model_cfg.get("cnn_kernel", 4))
+    h, w = int(height), int(width)
+    for _ in range(ENCODER_STAGES):
+        h, w = (h - kernel) // 2 + 1, (w - kernel) // 2 + 1
+    if min(h, w) < 1:
+        return (f"the encoder's {ENCODER_STAGES} stride-2 {kernel}x{kernel} convolutions "
+                f"leave no pixel of a {height}x{width} frame")
+    decoder = model_cfg.get("decoder", "depth_to_space")
+    if decoder == "conv_transpose":
+        if (int(height), int(width)) != (64, 64):
+            return "the conv_transpose decoder builds 64x64 frames only"
+        return None
+    stages = len(tuple(model_cfg.get("decoder_channels") or ()) or (0, 0, 0)) + 1
+    if int(height) % 2 ** stages or int(width) % 2 ** stages:
+        return (f"the {decoder} decoder doubles its grid {stages} times, so height and width "
+                f"must be multiples of {2 ** stages}")
+    return None
+
+
+def supported_frame_sizes(model_cfg, largest=128):
+    """The square frame sizes up to `largest` that `config.model` takes, e.g. [48, 64, ...]."""
+    return [s for s in range(1, largest + 1) if frame_size_problem(model_cfg, s, s) is None]
+
+
+def check_frame_size(model_cfg, obs_shape, *, path=None):
+    """A DittoError naming `data.size` and the supported sizes if the frames do not fit."""
+    problem = frame_size_problem(model_cfg, obs_shape[0], obs_shape[1])
+    if problem:
+        sizes = ", ".join(map(str, supported_frame_sizes(model_cfg)))
+        raise DittoError(f"The world model cannot take frames of this size: {problem}; "
+                         "resize them with --config.data.size (e.g. 64,64)",
+                         path=path, field="data.size (the frames' steps/observation shape)",
+                         expected=f"square sizes {sizes} (or larger) for this model",
+                         got=tuple(int(s) for s in obs_shape))
+
+
 def make_world_model(model_cfg, obs_shape, num_actions, compute_dtype="float32"):
     """Build a WorldModel from `config.model` (an ml_collections ConfigDict or dict).
 
@@ -231,6 +277,7 @@ def make_world_model(model_cfg, obs_shape, num_actions, compute_dtype="float32")
         raise DittoError("unknown world model option(s)", field="model." + sorted(unknown)[0],
                          expected=", ".join(sorted(fields - {"obs_shape"})), got=sorted(unknown))
     m = {k: tuple(v) if isinstance(v, list) else v for k, v in m.items()}
+    check_frame_size(m, obs_shape)
     m["obs_shape"] = tuple(int(s) for s in obs_shape)
     return WorldModel(**m, dtype=dtypes[compute_dtype])
 

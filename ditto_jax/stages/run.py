@@ -369,10 +369,14 @@ def stage_policy(config, layout, *, progress, log):
 
 
 def _policy_meta(workdir):
-    """A policy's config.json ({} before it exists)."""
+    """A policy's config.json ({} before it exists; rebuilt from its checkpoint if deleted)."""
     from ditto_jax import io
-    return io.read_json(os.path.join(workdir, "config.json"), what="policy config.json",
-                        default={})
+    meta = io.read_json(os.path.join(workdir, "config.json"), what="policy config.json",
+                        default=None)
+    if meta is None and os.path.isdir(os.path.join(workdir, "checkpoints")):
+        from ditto_jax.engine.fit import rebuild_config_json  # jax: only when needed
+        meta = rebuild_config_json(workdir)
+    return meta or {}
 
 
 # The evaluation stage (imports the helpers above, so imported here, after them).
@@ -391,8 +395,10 @@ STAGE_FUNCS = {"data": stage_data, "wm": stage_wm, "policy": stage_policy,
                "eval": stage_eval}
 
 
-def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
-    """Runs the requested stages in order; returns results.json's content (or None)."""
+def check_pipeline_config(config, stages=STAGES):
+    """Every check `ditto run` makes before it touches the workdir (also `ditto sweep
+    --dry-run`'s): the game, the stages, value bounds and choices, methods, seeds, rules.
+    Sets `config.game` to its canonical name."""
     from ditto_jax.envs.atari import canonical_game
     config.game = canonical_game(config.game)
     unknown = [s for s in stages if s not in STAGES]
@@ -400,7 +406,6 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
         raise DittoError("Unknown pipeline stage", field="--stages",
                          expected=f"a comma-separated subset of {','.join(STAGES)}",
                          got=",".join(unknown))
-    # Fail on bad values before hours of training.
     from ditto_jax.configs import validate_pipeline_config
     validate_pipeline_config(config)
     methods_of(config)
@@ -408,6 +413,11 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
     expert_episode_counts(config)
     eval_rules(config)
     eval_checkpoints(config)
+
+
+def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
+    """Runs the requested stages in order; returns results.json's content (or None)."""
+    check_pipeline_config(config, stages)  # fail on bad values before hours of training
     layout = Layout(config, workdir)
     os.makedirs(layout.workdir, exist_ok=True)
     from ditto_jax.io import lock_workdir, read_json

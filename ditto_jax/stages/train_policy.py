@@ -213,8 +213,11 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
 
 
 def main(args):
-    from ditto_jax.configs import config_overrides, load_config
-    config = load_config(args.config, config_overrides(args.extra_args))
+    from ditto_jax.configs import config_overrides, load_config, refuse_conflicts
+    overrides = config_overrides(args.extra_args)
+    config = load_config(args.config, overrides)
+    refuse_conflicts(config, overrides, [("--method", args.method, "method"),
+                                         ("--steps", args.steps, "steps")])
     resolve(config, args.method, args.steps)  # exit 2 on a bad value before reading data
     parallel.enable_compilation_cache()
     train_policy(config, method=args.method, wm=args.wm, expert=args.expert,

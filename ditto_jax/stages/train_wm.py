@@ -171,10 +171,11 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
 
 
 def main(args):
-    from ditto_jax.configs import config_overrides, load_config
+    from ditto_jax.configs import config_overrides, load_config, refuse_conflicts
     overrides = config_overrides(args.extra_args)
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     config = load_config(args.config, overrides)
+    refuse_conflicts(config, overrides, [("--steps", args.steps, "train.steps")])
     parallel.enable_compilation_cache()
     train_world_model(config, data=args.data, workdir=args.workdir, data_dir=args.data_dir,
                       split=args.split, selection=args.select, steps=args.steps,

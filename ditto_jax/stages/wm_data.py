@@ -8,6 +8,7 @@ import numpy as np
 
 from ditto_jax import io
 from ditto_jax.errors import DittoError
+from ditto_jax.models.world_model import check_frame_size
 
 
 def data_sources(data):
@@ -62,14 +63,8 @@ def load_training_data(config, data, *, data_dir=None, split=None, selection=Non
     else:
         train_eps, val_eps = episodes, []
     if episodes:
-        # The encoder halves the frame 4 times and the decoder doubles it back.
-        h, w = episodes[0].observation.shape[1:3]
-        if h % 16 or w % 16:
-            raise DittoError("The world model cannot take frames of this size",
-                             path=", ".join(data_sources(data)), field="steps/observation",
-                             expected="height and width divisible by 16, or resize with "
-                                      "--config.data.size=64,64",
-                             got=tuple(episodes[0].observation.shape[1:]))
+        check_frame_size(config.model, episodes[0].observation.shape[1:],
+                         path=", ".join(data_sources(data)))
     train = EpisodeStore.from_episodes(train_eps)
     val = EpisodeStore.from_episodes(val_eps) if val_eps else None
     meta = episodes[0].metadata if episodes else {}

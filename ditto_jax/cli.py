@@ -87,6 +87,16 @@ def _command_in(argv):
     return None
 
 
+def version():
+    """The installed distribution's version, else the source tree's `__version__`."""
+    from importlib import metadata
+    try:
+        return metadata.version("ditto_jax")
+    except metadata.PackageNotFoundError:
+        from ditto_jax import __version__
+        return __version__
+
+
 def build_parser(commands=()):
     """The `ditto` parser; only the subcommands in `commands` get their options (and
     their modules imported). `commands=None`: all of them."""
@@ -95,6 +105,7 @@ def build_parser(commands=()):
         description="DITTO: offline imitation learning with world models (JAX/Flax).",
         epilog="`ditto COMMAND --help` lists a command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():

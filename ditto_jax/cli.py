@@ -11,6 +11,7 @@ import os
 import sys
 
 from ditto_jax.errors import DittoError
+from ditto_jax.provenance import ditto_version
 
 # name -> (module, one-line help). Each module defines `add_arguments(parser)`
 # and `main(args)`.
@@ -87,16 +88,6 @@ def _command_in(argv):
     return None
 
 
-def version():
-    """The installed distribution's version, else the source tree's `__version__`."""
-    from importlib import metadata
-    try:
-        return metadata.version("ditto_jax")
-    except metadata.PackageNotFoundError:
-        from ditto_jax import __version__
-        return __version__
-
-
 def build_parser(commands=()):
     """The `ditto` parser; only the subcommands in `commands` get their options (and
     their modules imported). `commands=None`: all of them."""
@@ -105,7 +96,7 @@ def build_parser(commands=()):
         description="DITTO: offline imitation learning with world models (JAX/Flax).",
         epilog="`ditto COMMAND --help` lists a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {ditto_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():

@@ -30,7 +30,8 @@ def synthetic_return(game, method, n_e, seed):
 def _row(method, ret, expert, rand, *, normalise=True):
     return {"method": method, "return_mean": ret, "return_se": 1.0, "episodes": 5,
             "length_mean": 100.0, "returns": [ret] * 5,
-            "expert_normalized": (ret - rand) / (expert - rand) if normalise else None,
+            "expert_normalized_mean_of_seed_means":
+                (ret - rand) / (expert - rand) if normalise else None,
             "human_normalized": None, "expert_return": expert, "random_return": rand}
 
 
@@ -46,7 +47,7 @@ def sweep(tmp_path_factory):
     for game, (expert, rand) in GAMES.items():
         for n_e in N_ES:
             for seed in SEEDS:
-                # Breakout rows leave expert_normalized null: the report must derive it
+                # Breakout rows leave the normalised score null: the report must derive it
                 # from the expert/random returns.
                 rows = [_row(m, synthetic_return(game, m, n_e, seed), expert, rand,
                              normalise=game != "breakout") for m in METHODS]
@@ -92,7 +93,7 @@ def test_tables_match_seed_means(report):
                 assert r["seeds"] == 3
                 assert r["return_mean"] == pytest.approx(x.mean())
                 assert r["return_se"] == pytest.approx(x.std(ddof=1) / np.sqrt(3))
-                assert r["expert_normalized"] == pytest.approx(
+                assert r["expert_normalized_mean_of_seed_means"] == pytest.approx(
                     ((x - rand) / (expert - rand)).mean())
                 human, hrand = HUMAN_RANDOM[game]
                 assert r["human_normalized"] == pytest.approx(
@@ -117,14 +118,14 @@ def test_horizon_ablation_is_a_separate_group(report):
 
 def test_iqm_and_ci_match_direct_computation(report):
     agg = _group(report, 15)["aggregate"]
-    for score in ("expert_normalized", "human_normalized"):
+    for score in ("expert_normalized_mean", "human_normalized"):
         methods = agg[score]["methods"]
         assert set(methods) == {f"{m} N_E={n}" for m in METHODS for n in N_ES}
         for m in METHODS:
             for n_e in N_ES:
                 pooled = []
                 for game, (expert, rand) in GAMES.items():
-                    lo, hi = (rand, expert) if score == "expert_normalized" else \
+                    lo, hi = (rand, expert) if score == "expert_normalized_mean" else \
                         HUMAN_RANDOM[game][::-1]
                     pooled += [(synthetic_return(game, m, n_e, s) - lo) / (hi - lo)
                                for s in SEEDS]
@@ -189,3 +190,22 @@ def test_empty_directory_is_a_clear_error(tmp_path, capsys):
     assert "No results.json found" in capsys.readouterr().err
     assert cli.main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_schema_2_results_are_read_under_todays_names(tmp_path):
+    """Schema 1-2 called the mean of per-seed means `expert_normalized`; it is read as
+    `expert_normalized_mean_of_seed_means`, never mistaken for the IQM."""
+    from ditto_jax.report import load_runs
+    from ditto_jax.results import SCHEMA_VERSION, upgrade
+    row = {"method": "ditto", "return_mean": -10.0, "expert_normalized": 0.289,
+           "expert_normalized_iqm": 0.219, "per_seed": [{"expert_normalized": 0.3}]}
+    doc = {"schema_version": 2, "game": "pong", "expert_episodes": 11, "rows": [row]}
+    _write(str(tmp_path / "results.json"), doc)
+    [record], skipped = load_runs([str(tmp_path / "results.json")])
+    assert not skipped and record["expert_normalized_mean"] == pytest.approx(0.289)
+    up = upgrade(json.loads(json.dumps(doc)))
+    assert up["schema_version"] == SCHEMA_VERSION == 3
+    [r] = up["rows"]
+    assert "expert_normalized" not in r and r["expert_normalized_iqm"] == 0.219
+    assert r["expert_normalized_mean_of_seed_means"] == 0.289
+    assert r["per_seed"] == [{"expert_normalized_mean": 0.3}]

@@ -140,8 +140,8 @@ def format_result(r):
              f"episodes, {r.get('rule', 'sample')} actions, {which})",
              f"  return           {r['return_mean']:.2f} ± {r['return_se']:.2f} (s.e.)",
              f"  episode length   {r['length_mean']:.0f}"]
-    if r.get("expert_normalized") is not None:
-        lines.append(f"  expert-normalised {r['expert_normalized']:.3f} "
+    if r.get("expert_normalized_mean") is not None:
+        lines.append(f"  expert-normalised {r['expert_normalized_mean']:.3f} "
                      f"(expert {r['expert_return']:.2f}, random {r['random_return']})")
     else:
         lines.append("  expert-normalised —  (no expert reference measured under this "

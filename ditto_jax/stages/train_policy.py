@@ -188,7 +188,7 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
                                         seed=configs[i].seed + 10_000 + step)
         evals = runs[i].extra.setdefault("evals", [])
         evals.append({"step": step, "return_mean": r["return_mean"],
-                      "expert_normalized": r["expert_normalized"]})
+                      "expert_normalized_mean": r["expert_normalized_mean"]})
         log(f"step {step}: eval return {r['return_mean']:.2f} ± {r['return_se']:.2f} "
             f"over {r['episodes']} episodes")
         return {"eval/return_mean": r["return_mean"], "eval/return_se": r["return_se"],

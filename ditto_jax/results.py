@@ -442,6 +442,15 @@ def copy_media(config, layout):
     return out
 
 
+def _references(rows, layout):
+    from ditto_jax.stages.evaluate import reference_source
+    expert = next(r for r in rows if r["method"] == "expert")
+    return [{"seed": p["seed"], "expert": p["expert_return"], "random": p["random_return"],
+             "source": reference_source(layout.workdir, layout.seed_suffix(p["seed"]),
+                                        expert.get("source"))}
+            for p in expert["per_seed"]]
+
+
 def write_report(config, layout, *, timings, log=print):
     """results.json (written last: its presence means the run finished), results.md, plots."""
     from ditto_jax.provenance import config_hash, provenance
@@ -466,6 +475,9 @@ def write_report(config, layout, *, timings, log=print):
         # Read from what ran (the policies' saved configs), not from the config asked for.
         "expert_episodes": used.pop() if len(used) == 1 else sorted(used) or None,
         "horizon": ran.get("horizon"), "reward": ran.get("reward"),
+        # The one reference of every expert-normalised score, per seed (`ditto eval` on
+        # these policies names and uses the same).
+        "reference": _references(rows, layout),
         "rows": rows, "stage_seconds": timings,
         "wall_time_s": float(sum(timings.values())),
         "config": config.to_dict(), "config_hash": config_hash(config.to_dict()),

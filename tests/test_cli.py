@@ -157,3 +157,14 @@ def test_library_use_is_quiet(tmp_path):
     noise = proc.stdout + proc.stderr
     assert "A.L.E" not in noise and "Powered by Stella" not in noise, noise
     assert "oneDNN" not in noise and "cpu_feature_guard" not in noise, noise
+
+
+def test_provenance_records_tensorflow_rliable_and_ditto_jax():
+    from importlib import metadata
+
+    from ditto_jax.provenance import ditto_version, package_versions
+    packages = package_versions()
+    assert packages["ditto_jax"] == ditto_version()
+    assert packages["rliable"] == metadata.version("rliable")
+    # Whichever distribution provides `tensorflow/` (tensorflow, tensorflow-cpu, ...).
+    assert packages["tensorflow"] == metadata.version(packages["tensorflow_dist"])

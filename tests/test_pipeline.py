@@ -138,12 +138,42 @@ def test_ditto_eval_and_results_give_the_same_normalised_score(smoke_run):
     assert result["rule"] == "sample"
 
 
+def test_ditto_eval_of_a_run_policy_uses_the_runs_reference_and_names_it(smoke_run):
+    """Issue #19 item 9: with another seed and episode count, `ditto eval` used to measure
+    its own expert and random references (expert-normalised -0.20 where the run's rows
+    gave 0.00). It now uses the run's rows, and both outputs name that reference."""
+    workdir, _, _ = smoke_run
+    results = _results(workdir)
+    [ref] = results["reference"]
+    rows = {r["method"]: r for r in results["rows"]}
+    assert ref["expert"] == pytest.approx(rows["expert"]["return_mean"])
+    assert ref["random"] == pytest.approx(rows["random"]["return_mean"])
+    assert "eval/expert.json" in ref["source"] and "eval/random.json" in ref["source"]
+    proc = run_cli("eval", "--workdir", os.path.join(workdir, "policies", "dbc"),
+                   "--episodes", "3", "--envs", "3", "--max-steps", "120", "--seed", "7",
+                   "--no-video", "--no-agreement", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["reference"] == ref
+    assert result["expert_normalized_mean"] == pytest.approx(
+        (result["return_mean"] - ref["random"]) / (ref["expert"] - ref["random"]))
+    # Another cap: the run's rows do not apply; measured here, and said so.
+    proc = run_cli("eval", "--workdir", os.path.join(workdir, "policies", "dbc"),
+                   "--episodes", "2", "--envs", "2", "--max-steps", "60", "--no-video",
+                   "--no-agreement", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    other = json.loads(proc.stdout.strip().splitlines()[-1])["reference"]
+    assert other["source"].startswith("measured by ditto eval") and "60 steps" in other["source"]
+
+
 def test_results_carry_seeds_cis_diagnostics_and_provenance(smoke_run):
     workdir, _, _ = smoke_run
     results = _results(workdir)
     assert results["schema_version"] >= 2 and results["seeds"] == [0]
     prov = results["provenance"]
     assert len(prov["git"]["sha"]) == 40 and "jax" in prov["packages"]
+    for package in ("tensorflow", "rliable", "ditto_jax"):  # rliable defines the IQM
+        assert prov["packages"][package], package
     assert prov["device"]["device_count"] >= 1 and prov["config_hash"]
     for row in results["rows"]:
         assert row["seeds"] == [0] and len(row["iqm_ci"]) == 2

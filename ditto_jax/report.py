@@ -58,6 +58,10 @@ def add_arguments(p):
                         "(default: SWEEP_DIR)")
     p.add_argument("--no-plots", action="store_true", help="write tables only, no plots")
     p.add_argument("--json", action="store_true", help="print report.json to stdout")
+    p.add_argument("--results-md", action="store_true",
+                   help="instead of a sweep report: rewrite each `ditto run` results.md "
+                        "found under SWEEP_DIR from its results.json (the run's own table), "
+                        "e.g. after the table's format changed; nothing else is written")
 
 
 def _warn(msg):
@@ -350,6 +354,17 @@ def run_report(sweep_dir, *, reps=2000, seed=0, out_dir=None, plots=True):
 
 
 def main(args):
+    if args.results_md:
+        from ditto_jax.results import rewrite_markdown
+        paths = find_results(args.sweep_dir)
+        if not paths:
+            raise DittoError("No results.json found (searched recursively)",
+                             path=args.sweep_dir)
+        for path in paths:
+            out = rewrite_markdown(path)
+            print(f"wrote {out}" if out else f"skipped {path}: schema 1 (written before "
+                  "schema versions): its results.md stays as its own commit wrote it")
+        return 0
     report = run_report(args.sweep_dir, reps=args.reps, seed=args.seed, out_dir=args.out,
                         plots=not args.no_plots)
     if args.json:

@@ -63,6 +63,25 @@ def upgrade(results):
     return results
 
 
+def rewrite_markdown(path):
+    """Rewrites the results.md next to a `ditto run` results.json from that file alone
+    (`ditto report DIR --results-md`); returns its path, or None for a schema-1 file,
+    which lacks the fields today's table needs."""
+    from ditto_jax.errors import DittoError
+    from ditto_jax.io import disk_errors, read_json
+    results = read_json(path, what="results.json")
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+        raise DittoError("Not a `ditto run` results.json", path=path,
+                         expected="an object with a 'rows' list")
+    if results.get("schema_version") is None:
+        return None
+    out = os.path.join(os.path.dirname(path), "results.md")
+    text = results_markdown(upgrade(results))
+    with disk_errors(out), open(out, "w") as f:
+        f.write(text)
+    return out
+
+
 def label(name):
     """A row's display name: a reference's, else its method's (the method registry)."""
     from ditto_jax import methods

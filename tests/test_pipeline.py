@@ -138,6 +138,19 @@ def test_ditto_eval_and_results_give_the_same_normalised_score(smoke_run):
     assert result["rule"] == "sample"
 
 
+def _tensorboard_events(logdir):
+    """(step, tag, value or None) of every summary in a TensorBoard log directory."""
+    import tensorflow as tf
+    out = []
+    for root, _, files in os.walk(logdir):
+        for name in sorted(files):
+            for event in tf.compat.v1.train.summary_iterator(os.path.join(root, name)):
+                for v in event.summary.value:
+                    out.append((event.step, v.tag, v.simple_value
+                                if v.WhichOneof("value") == "simple_value" else None))
+    return out
+
+
 def test_ditto_eval_of_a_run_policy_uses_the_runs_reference_and_names_it(smoke_run):
     """Issue #19 item 9: with another seed and episode count, `ditto eval` used to measure
     its own expert and random references (expert-normalised -0.20 where the run's rows
@@ -149,14 +162,28 @@ def test_ditto_eval_of_a_run_policy_uses_the_runs_reference_and_names_it(smoke_r
     assert ref["expert"] == pytest.approx(rows["expert"]["return_mean"])
     assert ref["random"] == pytest.approx(rows["random"]["return_mean"])
     assert "eval/expert.json" in ref["source"] and "eval/random.json" in ref["source"]
-    proc = run_cli("eval", "--workdir", os.path.join(workdir, "policies", "dbc"),
-                   "--episodes", "3", "--envs", "3", "--max-steps", "120", "--seed", "7",
-                   "--no-video", "--no-agreement", "--json")
+    policy = os.path.join(workdir, "policies", "dbc")
+    proc = run_cli("eval", "--workdir", policy, "--episodes", "3", "--envs", "3",
+                   "--max-steps", "120", "--seed", "7", "--no-agreement", "--json")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["reference"] == ref
     assert result["expert_normalized_mean"] == pytest.approx(
         (result["return_mean"] - ref["random"]) / (ref["expert"] - ref["random"]))
+    # Item 10: its scores and its episode go to TensorBoard at the policy's training step.
+    step = result["checkpoint"]["step"]
+    assert step == 20
+    events = _tensorboard_events(os.path.join(policy, "tensorboard"))
+    last = {}
+    for s, tag, value in events:
+        last[tag] = (s, value)
+    assert last["eval/ditto/sample/return_mean"] == (step, pytest.approx(
+        result["return_mean"], abs=1e-5))
+    assert last["eval/ditto/sample/expert_normalized_mean"] == (step, pytest.approx(
+        result["expert_normalized_mean"], abs=1e-5))
+    assert last["eval/ditto/sample/length_mean"][0] == step
+    videos = [s for s, tag, _ in events if tag.startswith("eval/ditto_episode")]
+    assert videos and set(videos) == {step}
     # Another cap: the run's rows do not apply; measured here, and said so.
     proc = run_cli("eval", "--workdir", os.path.join(workdir, "policies", "dbc"),
                    "--episodes", "2", "--envs", "2", "--max-steps", "60", "--no-video",

@@ -209,3 +209,54 @@ def test_schema_2_results_are_read_under_todays_names(tmp_path):
     assert "expert_normalized" not in r and r["expert_normalized_iqm"] == 0.219
     assert r["expert_normalized_mean_of_seed_means"] == 0.289
     assert r["per_seed"] == [{"expert_normalized_mean": 0.3}]
+
+
+def _committed_results():
+    import glob
+    from tests.conftest import REPO
+    return sorted(glob.glob(os.path.join(REPO, "benchmarks", "results", "**", "results.json"),
+                            recursive=True))
+
+
+def test_every_committed_results_md_is_rendered_from_its_results_json():
+    """`ditto report benchmarks/results --results-md` rewrote them; a hand edit or a json
+    updated without its table (the pixel-BC rows once missing) fails here."""
+    from ditto_jax.results import results_markdown, upgrade
+    paths = _committed_results()
+    assert len(paths) >= 6
+    rendered = 0
+    for path in paths:
+        with open(path) as f:
+            results = json.load(f)
+        if results.get("schema_version") is None:  # schema 1: kept as its commit wrote it
+            assert "anecdote-5cea740" in path, path
+            continue
+        with open(os.path.join(os.path.dirname(path), "results.md")) as f:
+            assert f.read() == results_markdown(upgrade(results)), path
+        rendered += 1
+    assert rendered == len(paths) - 1
+
+
+def test_committed_folders_say_which_preset_and_seeds(tmp_path):
+    import shutil
+
+    from tests.conftest import run_cli
+    for path in _committed_results():
+        with open(path) as f:
+            results = json.load(f)
+        folder = os.path.basename(os.path.dirname(path))
+        seeds = results.get("seeds") or [results["seed"]]
+        span = (f"s{seeds[0]}" if len(seeds) == 1 else f"s{seeds[0]}-{seeds[-1]}")
+        assert folder.startswith(f"{results['game']}_{results['preset']}_"), folder
+        assert f"_{span}" in folder, (folder, seeds)
+    # The command itself, on a copy: it rebuilds a deleted results.md byte for byte.
+    src = next(p for p in _committed_results() if "confirm_l2_ext" in p)
+    dst = tmp_path / "run"
+    dst.mkdir()
+    shutil.copy(src, dst / "results.json")
+    proc = run_cli("report", str(tmp_path), "--results-md")
+    assert proc.returncode == 0, proc.stderr
+    with open(os.path.join(os.path.dirname(src), "results.md")) as f:
+        assert (dst / "results.md").read_text() == f.read()
+    text = (dst / "results.md").read_text()
+    assert "| BC (pixels) | sample |" in text and "| BC (pixels) | greedy |" in text

@@ -83,6 +83,12 @@ def reference_source(run, suffix, expert_source):
             f"eval/random{suffix}.json (random play), in {run}")
 
 
+# What `ditto eval` writes to TensorBoard, as eval/PROTOCOL[-best]/RULE/NAME.
+EVAL_SCALARS = ("return_mean", "return_se", "length_mean", "expert_normalized_mean",
+                "human_normalized", "expert_agreement", "expert_prob_on_policy",
+                "argmax_agreement_on_policy")
+
+
 def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=12345,
                      video=True, greedy=False, max_steps=27_000, references=None,
                      agreement="auto", progress=False, wm=None, checkpoint="final"):
@@ -150,9 +156,14 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
     tag = protocol + ("-best" if checkpoint == "best" else "")
     if video and frames is not None:
         result["video"] = viz.save_video(frames, os.path.join(workdir, f"eval_{tag}.mp4"))
-        from ditto_jax.metrics import log_media  # the episode in TensorBoard (and wandb)
-        log_media(workdir, video=frames, tag=f"eval/{protocol}_episode",
-                  tracking=dict(config.get("tracking") or {}))
+    # The scores (and the episode) in TensorBoard and wandb, at the evaluated checkpoint's
+    # training step, so they line up with the training curves.
+    from ditto_jax.metrics import log_media
+    prefix = f"eval/{tag}/{result['rule']}/"
+    log_media(workdir, step=int(meta["checkpoint"]["step"]),
+              video=frames if video else None, tag=f"eval/{tag}_episode",
+              tracking=dict(config.get("tracking") or {}),
+              scalars={prefix + k: result.get(k) for k in EVAL_SCALARS})
     from ditto_jax.io import write_json_atomic
     write_json_atomic(os.path.join(workdir, f"eval_{tag}.json"), result)
     return result

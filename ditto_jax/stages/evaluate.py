@@ -200,11 +200,11 @@ def format_result(r):
     if r.get("expert_normalized_mean") is not None:
         lines.append(f"  expert-normalised {r['expert_normalized_mean']:.3f} "
                      f"(expert {r['expert_return']:.2f}, random {r['random_return']:.2f})")
-    if (r.get("reference") or {}).get("source"):
-        lines.append(f"  reference        {r['reference']['source']}")
     else:
         lines.append("  expert-normalised —  (no expert reference measured under this "
                      "protocol and cap)")
+    if (r.get("reference") or {}).get("source"):
+        lines.append(f"  reference        {r['reference']['source']}")
     if r.get("expert_agreement") is not None:
         lines.append(f"  on-policy expert agreement {r['expert_agreement']:.3f} "
                      f"({r['expert_agreement_steps']} learner states, asked "

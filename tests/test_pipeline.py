@@ -312,6 +312,29 @@ def test_readme_python_api_snippet_runs(smoke_run):
     assert isinstance(scope["action"], int) and scope["policy"].method == "ditto"
 
 
+def test_python_api_loads_and_acts_without_printing_to_stderr(smoke_run):
+    """Issue #19 item 10: loading used to print three absl warnings. Silenced at the
+    source (TF_CPP_MIN_LOG_LEVEL and absl's level, set before TF is imported); a real
+    error still prints."""
+    import subprocess
+    import sys
+    workdir, _, _ = smoke_run
+    code = ("import numpy as np\n"
+            "from ditto_jax import load_policy\n"
+            f"policy = load_policy({os.path.join(workdir, 'policies', 'ditto')!r})\n"
+            "print('ACTION', policy.act(np.zeros(policy.obs_shape, np.uint8)))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ACTION" in proc.stdout
+    assert proc.stderr == ""
+    proc = subprocess.run([sys.executable, "-c", "import ditto_jax.api\n"
+                           "from absl import logging\nlogging.error('a real error')\n"],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert "a real error" in proc.stderr
+
+
 @pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_policies_on_an_older_world_model_are_retrained(smoke_run):
     """Runs last: it trains the smoke workdir's world model further (2 more updates)."""

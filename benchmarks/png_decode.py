@@ -94,7 +94,7 @@ def main(argv=None):
                 finally:
                     reader.decode_png_frames = png.decode_png_frames
                 assert store.num_steps == n
-                np.testing.assert_array_equal(store.obs, reference.obs)  # same frames
+                np.testing.assert_array_equal(store.observation, reference.observation)  # same frames
                 frames, t_dec = timed(lambda: decode(pngs))
                 np.testing.assert_array_equal(frames, episodes[0]["observation"])
                 _, t_rlu = timed(lambda: png._resize_frames(decode(rlu), (64, 64)))

@@ -5,6 +5,8 @@
   pip install -e '.[tpu]'          Cloud TPU: jax with libtpu
   pip install -e '.[test]'         + pytest (and wandb, for its offline test)
   pip install -e '.[wandb]'        + Weights & Biases (optional experiment tracking)
+  pip install -e '.[tensorboard]'  + the TensorBoard viewer, and moviepy, which TensorBoard
+                                     videos (tensorboardX's add_video) need
 
 Two requirements depend on what the target environment already has (looked up in the
 Python that pip installs into, also from inside pip's isolated build environment; a wheel
@@ -114,8 +116,7 @@ setup(
         "ml_collections",
         "tqdm",
         "matplotlib",
-        "mediapy",
-        "imageio",
+        "mediapy",   # episode videos (ditto_jax/viz.py); Pillow writes the GIF fallback
         "pillow",
         "tensorboardX",
         "rliable",
@@ -131,6 +132,9 @@ setup(
         # jax[cuda12] pulls the CUDA 12 plugin and NVIDIA's pip CUDA libraries, matched to
         # the jax version; jax[tpu] pulls libtpu.
         "cuda12": ["jax[cuda12]"],
+        # Viewing the logs (`tensorboard --logdir WORKDIR/tensorboard`) and their episode
+        # videos: without moviepy an episode goes to TensorBoard as a frame grid instead.
+        "tensorboard": ["tensorboard", "moviepy"],
         "tpu": ["jax[tpu]"],
     },
     entry_points={"console_scripts": ["ditto=ditto_jax.cli:main"]},

@@ -12,7 +12,7 @@ means the errors are the policy's confident choices, which greedy play keeps.
 
     python benchmarks/onpolicy_errors.py --policies runs/confirm/policies \\
         --only ditto-s3,ditto_bcinit-s3,dbc-s3 --episodes 4 \\
-        --out benchmarks/results/study/onpolicy_errors.json
+        --out benchmarks/results/pong_study_confirm_l2_ext_s3-5/onpolicy_errors.json
 
 Writes the JSON after every policy (a killed run keeps what finished; a re-run adds
 to or replaces entries by name, never drops others). Returns are

@@ -3,7 +3,7 @@
 # eta 0.3), policy seed 0, 20 sampled-action episodes per reward, the same expert and
 # random references. Needs runs/study from the study command (its DITTO row is maxcos).
 # Results: runs/study_reward_<reward>/results.{md,json} (committed copies in
-# benchmarks/results/study/reward_<reward>.json).
+# benchmarks/results/pong_study_reward_ablation_s0/reward_<reward>.json).
 cd "$(dirname "$0")/.."
 COMMON="--config.wm.train.steps=1000 --config.policy.steps=1000 --config.policy.horizon=5
   --config.policy.entropy=0.3 --config.policy.bc_init_steps=400

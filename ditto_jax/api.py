@@ -14,7 +14,13 @@ INTER_AREA). `run(config, workdir)` is `ditto run` from Python.
 """
 import numpy as np
 
+from ditto_jax.cli import quiet_logs
 from ditto_jax.errors import DittoError
+
+# As `ditto` does for its commands, before anything below imports TensorFlow, Orbax or
+# absl: TF's C++ start-up notes and absl's WARNING lines (Orbax, TFDS) stay quiet, errors
+# still print. An explicit TF_CPP_MIN_LOG_LEVEL in the environment is kept.
+quiet_logs()
 
 
 class Policy:

@@ -14,6 +14,7 @@ import sys
 import threading
 
 from ditto_jax.errors import DittoError, Terminated
+from ditto_jax.provenance import ditto_version
 
 # name -> (module, one-line help). Each module defines `add_arguments(parser)`
 # and `main(args)`.
@@ -98,6 +99,7 @@ def build_parser(commands=()):
         description="DITTO: offline imitation learning with world models (JAX/Flax).",
         epilog="`ditto COMMAND --help` lists a command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {ditto_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module_name, help_text) in COMMANDS.items():

@@ -31,7 +31,8 @@ def summarize(returns, lengths, *, game, protocol, expert_return=None, random_re
               max_steps=None, extra=None):
     """Mean return +- standard error and the normalised scores (one definition everywhere).
 
-    expert_normalized = (return - random) / (expert - random), where `expert_return` and
+    expert_normalized_mean = (mean return - random) / (expert - random), where
+        `expert_return` and
         `random_return` must be MEASURED under the same protocol and episode cap as
         `returns` (`reference_returns`); None when either is missing. The published
         full-game random score is never substituted: on capped episodes it is meaningless.
@@ -53,7 +54,7 @@ def summarize(returns, lengths, *, game, protocol, expert_return=None, random_re
         "capped_episodes": int(sum(int(x) >= int(max_steps) for x in lengths))
         if max_steps else 0,
         "expert_return": expert_return, "random_return": random_return,
-        "expert_normalized": normalized(mean, random_return, expert_return),
+        "expert_normalized_mean": normalized(mean, random_return, expert_return),
         "human_normalized": None if capped else normalized(mean, rand, human),
     }
     result.update(extra or {})
@@ -263,7 +264,7 @@ class RandomAgent:
 def reference_returns(game, *, protocol, max_steps, episodes, seed, num_envs=8, size=(64, 64),
                       expert_spec=None, progress=None):
     """Random play and (if there is a scripted expert) the expert, MEASURED under exactly the
-    protocol, cap, seeds and loop of the learners: the ends of `expert_normalized`.
+    protocol, cap, seeds and loop of the learners: the ends of every expert-normalised score.
 
     Returns {"random": summary, "expert": summary or None}.
     """

@@ -93,6 +93,21 @@ class MetricWriter:
         if self._wandb is not None:
             self._wandb.log({k: v for k, v in record.items() if k != "step"}, step=int(step))
 
+    def add_scalars(self, scalars, step):
+        """Scalars into TensorBoard (and wandb) only, not metrics.jsonl: for results
+        computed after training, such as `ditto eval`'s, at the policy's training step."""
+        if not self.enabled:
+            return
+        scalars = {k: float(v) for k, v in scalars.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and math.isfinite(v)}
+        if self._tb is not None:
+            with io.disk_errors(os.path.join(self.workdir, "tensorboard")):
+                for k, v in scalars.items():
+                    self._tb.add_scalar(k, v, int(step))
+        if self._wandb is not None and scalars:
+            self._wandb.log(scalars, step=int(step))
+
     def add_provenance(self, provenance, step):
         """The run's provenance (git SHA, packages, devices, config hash, seeds) beside its
         metrics: a TensorBoard text summary and `provenance.json` next to metrics.jsonl."""
@@ -247,10 +262,14 @@ def _new_run_id():
     return uuid.uuid4().hex[:12]
 
 
-def log_media(workdir, *, step=0, video=None, image=None, tag, tracking=None, fps=15):
-    """One-off media (e.g. `ditto eval`'s episode video) into a workdir's TensorBoard."""
+def log_media(workdir, *, step=0, video=None, image=None, tag, tracking=None, fps=15,
+              scalars=None):
+    """One-off media and scalars (e.g. `ditto eval`'s episode video and scores, at the
+    policy's training step) into a workdir's TensorBoard."""
     writer = MetricWriter(workdir, tracking=tracking)
     try:
+        if scalars:
+            writer.add_scalars(scalars, step)
         if video is not None:
             writer.add_video(tag, video, step, fps=fps)
         if image is not None:

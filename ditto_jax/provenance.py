@@ -18,7 +18,12 @@ import sys
 
 STAMP = "ditto_stage.json"
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
-             "tensorflow", "tensorflow-datasets", "gymnasium", "ale-py", "ml_collections")
+             "tensorflow-datasets", "gymnasium", "ale-py", "ml_collections",
+             "rliable")  # rliable defines the IQM and the bootstrap CIs of every table
+# TensorFlow ships under several distribution names, all providing `tensorflow/`; the
+# first one installed is recorded as "tensorflow" (and its name as "tensorflow_dist").
+_TENSORFLOW = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel",
+               "tf-nightly", "tf-nightly-cpu")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -132,12 +137,28 @@ def git_info():
     return {"sha": sha, "dirty": bool(status)}
 
 
+def ditto_version():
+    """ditto_jax's own version: the installed distribution's, else the source tree's."""
+    from importlib import metadata
+    try:
+        return metadata.version("ditto_jax")
+    except metadata.PackageNotFoundError:
+        from ditto_jax import __version__
+        return __version__
+
+
 def package_versions():
     from importlib import metadata
-    out = {}
+    out = {"ditto_jax": ditto_version()}
     for name in _PACKAGES:
         try:
             out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    for name in _TENSORFLOW:
+        try:
+            out["tensorflow"], out["tensorflow_dist"] = metadata.version(name), name
+            break
         except metadata.PackageNotFoundError:
             continue
     return out

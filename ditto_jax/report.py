@@ -29,6 +29,7 @@ from ditto_jax.report_plots import plot_group
 from ditto_jax.report_refs import (PAPER_EXPERT, PAPER_HORIZON_BREAKOUT, PAPER_RETURNS,
                                    PAPER_SETTING, REFERENCE_METHODS, _method_key)
 from ditto_jax.report_stats import aggregate, mean_se, stratified_bootstrap_ci
+from ditto_jax.results import upgrade
 
 __all__ = [  # the names defined here and those re-exported from the modules above
     "add_arguments", "canonical_game", "find_results", "setting_label", "load_runs",
@@ -57,6 +58,10 @@ def add_arguments(p):
                         "(default: SWEEP_DIR)")
     p.add_argument("--no-plots", action="store_true", help="write tables only, no plots")
     p.add_argument("--json", action="store_true", help="print report.json to stdout")
+    p.add_argument("--results-md", action="store_true",
+                   help="instead of a sweep report: rewrite each `ditto run` results.md "
+                        "found under SWEEP_DIR from its results.json (the run's own table), "
+                        "e.g. after the table's format changed; nothing else is written")
 
 
 def _warn(msg):
@@ -124,6 +129,7 @@ def load_runs(paths):
                 doc = json.load(f)
             if not isinstance(doc, dict):
                 raise ValueError("not a JSON object")
+            upgrade(doc)  # older schemas' field names, read as today's
             for key in ("game", "expert_episodes", "rows"):
                 if key not in doc:
                     raise ValueError(f"missing field {key!r}")
@@ -154,7 +160,7 @@ def load_runs(paths):
                 method = re.sub(r"-ne\d+", "", method)
             # Prefer the row's own normalisation (its expert/random references);
             # otherwise the file's expert/random rows, then the SPEC §6 random return.
-            en = _number(row.get("expert_normalized"))
+            en = _number(row.get("expert_normalized_mean_of_seed_means"))
             if en is None and method not in REFERENCE_METHODS:
                 expert = _number(row.get("expert_return"))
                 expert = expert if expert is not None else ref_expert
@@ -171,7 +177,7 @@ def load_runs(paths):
                     records.append({
                         "path": path, "setting": setting, "game": game,
                         "expert_episodes": n_e, "seed": seed, "method": method,
-                        "return_mean": r, "expert_normalized": e,
+                        "return_mean": r, "expert_normalized_mean": e,
                         "human_normalized": h if h is not None else normalized(r, rand, human),
                     })
     return records, skipped
@@ -184,7 +190,7 @@ def _per_seed(row, doc, path, ret, en, hn):
     if isinstance(per, list) and len(per) > 1 and all(
             isinstance(p, dict) and _number(p.get("return_mean")) is not None for p in per):
         return [(p.get("seed"), _number(p["return_mean"]),
-                 _number(p.get("expert_normalized")), _number(p.get("human_normalized")))
+                 _number(p.get("expert_normalized_mean")), _number(p.get("human_normalized")))
                 for p in per]
     return [(doc.get("seed", path), ret, en, hn)]
 
@@ -229,12 +235,13 @@ def build_report(records, *, reps=2000, seed=0):
             for method, n_e in sorted(cells, key=lambda k: (_method_key(k[0]), k[1])):
                 rs = cells[(method, n_e)]
                 ret, ret_se = mean_se(r["return_mean"] for r in rs)
-                en, en_se = mean_se(r["expert_normalized"] for r in rs)
+                en, en_se = mean_se(r["expert_normalized_mean"] for r in rs)
                 hn, hn_se = mean_se(r["human_normalized"] for r in rs)
                 rows.append({
                     "method": method, "expert_episodes": n_e, "seeds": len(rs),
                     "return_mean": ret, "return_se": ret_se,
-                    "expert_normalized": en, "expert_normalized_se": en_se,
+                    "expert_normalized_mean_of_seed_means": en,
+                    "expert_normalized_mean_of_seed_means_se": en_se,
                     "human_normalized": hn, "human_normalized_se": hn_se,
                     "paper_return": (PAPER_RETURNS.get(game, {}).get(method, {}).get(n_e)
                                      if main_setting else None),
@@ -244,7 +251,7 @@ def build_report(records, *, reps=2000, seed=0):
         agg = {}
         methods = sorted({r["method"] for r in recs if r["method"] not in REFERENCE_METHODS},
                          key=_method_key)
-        for score in ("expert_normalized", "human_normalized"):
+        for score in ("expert_normalized_mean", "human_normalized"):
             lists, meta = {}, {}
             for method in methods:
                 for n_e in n_es:
@@ -264,7 +271,7 @@ def build_report(records, *, reps=2000, seed=0):
                     meta[key] = {"method": method, "expert_episodes": n_e}
             top = max([v for per_game in lists.values() for a in per_game for v in a],
                       default=1.0)
-            top = max(1.5 if score == "expert_normalized" else 1.0, 1.05 * top)
+            top = max(1.5 if score == "expert_normalized_mean" else 1.0, 1.05 * top)
             tau = np.linspace(0.0, top, 41)
             res = aggregate(lists, reps=reps, seed=seed, tau=tau)
             agg[score] = {"tau": [float(t) for t in tau],
@@ -287,9 +294,11 @@ def format_markdown(report):
     lines = [f"# DITTO sweep report: {report['sweep_dir']}", "",
              f"{report['runs']} runs. Returns are means over seeds of each run's mean "
              f"episode return, ± standard error over seeds. Expert-normalised = "
-             f"(return - random) / (expert - random). IQM: interquartile mean over "
-             f"games x seeds, 95% stratified-bootstrap CI (seeds resampled within "
-             f"games, {report['reps']} reps). "
+             f"(return - random) / (expert - random) of each run's mean return; the "
+             f"table's expert-norm. column is its mean over seeds "
+             f"(`expert_normalized_mean_of_seed_means`). IQM: interquartile mean of the "
+             f"runs' normalised mean returns over games x seeds, 95% stratified-bootstrap "
+             f"CI (seeds resampled within games, {report['reps']} reps). "
              f"Paper: SPEC §7, read off the paper's plots.", ""]
     for s in report.get("skipped", []):
         lines.append(f"- skipped {s['path']}: {s['error']}")
@@ -308,14 +317,15 @@ def format_markdown(report):
                       "| method | N_E | seeds | return | expert-norm. | human-norm. | paper |",
                       "|---|---:|---:|---:|---:|---:|---:|"]
             for r in t["rows"]:
+                en_se = r["expert_normalized_mean_of_seed_means_se"]
                 paper = "—" if r["paper_return"] is None else str(r["paper_return"])
                 lines.append(
                     f"| {r['method']} | {r['expert_episodes']} | {r['seeds']} | "
                     f"{_fmt(r['return_mean'], r['return_se'])} | "
-                    f"{_fmt(r['expert_normalized'], r['expert_normalized_se'], 3)} | "
+                    f"{_fmt(r['expert_normalized_mean_of_seed_means'], en_se, 3)} | "
                     f"{_fmt(r['human_normalized'], r['human_normalized_se'], 3)} | {paper} |")
             lines.append("")
-        for score, name in (("expert_normalized", "expert-normalised"),
+        for score, name in (("expert_normalized_mean", "expert-normalised"),
                             ("human_normalized", "human-normalised")):
             ms = g["aggregate"][score]["methods"]
             if not ms:
@@ -366,6 +376,17 @@ def run_report(sweep_dir, *, reps=2000, seed=0, out_dir=None, plots=True):
 
 
 def main(args):
+    if args.results_md:
+        from ditto_jax.results import rewrite_markdown
+        paths = find_results(args.sweep_dir)
+        if not paths:
+            raise DittoError("No results.json found (searched recursively)",
+                             path=args.sweep_dir)
+        for path in paths:
+            out = rewrite_markdown(path)
+            print(f"wrote {out}" if out else f"skipped {path}: schema 1 (written before "
+                  "schema versions): its results.md stays as its own commit wrote it")
+        return 0
     report = run_report(args.sweep_dir, reps=args.reps, seed=args.seed, out_dir=args.out,
                         plots=not args.no_plots)
     if args.json:

@@ -63,7 +63,7 @@ def plot_group(group, plot_dir):
     plt.close(fig)
 
     from rliable import plot_utils
-    for score, name in (("expert_normalized", "expert-normalised"),
+    for score, name in (("expert_normalized_mean", "expert-normalised"),
                         ("human_normalized", "human-normalised")):
         agg = group["aggregate"][score]
         if not agg["methods"]:

@@ -7,11 +7,18 @@ One row per (method, action rule), aggregated over the run's policy seeds:
   return_mean, return_se                  over all seeds x episodes
   iqm, iqm_ci                             IQM of the episode returns, 95% stratified-
                                           bootstrap CI (episodes resampled within seeds)
-  expert_normalized, expert_normalized_iqm, expert_normalized_ci
-                                          per-episode (return - random) / (expert - random)
-                                          with the references measured at that seed's
-                                          evaluation (evaluation.reference_returns); null
-                                          where no comparable expert reference exists
+  expert_normalized_iqm, expert_normalized_ci
+                                          THE expert-normalised score of a row (the
+                                          tables' and plots'): the IQM over seeds x
+                                          episodes of each episode's (return - random) /
+                                          (expert - random), rliable's IQM, with its 95%
+                                          stratified-bootstrap CI; the references are
+                                          those measured at that seed's evaluation
+                                          (evaluation.reference_returns); null where no
+                                          comparable expert reference exists
+  expert_normalized_mean_of_seed_means    the mean over seeds of each seed's
+                                          expert-normalised mean return (per_seed's
+                                          expert_normalized_mean); not in the tables
   human_normalized                        null when any episode was capped
   expert_agreement                        on-policy agreement with the scripted expert
   expert_prob_on_policy, argmax_agreement_on_policy
@@ -33,8 +40,46 @@ import shutil
 
 import numpy as np
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: expert_normalized -> expert_normalized_mean_of_seed_means (rows),
+#                     expert_normalized_mean (per seed, evaluations); `upgrade` reads 1-2
 REFERENCES = {"expert": "Expert", "random": "Random"}   # the reference rows, first and last
+
+
+def upgrade(results):
+    """A results.json document of any schema, read as the current one (in place): schema
+    1-2 called the mean of per-seed means `expert_normalized` (rows) and each seed's
+    normalised mean return `expert_normalized` too (per_seed)."""
+    version = results.get("schema_version")
+    if version is not None and version >= SCHEMA_VERSION:
+        return results
+    for row in results.get("rows") or []:
+        if isinstance(row, dict) and "expert_normalized" in row:
+            row["expert_normalized_mean_of_seed_means"] = row.pop("expert_normalized")
+        for seed in (row.get("per_seed") or []) if isinstance(row, dict) else []:
+            if isinstance(seed, dict) and "expert_normalized" in seed:
+                seed["expert_normalized_mean"] = seed.pop("expert_normalized")
+    if version is not None:
+        results["schema_version"] = SCHEMA_VERSION
+    return results
+
+
+def rewrite_markdown(path):
+    """Rewrites the results.md next to a `ditto run` results.json from that file alone
+    (`ditto report DIR --results-md`); returns its path, or None for a schema-1 file,
+    which lacks the fields today's table needs."""
+    from ditto_jax.errors import DittoError
+    from ditto_jax.io import disk_errors, read_json
+    results = read_json(path, what="results.json")
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+        raise DittoError("Not a `ditto run` results.json", path=path,
+                         expected="an object with a 'rows' list")
+    if results.get("schema_version") is None:
+        return None
+    out = os.path.join(os.path.dirname(path), "results.md")
+    text = results_markdown(upgrade(results))
+    with disk_errors(out), open(out, "w") as f:
+        f.write(text)
+    return out
 
 
 def label(name):
@@ -138,7 +183,8 @@ def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None,
         per_seed.append({
             "seed": seed, "return_mean": r["return_mean"], "return_se": r["return_se"],
             "length_mean": r["length_mean"], "episodes": r["episodes"],
-            "expert_normalized": r.get("expert_normalized"),
+            "expert_normalized_mean": r.get("expert_normalized_mean",
+                                            r.get("expert_normalized")),  # older eval files
             "human_normalized": r.get("human_normalized"),
             **{k: r.get(k) for k in _ON_POLICY},
             "expert_return": r.get("expert_return"), "random_return": r.get("random_return"),
@@ -162,7 +208,8 @@ def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None,
         "return_se": float(np.std(returns, ddof=1) / np.sqrt(n)) if n > 1 else 0.0,
         "length_mean": float(np.mean(lengths)),
         "iqm": iqm, "iqm_ci": ci,
-        "expert_normalized": _mean_or_none([p["expert_normalized"] for p in per_seed]),
+        "expert_normalized_mean_of_seed_means": _mean_or_none(
+            [p["expert_normalized_mean"] for p in per_seed]),
         "expert_normalized_iqm": niqm, "expert_normalized_ci": nci,
         "human_normalized": (None if any(p["human_normalized"] is None for p in per_seed)
                              else _mean_or_none([p["human_normalized"] for p in per_seed])),
@@ -506,6 +553,15 @@ def copy_media(config, layout):
     return out
 
 
+def _references(rows, layout):
+    from ditto_jax.stages.evaluate import reference_source
+    expert = next(r for r in rows if r["method"] == "expert")
+    return [{"seed": p["seed"], "expert": p["expert_return"], "random": p["random_return"],
+             "source": reference_source(layout.workdir, layout.seed_suffix(p["seed"]),
+                                        expert.get("source"))}
+            for p in expert["per_seed"]]
+
+
 def write_report(config, layout, *, timings, log=print):
     """results.json (written last: its presence means the run finished), results.md, plots."""
     from ditto_jax.provenance import config_hash, provenance
@@ -530,6 +586,9 @@ def write_report(config, layout, *, timings, log=print):
         # Read from what ran (the policies' saved configs), not from the config asked for.
         "expert_episodes": used.pop() if len(used) == 1 else sorted(used) or None,
         "horizon": ran.get("horizon"), "reward": ran.get("reward"),
+        # The one reference of every expert-normalised score, per seed (`ditto eval` on
+        # these policies names and uses the same).
+        "reference": _references(rows, layout),
         "rows": rows, "stage_seconds": timings,
         "wall_time_s": float(sum(timings.values())),
         "config": config.to_dict(), "config_hash": config_hash(config.to_dict()),

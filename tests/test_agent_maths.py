@@ -62,6 +62,20 @@ def test_lambda_returns_match_numpy_loop():
                                rtol=1e-4)
 
 
+
+def test_maths_refuse_mismatched_shapes_with_chex():
+    """The returns, rewards and RSSM steps check their shapes (chex), naming them."""
+    from ditto_jax.agents.rewards import imitation_reward
+    r = jnp.zeros((5, 3))
+    with pytest.raises(AssertionError, match="shape"):
+        lambda_returns(r, jnp.zeros((5, 4)), jnp.zeros(3), gamma=0.9, lam=0.9)
+    with pytest.raises(AssertionError, match="shape"):
+        lambda_returns(r, r, jnp.zeros(4), gamma=0.9, lam=0.9)
+    with pytest.raises(AssertionError):
+        imitation_reward("maxcos", jnp.zeros((2, 8)), jnp.zeros((2, 9)))
+    # Broadcasting over leading axes stays allowed (benchmarks/action_gap.py relies on it).
+    assert imitation_reward("l2", jnp.zeros((4, 2, 8)), jnp.zeros((1, 2, 8))).shape == (4, 2)
+
 def test_entropy_and_reinforce_match_hand_computed_values():
     from ditto_jax.agents.actor_critic import entropy_from_logits, reinforce_loss
     logits = jnp.log(jnp.array([[0.5, 0.25, 0.25], [0.1, 0.1, 0.8]]))

@@ -33,7 +33,8 @@ def test_smoke_results_have_a_finite_row_per_method(smoke_run):
     rows = {r["method"]: r for r in results["rows"]}
     assert set(rows) == set(METHODS) | {"expert", "random"}
     for name, row in rows.items():
-        for key in ("return_mean", "return_se", "length_mean", "expert_normalized"):
+        for key in ("return_mean", "return_se", "length_mean",
+                    "expert_normalized_mean_of_seed_means", "expert_normalized_iqm"):
             assert math.isfinite(row[key]), (name, key, row[key])
         assert row["protocol"] == "ditto"
         if name != "expert":  # the expert row is its recorded demonstrations
@@ -43,8 +44,8 @@ def test_smoke_results_have_a_finite_row_per_method(smoke_run):
                         "argmax_agreement_on_policy"):
                 assert 0.0 <= row[key] <= 1.0, (name, key, row[key])
     # Normalisation is against this table's own expert and random rows.
-    assert rows["expert"]["expert_normalized"] == pytest.approx(1.0)
-    assert rows["random"]["expert_normalized"] == pytest.approx(0.0)
+    assert rows["expert"]["expert_normalized_mean_of_seed_means"] == pytest.approx(1.0)
+    assert rows["random"]["expert_normalized_mean_of_seed_means"] == pytest.approx(0.0)
     with open(os.path.join(workdir, "results.md")) as f:
         md = f.read()
     for label in ("DITTO", "D-BC", "D-GAIL", "BC (pixels)", "Expert", "Random"):
@@ -130,11 +131,69 @@ def test_ditto_eval_and_results_give_the_same_normalised_score(smoke_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["return_mean"] == pytest.approx(row["per_seed"][0]["return_mean"])
-    assert result["expert_normalized"] == pytest.approx(row["per_seed"][0]["expert_normalized"])
+    assert result["expert_normalized_mean"] == pytest.approx(
+        row["per_seed"][0]["expert_normalized_mean"])
     # Smoke episodes are capped at 120 steps: the full-game human score is meaningless.
     assert result["human_normalized"] is None and row["human_normalized"] is None
     assert 0.0 <= result["expert_agreement"] <= 1.0
     assert result["rule"] == "sample"
+
+
+def _tensorboard_events(logdir):
+    """(step, tag, value or None) of every summary in a TensorBoard log directory."""
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+    out = []
+    for root, _, files in os.walk(logdir):
+        for name in sorted(files):
+            for record in tf.data.TFRecordDataset(os.path.join(root, name)):
+                event = event_pb2.Event.FromString(record.numpy())
+                for v in event.summary.value:
+                    out.append((event.step, v.tag, v.simple_value
+                                if v.WhichOneof("value") == "simple_value" else None))
+    return out
+
+
+def test_ditto_eval_of_a_run_policy_uses_the_runs_reference_and_names_it(smoke_run):
+    """Issue #19 item 9: with another seed and episode count, `ditto eval` used to measure
+    its own expert and random references (expert-normalised -0.20 where the run's rows
+    gave 0.00). It now uses the run's rows, and both outputs name that reference."""
+    workdir, _, _ = smoke_run
+    results = _results(workdir)
+    [ref] = results["reference"]
+    rows = {r["method"]: r for r in results["rows"]}
+    assert ref["expert"] == pytest.approx(rows["expert"]["return_mean"])
+    assert ref["random"] == pytest.approx(rows["random"]["return_mean"])
+    assert "eval/expert.json" in ref["source"] and "eval/random.json" in ref["source"]
+    policy = os.path.join(workdir, "policies", "dbc")
+    proc = run_cli("eval", "--workdir", policy, "--episodes", "3", "--envs", "3",
+                   "--max-steps", "120", "--seed", "7", "--no-agreement", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["reference"] == {k: ref[k] for k in ("expert", "random", "source")}
+    assert result["expert_normalized_mean"] == pytest.approx(
+        (result["return_mean"] - ref["random"]) / (ref["expert"] - ref["random"]))
+    # Item 10: its scores and its episode go to TensorBoard at the policy's training step.
+    step = result["checkpoint"]["step"]
+    assert step == 20
+    events = _tensorboard_events(os.path.join(policy, "tensorboard"))
+    last = {}
+    for s, tag, value in events:
+        last[tag] = (s, value)
+    assert last["eval/ditto/sample/return_mean"] == (step, pytest.approx(
+        result["return_mean"], abs=1e-5))
+    assert last["eval/ditto/sample/expert_normalized_mean"] == (step, pytest.approx(
+        result["expert_normalized_mean"], abs=1e-5))
+    assert last["eval/ditto/sample/length_mean"][0] == step
+    videos = [s for s, tag, _ in events if tag.startswith("eval/ditto_episode")]
+    assert videos and set(videos) == {step}
+    # Another cap: the run's rows do not apply; measured here, and said so.
+    proc = run_cli("eval", "--workdir", os.path.join(workdir, "policies", "dbc"),
+                   "--episodes", "2", "--envs", "2", "--max-steps", "60", "--no-video",
+                   "--no-agreement", "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    other = json.loads(proc.stdout.strip().splitlines()[-1])["reference"]
+    assert other["source"].startswith("measured by ditto eval") and "60 steps" in other["source"]
 
 
 def test_results_carry_seeds_cis_diagnostics_and_provenance(smoke_run):
@@ -143,6 +202,8 @@ def test_results_carry_seeds_cis_diagnostics_and_provenance(smoke_run):
     assert results["schema_version"] >= 2 and results["seeds"] == [0]
     prov = results["provenance"]
     assert len(prov["git"]["sha"]) == 40 and "jax" in prov["packages"]
+    for package in ("tensorflow", "rliable", "ditto_jax"):  # rliable defines the IQM
+        assert prov["packages"][package], package
     assert prov["device"]["device_count"] >= 1 and prov["config_hash"]
     for row in results["rows"]:
         assert row["seeds"] == [0] and len(row["iqm_ci"]) == 2
@@ -282,6 +343,27 @@ def test_a_deleted_torn_policy_config_is_rebuilt_as_the_advice_says(smoke_run):
         assert json.load(f) == original
     after = {r["method"]: r for r in _results(workdir)["rows"]}["dbc"]["ran"]
     assert after == before
+def test_python_api_loads_and_acts_without_printing_to_stderr(smoke_run):
+    """Issue #19 item 10: loading used to print three absl warnings. Silenced at the
+    source (TF_CPP_MIN_LOG_LEVEL and absl's level, set before TF is imported); a real
+    error still prints."""
+    import subprocess
+    import sys
+    workdir, _, _ = smoke_run
+    code = ("import numpy as np\n"
+            "from ditto_jax import load_policy\n"
+            f"policy = load_policy({os.path.join(workdir, 'policies', 'ditto')!r})\n"
+            "print('ACTION', policy.act(np.zeros(policy.obs_shape, np.uint8)))\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ACTION" in proc.stdout
+    assert proc.stderr == ""
+    proc = subprocess.run([sys.executable, "-c", "import ditto_jax.api\n"
+                           "from absl import logging\nlogging.error('a real error')\n"],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    assert "a real error" in proc.stderr
 
 
 @pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`

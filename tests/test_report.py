@@ -30,7 +30,8 @@ def synthetic_return(game, method, n_e, seed):
 def _row(method, ret, expert, rand, *, normalise=True):
     return {"method": method, "return_mean": ret, "return_se": 1.0, "episodes": 5,
             "length_mean": 100.0, "returns": [ret] * 5,
-            "expert_normalized": (ret - rand) / (expert - rand) if normalise else None,
+            "expert_normalized_mean_of_seed_means":
+                (ret - rand) / (expert - rand) if normalise else None,
             "human_normalized": None, "expert_return": expert, "random_return": rand}
 
 
@@ -46,7 +47,7 @@ def sweep(tmp_path_factory):
     for game, (expert, rand) in GAMES.items():
         for n_e in N_ES:
             for seed in SEEDS:
-                # Breakout rows leave expert_normalized null: the report must derive it
+                # Breakout rows leave the normalised score null: the report must derive it
                 # from the expert/random returns.
                 rows = [_row(m, synthetic_return(game, m, n_e, seed), expert, rand,
                              normalise=game != "breakout") for m in METHODS]
@@ -92,7 +93,7 @@ def test_tables_match_seed_means(report):
                 assert r["seeds"] == 3
                 assert r["return_mean"] == pytest.approx(x.mean())
                 assert r["return_se"] == pytest.approx(x.std(ddof=1) / np.sqrt(3))
-                assert r["expert_normalized"] == pytest.approx(
+                assert r["expert_normalized_mean_of_seed_means"] == pytest.approx(
                     ((x - rand) / (expert - rand)).mean())
                 human, hrand = HUMAN_RANDOM[game]
                 assert r["human_normalized"] == pytest.approx(
@@ -117,14 +118,14 @@ def test_horizon_ablation_is_a_separate_group(report):
 
 def test_iqm_and_ci_match_direct_computation(report):
     agg = _group(report, 15)["aggregate"]
-    for score in ("expert_normalized", "human_normalized"):
+    for score in ("expert_normalized_mean", "human_normalized"):
         methods = agg[score]["methods"]
         assert set(methods) == {f"{m} N_E={n}" for m in METHODS for n in N_ES}
         for m in METHODS:
             for n_e in N_ES:
                 pooled = []
                 for game, (expert, rand) in GAMES.items():
-                    lo, hi = (rand, expert) if score == "expert_normalized" else \
+                    lo, hi = (rand, expert) if score == "expert_normalized_mean" else \
                         HUMAN_RANDOM[game][::-1]
                     pooled += [(synthetic_return(game, m, n_e, s) - lo) / (hi - lo)
                                for s in SEEDS]
@@ -201,14 +202,15 @@ def _ne_row(method, ne, returns_by_seed, agreement):
     norm = [[(x + 20.0) / 40.0 for x in rs] for rs in returns_by_seed]   # random -20, expert 20
     niqm, nci = iqm_ci(norm, reps=200)
     per_seed = [{"seed": s, "return_mean": float(np.mean(rs)),
-                 "expert_normalized": float(np.mean(n)), "human_normalized": None,
+                 "expert_normalized_mean": float(np.mean(n)), "human_normalized": None,
                  "expert_agreement": a}
                 for s, (rs, n, a) in enumerate(zip(returns_by_seed, norm, agreement))]
     return {"method": f"{method}-ne{ne}" if ne else method, "base_method": method,
             "label": method, "rule": "sample", "checkpoint": "final",
             "expert_episodes": ne, "seeds": list(range(len(returns_by_seed))),
             "episodes": len(returns), "returns": returns, "return_mean": float(np.mean(returns)),
-            "iqm": iqm, "iqm_ci": ci, "expert_normalized": float(np.mean(norm)),
+            "iqm": iqm, "iqm_ci": ci,
+            "expert_normalized_mean_of_seed_means": float(np.mean(norm)),
             "expert_normalized_iqm": niqm, "expert_normalized_ci": nci,
             "expert_agreement": float(np.mean(agreement)), "per_seed": per_seed}
 
@@ -273,3 +275,71 @@ def test_report_reads_a_multi_ne_run_per_row_and_per_seed(ne_rows, tmp_path):
     assert rows[("ditto", 1)]["return_mean"] == pytest.approx(6.5)    # mean of 5.5, 7.5
     assert rows[("ditto", 1)]["return_se"] == pytest.approx(1.0)      # std 1.414 / sqrt 2
     assert rows[("expert", 2)]["return_mean"] == 20.0
+def test_schema_2_results_are_read_under_todays_names(tmp_path):
+    """Schema 1-2 called the mean of per-seed means `expert_normalized`; it is read as
+    `expert_normalized_mean_of_seed_means`, never mistaken for the IQM."""
+    from ditto_jax.report import load_runs
+    from ditto_jax.results import SCHEMA_VERSION, upgrade
+    row = {"method": "ditto", "return_mean": -10.0, "expert_normalized": 0.289,
+           "expert_normalized_iqm": 0.219, "per_seed": [{"expert_normalized": 0.3}]}
+    doc = {"schema_version": 2, "game": "pong", "expert_episodes": 11, "rows": [row]}
+    _write(str(tmp_path / "results.json"), doc)
+    [record], skipped = load_runs([str(tmp_path / "results.json")])
+    assert not skipped and record["expert_normalized_mean"] == pytest.approx(0.289)
+    up = upgrade(json.loads(json.dumps(doc)))
+    assert up["schema_version"] == SCHEMA_VERSION == 3
+    [r] = up["rows"]
+    assert "expert_normalized" not in r and r["expert_normalized_iqm"] == 0.219
+    assert r["expert_normalized_mean_of_seed_means"] == 0.289
+    assert r["per_seed"] == [{"expert_normalized_mean": 0.3}]
+
+
+def _committed_results():
+    import glob
+    from tests.conftest import REPO
+    return sorted(glob.glob(os.path.join(REPO, "benchmarks", "results", "**", "results.json"),
+                            recursive=True))
+
+
+def test_every_committed_results_md_is_rendered_from_its_results_json():
+    """`ditto report benchmarks/results --results-md` rewrote them; a hand edit or a json
+    updated without its table (the pixel-BC rows once missing) fails here."""
+    from ditto_jax.results import results_markdown, upgrade
+    paths = _committed_results()
+    assert len(paths) >= 6
+    rendered = 0
+    for path in paths:
+        with open(path) as f:
+            results = json.load(f)
+        if results.get("schema_version") is None:  # schema 1: kept as its commit wrote it
+            assert "anecdote-5cea740" in path, path
+            continue
+        with open(os.path.join(os.path.dirname(path), "results.md")) as f:
+            assert f.read() == results_markdown(upgrade(results)), path
+        rendered += 1
+    assert rendered == len(paths) - 1
+
+
+def test_committed_folders_say_which_preset_and_seeds(tmp_path):
+    import shutil
+
+    from tests.conftest import run_cli
+    for path in _committed_results():
+        with open(path) as f:
+            results = json.load(f)
+        folder = os.path.basename(os.path.dirname(path))
+        seeds = results.get("seeds") or [results["seed"]]
+        span = (f"s{seeds[0]}" if len(seeds) == 1 else f"s{seeds[0]}-{seeds[-1]}")
+        assert folder.startswith(f"{results['game']}_{results['preset']}_"), folder
+        assert f"_{span}" in folder, (folder, seeds)
+    # The command itself, on a copy: it rebuilds a deleted results.md byte for byte.
+    src = next(p for p in _committed_results() if "confirm_l2_ext" in p)
+    dst = tmp_path / "run"
+    dst.mkdir()
+    shutil.copy(src, dst / "results.json")
+    proc = run_cli("report", str(tmp_path), "--results-md")
+    assert proc.returncode == 0, proc.stderr
+    with open(os.path.join(os.path.dirname(src), "results.md")) as f:
+        assert (dst / "results.md").read_text() == f.read()
+    text = (dst / "results.md").read_text()
+    assert "| BC (pixels) | sample |" in text and "| BC (pixels) | greedy |" in text

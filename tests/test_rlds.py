@@ -404,7 +404,7 @@ def test_dataset_info_is_only_written_by_finalize(tmp_path):
         assert json.load(f)["action_meanings"] == ACTIONS
 
 
-def test_png_fast_path_matches_opencv():
+def test_png_frames_decode_whatever_the_filter():
     import cv2
     rng = np.random.default_rng(0)
     imgs = (rng.random((40, 12, 10, 1)) < 0.3).astype(np.uint8) * 200
@@ -416,6 +416,20 @@ def test_png_fast_path_matches_opencv():
     rgb = rng.integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
     np.testing.assert_array_equal(rlds.decode_png_frames([rlds.encode_png(f) for f in rgb]),
                                   rgb)
+
+
+
+def test_png_decode_refuses_corrupt_and_mixed_frames():
+    good = rlds.encode_png(np.zeros((6, 5, 1), np.uint8))
+    other = rlds.encode_png(np.zeros((4, 5, 1), np.uint8))
+    with pytest.raises(ValueError, match="could not decode"):
+        rlds.decode_png_frames([good, b"\x89PNG not really"])
+    with pytest.raises(ValueError, match="frame 1 has shape"):
+        rlds.decode_png_frames([good, other])
+    with pytest.raises(ValueError, match="channels"):
+        rlds.decode_png_frames([good], channels=3)
+    with pytest.raises(ValueError, match="no frames"):
+        rlds.decode_png_frames([])
 
 
 # -- TFDS split expressions ------------------------------------------------------------------

@@ -44,7 +44,7 @@ def test_ditto_20_updates_then_eval_in_real_env(tiny_wm, pong_dataset, tmp_path)
     assert result["human_normalized"] is None and result["capped_episodes"] == 2
     assert np.isfinite(result["expert_return"]) and np.isfinite(result["random_return"])
     if result["expert_return"] != result["random_return"]:
-        assert result["expert_normalized"] == pytest.approx(
+        assert result["expert_normalized_mean"] == pytest.approx(
             (result["return_mean"] - result["random_return"])
             / (result["expert_return"] - result["random_return"]))
     assert 0.0 <= result["expert_agreement"] <= 1.0

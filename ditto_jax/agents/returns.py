@@ -1,4 +1,5 @@
 """Lambda-returns as a reverse `lax.scan` (SPEC §3, step 5)."""
+import chex
 import jax
 import jax.numpy as jnp
 
@@ -9,11 +10,12 @@ def lambda_returns(rewards, values, bootstrap, *, gamma, lam, discounts=None):
     rewards, values: (H, B) time-major, values[k] = v(s_k); bootstrap: (B,) = v(s_H).
     discounts: optional (H, B) continuation flags (1 = continue). Returns (H, B).
     """
-    chex_shape = rewards.shape
-    assert values.shape == chex_shape, f"values {values.shape} != rewards {chex_shape}"
-    assert bootstrap.shape == chex_shape[1:], f"bootstrap {bootstrap.shape} vs {chex_shape}"
+    chex.assert_rank(rewards, 2)
+    chex.assert_equal_shape([rewards, values])
+    chex.assert_shape(bootstrap, rewards.shape[1:])
     if discounts is None:
         discounts = jnp.ones_like(rewards)
+    chex.assert_equal_shape([rewards, discounts])
     next_values = jnp.concatenate([values[1:], bootstrap[None]], axis=0)
 
     def step(next_return, inputs):

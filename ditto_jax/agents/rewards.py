@@ -4,6 +4,7 @@ Every reward compares the agent's latent after k imagined steps with the
 expert's latent at the same offset. All functions take (..., D) arrays and
 return (...) rewards.
 """
+import chex
 import jax.numpy as jnp
 
 REWARDS = ("maxcos", "cosine", "l2", "sparse", "gail")
@@ -53,6 +54,7 @@ def latent_part(state, part):
 
 def imitation_reward(kind, agent, expert, *, threshold=None):
     """Dispatches on the config's reward name (`gail` is computed by its discriminator)."""
+    chex.assert_equal_shape_suffix([agent, expert], 1)  # the same latent part (D)
     if kind == "maxcos":
         return maxcos(agent, expert)
     if kind == "cosine":

@@ -19,8 +19,8 @@ observation; its action and reward are 0. An episode with T transitions has T+1 
 
 TensorFlow and TFDS are imported lazily so that importing this module is cheap.
 """
-from ditto_jax.data.png import (_decode_png_slow, _parallel, _png_header, _png_inflate,
-                                _resize_frames, decode_png_frames, encode_png)
+from ditto_jax.data.png import (_decode_png, _parallel, _resize_frames, decode_png_frames,
+                                encode_png)
 from ditto_jax.data.reader import (_check_features, _find_bad_file, _group_by_file,
                                    _parse_spec, _read_records, _scalar, _select, _tf_msg,
                                    _to_episode, dataset_summary, load_episodes, shard_list,

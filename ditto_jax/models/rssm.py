@@ -21,6 +21,7 @@ per step; each step splits its key again as documented in `obs_step` / `img_step
 """
 from typing import Any, Callable
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -150,13 +151,11 @@ class RSSM(nn.Module):
         return self._logits(self.obs_logits(x))
 
     def _check_state(self, state, batch):
-        d, s, c = self.deter, self.stoch, self.classes
-        assert state["deter"].shape == (batch, d), f"deter {state['deter'].shape} != {(batch, d)}"
-        assert state["stoch"].shape == (batch, s, c), f"stoch {state['stoch'].shape} != {(batch, s, c)}"
+        chex.assert_shape(state["deter"], (batch, self.deter))
+        chex.assert_shape(state["stoch"], (batch, self.stoch, self.classes))
 
     def _check_action(self, action, batch):
-        assert action.shape == (batch, self.action_dim), (
-            f"action one-hot {action.shape} != {(batch, self.action_dim)} (pad to action_dim)")
+        chex.assert_shape(action, (batch, self.action_dim))  # one-hot, padded to action_dim
 
     # -------------------------------------------------------------- one step
     def img_step(self, prev_state, prev_action, key):
@@ -179,7 +178,7 @@ class RSSM(nn.Module):
         batch = embed.shape[0]
         self._check_state(prev_state, batch)
         self._check_action(prev_action, batch)
-        assert is_first.shape == (batch,), f"is_first {is_first.shape} != {(batch,)}"
+        chex.assert_shape(is_first, (batch,))
         k_post, k_prior = jax.random.split(key)
         prev_state = _where(is_first, self.initial_state(batch), prev_state)
         prev_action = jnp.where(is_first[:, None], 0.0, prev_action)
@@ -200,9 +199,8 @@ class RSSM(nn.Module):
         is_first (B, T). Returns (posts, priors), dicts of (B, T, ...) arrays.
         """
         b, t = embeds.shape[:2]
-        assert actions.shape == (b, t, self.action_dim), (
-            f"actions {actions.shape} != {(b, t, self.action_dim)}")
-        assert is_first.shape == (b, t), f"is_first {is_first.shape} != {(b, t)}"
+        chex.assert_shape(actions, (b, t, self.action_dim))
+        chex.assert_shape(is_first, (b, t))
         if state is None:
             state = self.initial_state(b)
         self._check_state(state, b)

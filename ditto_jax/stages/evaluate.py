@@ -1,7 +1,7 @@
 """`ditto eval`: evaluate a trained policy in the real game."""
 import json
 import os
-
+import re
 
 from ditto_jax.errors import DittoError
 
@@ -48,15 +48,58 @@ def _expert_spec(meta):
         return None  # the expert data is not here (a moved run): no live reference
 
 
+def run_references(workdir, *, protocol, max_steps):
+    """The expert and random references of the `ditto run` that trained this policy, when
+    it lives in a run workdir (RUN/policies/NAME[-sN] -> RUN/eval/{expert,random}[-sN].json)
+    and they were measured under this protocol and episode cap; else None.
+
+    So `ditto eval` on a run's policy normalises against the very rows of its
+    results.json, whatever seed or episode count it plays."""
+    policies = os.path.dirname(os.path.abspath(workdir))
+    if os.path.basename(policies) != "policies":
+        return None
+    run = os.path.dirname(policies)
+    suffix = re.search(r"(-s\d+)?$", os.path.basename(os.path.abspath(workdir))).group(0)
+    rows = {}
+    for name in ("expert", "random"):
+        path = os.path.join(run, "eval", f"{name}{suffix}.json")
+        try:
+            with open(path) as f:
+                rows[name] = json.load(f)
+        except (OSError, ValueError):
+            return None
+        settings = rows[name].get("settings") or {}
+        if (settings.get("protocol"), settings.get("max_steps")) != (protocol, max_steps):
+            return None
+    expert = rows["expert"]
+    return {"expert": expert["return_mean"] if expert.get("comparable", True) else None,
+            "random": rows["random"]["return_mean"],
+            "source": reference_source(run, suffix, expert.get("source"))}
+
+
+def reference_source(run, suffix, expert_source):
+    """How `ditto run` and `ditto eval` name a run's references (one text for both)."""
+    return (f"the run's eval/expert{suffix}.json ({expert_source or 'expert'}) and "
+            f"eval/random{suffix}.json (random play), in {run}")
+
+
+# What `ditto eval` writes to TensorBoard, as eval/PROTOCOL[-best]/RULE/NAME.
+EVAL_SCALARS = ("return_mean", "return_se", "length_mean", "expert_normalized_mean",
+                "human_normalized", "expert_agreement", "expert_prob_on_policy",
+                "argmax_agreement_on_policy")
+
+
 def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=12345,
                      video=True, greedy=False, max_steps=27_000, references=None,
                      agreement="auto", progress=False, wm=None, checkpoint="final"):
     """Evaluates a trained policy in the real game; returns (and writes) its result.
 
-    references: {"expert": R_E, "random": R_R} measured under this protocol and cap; None
-        measures them here (random play, and the scripted expert live when the policy's
-        demonstrations came from one), with the same seeds, so `ditto eval` and a
-        pipeline's results.md give the same normalised score.
+    references: {"expert": R_E, "random": R_R, "source": text} measured under this
+        protocol and cap. None: the references of the `ditto run` the policy belongs to
+        (`run_references`), so `ditto eval` and that run's results.json normalise against
+        one reference; else measured here (random play, and the scripted expert live when
+        the policy's demonstrations came from one) with this evaluation's seed. The
+        result's `reference` names the one used.
     agreement: scripted-expert spec to ask in the learner's own states ("auto": the
         policy's demonstrator if scripted; None: off).
     checkpoint: "final", or "best" by the held-out validation signal (never real return);
@@ -77,11 +120,17 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
         agreement = spec
     bar = _progress_bar(progress, episodes, f"eval/{meta['method']}")
     if references is None:
+        references = run_references(workdir, protocol=protocol, max_steps=max_steps)
+    if references is None:
         refs = reference_returns(meta["game"], protocol=protocol, max_steps=max_steps,
                                  episodes=episodes, seed=seed, num_envs=envs,
                                  size=tuple(meta["obs_shape"][:2]), expert_spec=spec)
         references = {"random": refs["random"]["return_mean"],
-                      "expert": refs["expert"]["return_mean"] if refs["expert"] else None}
+                      "expert": refs["expert"]["return_mean"] if refs["expert"] else None,
+                      "source": f"measured by ditto eval: random play"
+                                + (f" and the {spec} expert played live" if spec else "")
+                                + f", {protocol} protocol, at most {max_steps} steps, "
+                                  f"{episodes} episodes, seed {seed}"}
     observer = None
     if agreement:
         from ditto_jax.envs import atari
@@ -98,15 +147,23 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
     if observer is not None:
         result.update(observer.result())
     result["rule"] = "greedy" if greedy else "sample"
+    result["reference"] = {"expert": references.get("expert"),
+                           "random": references.get("random"),
+                           "source": references.get("source", "given by the caller")}
     frames = result.pop("frames")
     result["method"] = meta["method"]
     result["checkpoint"] = meta["checkpoint"]
     tag = protocol + ("-best" if checkpoint == "best" else "")
     if video and frames is not None:
         result["video"] = viz.save_video(frames, os.path.join(workdir, f"eval_{tag}.mp4"))
-        from ditto_jax.metrics import log_media  # the episode in TensorBoard (and wandb)
-        log_media(workdir, video=frames, tag=f"eval/{protocol}_episode",
-                  tracking=dict(config.get("tracking") or {}))
+    # The scores (and the episode) in TensorBoard and wandb, at the evaluated checkpoint's
+    # training step, so they line up with the training curves.
+    from ditto_jax.metrics import log_media
+    prefix = f"eval/{tag}/{result['rule']}/"
+    log_media(workdir, step=int(meta["checkpoint"]["step"]),
+              video=frames if video else None, tag=f"eval/{tag}_episode",
+              tracking=dict(config.get("tracking") or {}),
+              scalars={prefix + k: result.get(k) for k in EVAL_SCALARS})
     from ditto_jax.io import write_json_atomic
     write_json_atomic(os.path.join(workdir, f"eval_{tag}.json"), result)
     return result
@@ -140,12 +197,14 @@ def format_result(r):
              f"episodes, {r.get('rule', 'sample')} actions, {which})",
              f"  return           {r['return_mean']:.2f} ± {r['return_se']:.2f} (s.e.)",
              f"  episode length   {r['length_mean']:.0f}"]
-    if r.get("expert_normalized") is not None:
-        lines.append(f"  expert-normalised {r['expert_normalized']:.3f} "
-                     f"(expert {r['expert_return']:.2f}, random {r['random_return']})")
+    if r.get("expert_normalized_mean") is not None:
+        lines.append(f"  expert-normalised {r['expert_normalized_mean']:.3f} "
+                     f"(expert {r['expert_return']:.2f}, random {r['random_return']:.2f})")
     else:
         lines.append("  expert-normalised —  (no expert reference measured under this "
                      "protocol and cap)")
+    if (r.get("reference") or {}).get("source"):
+        lines.append(f"  reference        {r['reference']['source']}")
     if r.get("expert_agreement") is not None:
         lines.append(f"  on-policy expert agreement {r['expert_agreement']:.3f} "
                      f"({r['expert_agreement_steps']} learner states, asked "

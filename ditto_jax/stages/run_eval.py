@@ -101,7 +101,7 @@ def references(config, layout, seed, *, log):
 
 def stage_eval(config, layout, *, progress, log):
     from ditto_jax import provenance as prov
-    from ditto_jax.stages.evaluate import evaluate_workdir
+    from ditto_jax.stages.evaluate import evaluate_workdir, reference_source
     rules = eval_rules(config)
     ne_values = expert_episode_counts(config)
     jobs = [(method, ne, rule, ck) for method in methods_of(config) for ne in ne_values
@@ -111,6 +111,8 @@ def stage_eval(config, layout, *, progress, log):
         exp, rnd = refs["expert"]["return_mean"], refs["random"]["return_mean"]
         if not refs["expert"].get("comparable", True):
             exp = None
+        source = reference_source(layout.workdir, layout.seed_suffix(seed),
+                                  refs["expert"].get("source"))  # as `ditto eval` names it
         for method, ne, rule, ck in jobs:
             workdir = layout.policy(method, seed, ne)
             name = layout.name(method, seed, rule, ck, ne)
@@ -135,7 +137,7 @@ def stage_eval(config, layout, *, progress, log):
                 video=bool(config.eval.video) and method == featured_method(config)
                 and rule == rules[0] and ck == eval_checkpoints(config)[0]
                 and seed == run_seeds(config)[0] and ne == ne_values[0], checkpoint=ck,
-                references={"expert": exp, "random": rnd},
+                references={"expert": exp, "random": rnd, "source": source},
                 agreement=settings["expert"] if bool(config.eval.agreement) else None,
                 progress=progress)
             result.update(settings=settings, seed=int(seed), rule=rule)

@@ -12,24 +12,33 @@ checkpoints, metrics and evaluation; its expert latents are encoded with its own
 when trained alone. The batch is sharded over the same data-parallel mesh as the
 world-model stage; params, latents and the world model are replicated.
 """
+import importlib
 import os
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from ditto_jax import parallel, resources
+# jax, orbax and the stage modules that import them are imported inside the functions
+# that use them, never at module level: `ditto train-policy --help` imports this module to
+# build its parser and must not pay for jax (tests/test_cli.py checks it).
+from ditto_jax import resources
 from ditto_jax.errors import DittoError
-# Re-exported: the policy stage's public helpers.
-from ditto_jax.stages.policy_agents import (PixelBCAgent, WorldModelAgent,  # noqa: F401
-                                            evaluate_agent, load_pinned_world_model,
-                                            load_policy, policy_method, resolve_wm_path)
-from ditto_jax.stages.policy_data import (encode_expert, encode_store,  # noqa: F401
-                                          heldout_accuracy, heldout_diagnostics,
-                                          inference_model, load_expert, make_context)
-from ditto_jax.stages.policy_loop import (_stack_data, _with_seed, make_advance,  # noqa: F401
-                                          vmap_pays)
-from ditto_jax.stages.policy_probes import make_policy_probes
+
+# Re-exported: the policy stage's public helpers, imported on first use (PEP 562).
+_LAZY = {name: f"ditto_jax.stages.{module}" for module, names in (
+    ("policy_agents", ("PixelBCAgent", "WorldModelAgent", "evaluate_agent",
+                       "load_pinned_world_model", "load_policy", "policy_method",
+                       "resolve_wm_path")),
+    ("policy_data", ("encode_expert", "encode_store", "heldout_accuracy",
+                     "heldout_diagnostics", "inference_model", "load_expert", "make_context")),
+    ("policy_loop", ("_stack_data", "_with_seed", "make_advance", "vmap_pays")))
+    for name in names}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 ACCEPTS_EXTRA_ARGS = True
 DEFAULT_CONFIG = resources.config_path("policy.py") + ":small"  # any cwd, any install
@@ -81,6 +90,7 @@ def resolve(config, method=None, steps=None):
 
 def build_method(config, name, wm_state, wm_meta, *, key):
     """(initial state, pure step `(state, batch, rng, wm_params)`, actor apply) of a method."""
+    from ditto_jax.stages.policy_agents import policy_method
     method, ctx = policy_method(name, config, wm_state, wm_meta)
     return (method.init(config, ctx, key), method.train_step(config, ctx),
             method.actor_apply(config, ctx))
@@ -111,6 +121,7 @@ def _agent_meta(config, wm_meta, wm_workdir, expert, expert_info, workdir, metho
 
 def train_policy(config, *, method=None, wm, expert, workdir, **kwargs):
     """Trains (or resumes) one method for `config.seed`; returns (state, last evaluation)."""
+    import jax
     states, results = train_policy_seeds(config, method=method, wm=wm, expert=expert,
                                          workdirs={int(config.seed): workdir}, **kwargs)
     return jax.tree.map(lambda x: x[0], states), results[0]
@@ -124,7 +135,16 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
     one seed after another. Returns (stacked states, [last evaluation per seed]).
     `cache`: a dict shared by the calls of one `ditto run` (every method and N_E): the
     expert data is read once and encoded once per seed (`policy_data.encode_expert`)."""
+    import jax
+    import jax.numpy as jnp
+
+    from ditto_jax import parallel
     from ditto_jax.engine import Hook, Loop, Run, Select, fit
+    from ditto_jax.stages.policy_agents import evaluate_agent
+    from ditto_jax.stages.policy_data import (encode_expert, encode_store, heldout_diagnostics,
+                                              load_expert, make_context)
+    from ditto_jax.stages.policy_probes import make_policy_probes
+    from ditto_jax.stages.policy_loop import _stack_data, _with_seed, make_advance, vmap_pays
     from ditto_jax.provenance import provenance
     from ditto_jax.stages.train_wm import load_world_model
     m, config = resolve(config, method, steps)
@@ -188,7 +208,7 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
                                         seed=configs[i].seed + 10_000 + step)
         evals = runs[i].extra.setdefault("evals", [])
         evals.append({"step": step, "return_mean": r["return_mean"],
-                      "expert_normalized": r["expert_normalized"]})
+                      "expert_normalized_mean": r["expert_normalized_mean"]})
         log(f"step {step}: eval return {r['return_mean']:.2f} ± {r['return_se']:.2f} "
             f"over {r['episodes']} episodes")
         return {"eval/return_mean": r["return_mean"], "eval/return_se": r["return_se"],
@@ -213,6 +233,7 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
 
 
 def main(args):
+    from ditto_jax import parallel
     from ditto_jax.configs import config_overrides, load_config, refuse_conflicts
     overrides = config_overrides(args.extra_args)
     config = load_config(args.config, overrides)

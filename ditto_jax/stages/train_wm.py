@@ -5,16 +5,27 @@ deterministic given (config, data, step): the batch for update `s` is sampled
 with seed (seed, process, s) and the step key is fold_in(key, s), so a run
 resumed from a checkpoint at step S reproduces an uninterrupted run exactly.
 """
-import jax
 import numpy as np
 
-from ditto_jax import parallel, resources
+# jax, orbax and the modules that import them (parallel, wm_io) are imported inside the
+# functions that use them, never at module level: `ditto train-wm --help` imports this
+# module to build its parser and must not pay for jax (tests/test_cli.py checks it).
+from ditto_jax import resources
 from ditto_jax.errors import DittoError
 # Re-exported: the stage's public helpers.
 from ditto_jax.stages.wm_data import (AUTHORS_PIXEL_STATS, _apply_image_scale,  # noqa: F401
                                       _model_inputs, check_sources_agree, data_sources,
                                       dataset_fingerprint, load_training_data)
-from ditto_jax.stages.wm_io import load_world_model, write_open_loop_strip  # noqa: F401
+
+_LAZY = {"load_world_model": "ditto_jax.stages.wm_io",  # re-exported, imported on first use
+         "write_open_loop_strip": "ditto_jax.stages.wm_io"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 ACCEPTS_EXTRA_ARGS = True  # --config.KEY=VALUE overrides
 DEFAULT_CONFIG = resources.config_path("wm.py") + ":small"  # any cwd, any install
@@ -78,7 +89,11 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
 
     `engine.fit` holds WORKDIR/.lock throughout, so a second writer is refused.
     """
+    import jax
+
     from ditto_jax import models as wm
+    from ditto_jax import parallel
+    from ditto_jax.stages.wm_io import write_open_loop_strip
 
     process_index, process_count = jax.process_index(), jax.process_count()
     is_main = process_index == 0
@@ -171,6 +186,7 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
 
 
 def main(args):
+    from ditto_jax import parallel
     from ditto_jax.configs import config_overrides, load_config, refuse_conflicts
     overrides = config_overrides(args.extra_args)
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)

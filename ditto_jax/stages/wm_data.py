@@ -8,7 +8,6 @@ import numpy as np
 
 from ditto_jax import io
 from ditto_jax.errors import DittoError
-from ditto_jax.models.world_model import check_frame_size
 
 
 def data_sources(data):
@@ -63,6 +62,8 @@ def load_training_data(config, data, *, data_dir=None, split=None, selection=Non
     else:
         train_eps, val_eps = episodes, []
     if episodes:
+        # flax only once data is loaded: `ditto train-wm --help` imports this module.
+        from ditto_jax.models.world_model import check_frame_size
         check_frame_size(config.model, episodes[0].observation.shape[1:],
                          path=", ".join(data_sources(data)))
     train = EpisodeStore.from_episodes(train_eps)

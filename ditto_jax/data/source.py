@@ -196,8 +196,12 @@ def _resolve(source, data_dir=None) -> _Source:
 def read_dataset_metadata(source, *, data_dir=None) -> dict:
     """Dataset-level metadata (action_meanings, game, protocol, obs_shape, ...); {} if none.
 
-    For RL Unplugged names, `game` comes from the builder config.
+    For RL Unplugged names, `game` comes from the builder config. A `.npz` episode
+    export (ditto_jax.data.export) is read without TensorFlow.
     """
+    from ditto_jax.data import export
+    if export.is_export(source):
+        return export.read_metadata(source)
     return dict(_resolve(source, data_dir).metadata)
 
 

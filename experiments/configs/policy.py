@@ -61,6 +61,8 @@ def get_config(preset="small"):
     c.eval_envs = 8
     c.eval_protocol = "ditto"
     c.eval_max_steps = 27_000
+    c.time_limit_s = 0.0            # > 0: stop (and save) at the first log/save step
+                                    # after this many seconds of training
     c.seed = 0
     # Optional experiment tracking, off by default (metrics.jsonl and TensorBoard always).
     c.tracking = ml_collections.ConfigDict(dict(

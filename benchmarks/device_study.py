@@ -9,7 +9,7 @@ parts, each in its own process with a clock budget (seconds; env vars, so tests 
 them), all inside one overall deadline:
 
   speed     benchmarks/device.py: fp32 / bf16 world-model step, MFU, DITTO update,
-            acting (DEVICE_STUDY_SPEED_S, 75)
+            acting (DEVICE_STUDY_SPEED_S, 75; DEVICE_STUDY_SPEED_PARTS)
   wm        experiments/configs/wm.py:paper in bfloat16 with the demo's world-model levers
             (learned background, relaxed latents) on the expert + noisy + random episodes,
             for as many updates as DEVICE_STUDY_WM_S (165) allows; then reconstruction
@@ -53,9 +53,12 @@ PARTS = ("speed", "wm", "policies", "eval")
 FULL = {"DEADLINE_S": 420, "SPEED_S": 75, "WM_S": 165, "POLICY_S": 90, "EVAL_S": 75,
         "SEEDS": "0,1,2", "NE": "5,30", "METHODS": "ditto,ditto_bcinit,dbc,bc",
         "EVAL_EPISODES": 10, "EVAL_ENVS": 16, "EVAL_MAX_STEPS": 27_000, "GAME": "pong",
+        "SPEED_PARTS": "wm_bf16,ditto_update,act,wm_fp32",
         "DATA": os.path.join(ROOT, ".device", "data")}
-TINY = dict(FULL, DEADLINE_S=170, SPEED_S=40, WM_S=30, POLICY_S=45, EVAL_S=30,
-            SEEDS="0,1", NE="1,2", EVAL_EPISODES=10, EVAL_ENVS=10, EVAL_MAX_STEPS=40)
+# The CPU check: small enough for a loaded 2-core machine (each part compiles anew).
+TINY = dict(FULL, DEADLINE_S=175, SPEED_S=25, WM_S=55, POLICY_S=55, EVAL_S=30,
+            SEEDS="0,1", NE="1,2", METHODS="ditto_bcinit,bc", EVAL_EPISODES=10,
+            EVAL_ENVS=10, EVAL_MAX_STEPS=40, SPEED_PARTS="act")
 MIN_S = {"speed": 20, "wm": 30, "policies": 20, "eval": 15}  # a part's least useful time
 MIN_S_TINY = {"speed": 10, "wm": 10, "policies": 10, "eval": 5}
 RESULTS_RESERVE_S = 10  # kept for the results part at the end of the deadline
@@ -136,9 +139,10 @@ def part_wm(s, work, limit_s):
     if jax.default_backend() != "cpu":
         cfg.model.conv_impl = "lax"            # cuDNN convolutions, not the CPU's matmuls
         cfg.train.compute_dtype = "bfloat16"
-    cfg.train.update(steps=10 if s["tiny"] else 1_000_000, log_every=5 if s["tiny"] else 25,
-                     eval_every=0, strip_every=0, save_every=1_000_000, keep_checkpoints=1,
-                     val_episodes=1)
+    # Saved every few updates too, so a part killed at its hard limit still leaves a model.
+    cfg.train.update(steps=4 if s["tiny"] else 1_000_000, log_every=2 if s["tiny"] else 25,
+                     eval_every=0, strip_every=0, save_every=2 if s["tiny"] else 500,
+                     keep_checkpoints=1, val_episodes=1)
     post_s = 10 if s["tiny"] else 25            # the measurements after training
     cfg.train.time_limit_s = max(5.0, limit_s - (time.perf_counter() - t_start) - 15 - post_s)
     wm_dir = os.path.join(work, "wm")
@@ -217,7 +221,8 @@ def part_policies(s, work, limit_s):
                "workdirs": {str(k): v for k, v in workdirs.items()}}
         try:
             train_policy_seeds(c, method=method, wm=os.path.join(work, "wm"),
-                               expert=paths["expert"], workdirs=workdirs, progress=False)
+                               expert=paths["expert"], workdirs=workdirs, progress=False,
+                               vmap=True)  # one program for the seeds (one compile)
             last = []
             for sd, w in workdirs.items():
                 rows = [json.loads(x) for x in open(os.path.join(w, "metrics.jsonl"))
@@ -421,7 +426,8 @@ def plot_scores(res, path):
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(nes))], [f"N_E={n}" for n in nes])
     ax.set_ylabel("return IQM (95% CI)")
     ax.set_title(f"{res['game']}, {res['protocol']} protocol")
-    ax.legend(fontsize=7)
+    if methods:
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -493,7 +499,8 @@ def main(argv=None):
         if name == "speed":
             cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "device.py"),
                    "--out-dir", speed_dir, "--budget-s", str(max(5.0, limit - 10)),
-                   "--min-part-s", "5" if s["tiny"] else "15"] + (
+                   "--min-part-s", "5" if s["tiny"] else "15",
+                   "--parts", s["SPEED_PARTS"]] + (
                        ["--tiny"] if s["tiny"] else [])
         else:
             cmd = [sys.executable, os.path.abspath(__file__), "--work", work, "--_part",

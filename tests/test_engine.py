@@ -288,10 +288,10 @@ def test_fit_stops_at_its_time_limit_and_saves_there(tmp_path):
                 loop=Loop(1000, 2, 500, keep=2, time_limit_s=0.3), compat_keys=("kind",),
                 what="toy checkpoint", progress=False, log=msgs.append)
     done = int(state["w"])
-    assert 6 <= done <= 20 and done % 2 == 0, done   # ~0.3 s at 0.1 s per 2 updates
+    assert 2 <= done < 1000 and done % 2 == 0, done  # stopped by the clock, at a log step
     assert resume_step(wd) == done                   # saved where it stopped
-    assert any(f"time limit 0 s reached at step {done} of 1000" in m or
-               f"reached at step {done} of 1000" in m for m in msgs), msgs
+    assert any(f"reached at step {done} of 1000: saving and stopping" in m
+               for m in msgs), msgs
     state = fit(runs=[Run(wd, {"kind": "toy"})], state={"w": np.float32(0)},
                 advance=lambda st, s, n: ({"w": st["w"] + n}, {"loss": np.float32(0)}),
                 loop=Loop(done + 4, 2, 500, keep=2), compat_keys=("kind",),

@@ -156,12 +156,13 @@ def payload_size(carry):
 
 
 def device_call(carry, timeout_s=TIMEOUT_S):
-    """The device tool's arguments for the shot."""
+    """The device tool's arguments for the shot; carry = [wheel folder, data folder]."""
+    wheels, data = carry
     command = (
         "nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; "
         "python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir "
-        "--upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD "
-        "|| exit; PYTHON=python3 DEVICE_STUDY_DATA=$PWD/.device/data "
+        f"--upgrade --target /tmp/site {wheels}/*.whl && export PYTHONPATH=/tmp/site:$PWD "
+        f"|| exit; PYTHON=python3 DEVICE_STUDY_DATA=$PWD/{data} "
         "DEVICE_STUDY_WORK=/tmp/ditto_device_study launch/device_study.sh")
     return {"command": command, "carry": list(carry), "timeout_s": int(timeout_s)}
 

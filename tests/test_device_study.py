@@ -115,6 +115,8 @@ def test_prepared_payload_and_printed_call_are_valid(payload_dirs):
     assert "--no-index --no-deps" in call["command"] and "launch/device_study.sh" in \
         call["command"] and "/tmp/site" in call["command"]
     assert "pip install" in call["command"] and "tensorflow" not in call["command"]
+    assert f"{whl}/*.whl" in call["command"] and f"DEVICE_STUDY_DATA=$PWD/{data} " in \
+        call["command"]
     sizes = call["payload"]
     assert sizes[whl] == 100_000 and sizes[data] > 0 and sizes["tracked"] > 100_000
     assert call["payload_bytes"] == sum(sizes.values()) <= 64 * 2 ** 20
@@ -135,7 +137,8 @@ def test_payload_over_the_limit_is_refused(payload_dirs):
 def test_device_call_checker_names_each_problem():
     sys.path.insert(0, os.path.join(REPO, "launch"))
     import device_prepare as dp
-    assert dp.check_call(dp.device_call([".git"])) == []
+    assert dp.check_call(dp.device_call([".git", "tests"])) == []
+    assert "DEVICE_STUDY_DATA=$PWD/tests " in dp.device_call([".git", "tests"])["command"]
     bad = dict(dp.device_call(["nope", "/abs"]), timeout_s=900, command="x" * 2001)
     problems = "; ".join(dp.check_call(bad))
     for text in ("2001 characters", "timeout_s 900", "'nope' does not exist",
@@ -169,7 +172,8 @@ def test_tiny_shot_end_to_end_with_tensorflow_blocked(tmp_path):
     try:
         prep = _py(["launch/device_prepare.py", "--tiny", "--no-wheels", "--games",
                     "pong breakout", "--rlds-dir", str(tmp_path / "rlds"), "--data-dir",
-                    os.path.relpath(os.path.join(base, "data"), REPO)], timeout=600)
+                    os.path.relpath(os.path.join(base, "data"), REPO), "--wheel-dir",
+                    os.path.relpath(os.path.join(base, "whl"), REPO)], timeout=600)
         # No wheels here (no download in tests): exports only, no device call.
         assert prep.returncode == 0 and "no wheels" in prep.stdout, \
             prep.stdout[-2000:] + prep.stderr[-2000:]

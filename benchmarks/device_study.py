@@ -355,7 +355,8 @@ def collect(s, work, speed, log_path):
 def format_md(res):
     def f(x, spec=".2f"):
         return "—" if x is None else format(x, spec)
-    lines = [f"# GPU shot: {res['game']} ({'tiny, CPU plumbing check' if res['tiny'] else 'paper-size world model'})",
+    kind = "tiny, CPU plumbing check" if res["tiny"] else "paper-size world model"
+    lines = [f"# GPU shot: {res['game']} ({kind})",
              "", f"Protocol `{res['protocol']}`, {res['action_rule']}d actions, final "
              f"policies, up to {res['eval']['episodes']} episodes per seed capped at "
              f"{res['eval']['max_steps']} agent steps; IQM [95% CI] over seeds x episodes "

@@ -25,6 +25,7 @@ import zipfile
 
 import numpy as np
 
+from ditto_jax.data.png import _resize_frames
 from ditto_jax.data.schema import STEP_FIELDS, Episode
 from ditto_jax.errors import DittoError
 
@@ -101,8 +102,7 @@ def load_episodes(path, *, selection=None, resize=None, expected_obs_shape=None,
                   num_actions=None, process_index=0, process_count=1) -> list[Episode]:
     """The export's episodes (this host's share), with `reader.load_episodes`' selection
     ('first:N' / 'top:N' / `Selection`), resize and checks."""
-    from ditto_jax.data.png import _resize_frames
-    from ditto_jax.data.reader import shard_list
+    from ditto_jax.data.reader import shard_list  # reader and source import this module
     from ditto_jax.data.source import Selection
     if isinstance(selection, str):
         selection = Selection.parse(selection)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ditto_jax.data import export
 from ditto_jax.data.schema import STAGING, _is_finished_dataset, _tfds
 from ditto_jax.errors import DittoError
 
@@ -199,7 +200,6 @@ def read_dataset_metadata(source, *, data_dir=None) -> dict:
     For RL Unplugged names, `game` comes from the builder config. A `.npz` episode
     export (ditto_jax.data.export) is read without TensorFlow.
     """
-    from ditto_jax.data import export
     if export.is_export(source):
         return export.read_metadata(source)
     return dict(_resolve(source, data_dir).metadata)

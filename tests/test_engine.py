@@ -271,3 +271,29 @@ def test_next_stop_ends_chunks_at_every_host_event():
         done = next_stop(done, loop, hooks)
         stops.append(done)
     assert stops == [5, 7, 10, 14, 15, 20, 21, 23]
+
+
+def test_fit_stops_at_its_time_limit_and_saves_there(tmp_path):
+    """A clock budget (Loop.time_limit_s) ends training at the first log step after it,
+    with a checkpoint at that step; a resume without the limit goes on from there."""
+    import time as _time
+    from ditto_jax.engine import Loop, Run, fit, resume_step
+
+    def advance(st, start, n):
+        _time.sleep(0.05 * n)
+        return {"w": st["w"] + n}, {"loss": np.float32(0)}
+    wd = str(tmp_path)
+    msgs = []
+    state = fit(runs=[Run(wd, {"kind": "toy"})], state={"w": np.float32(0)}, advance=advance,
+                loop=Loop(1000, 2, 500, keep=2, time_limit_s=0.3), compat_keys=("kind",),
+                what="toy checkpoint", progress=False, log=msgs.append)
+    done = int(state["w"])
+    assert 2 <= done < 1000 and done % 2 == 0, done  # stopped by the clock, at a log step
+    assert resume_step(wd) == done                   # saved where it stopped
+    assert any(f"reached at step {done} of 1000: saving and stopping" in m
+               for m in msgs), msgs
+    state = fit(runs=[Run(wd, {"kind": "toy"})], state={"w": np.float32(0)},
+                advance=lambda st, s, n: ({"w": st["w"] + n}, {"loss": np.float32(0)}),
+                loop=Loop(done + 4, 2, 500, keep=2), compat_keys=("kind",),
+                what="toy checkpoint", progress=False, log=lambda *_: None)
+    assert int(state["w"]) == done + 4 and resume_step(wd) == done + 4

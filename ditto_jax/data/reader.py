@@ -14,6 +14,7 @@ import zlib
 
 import numpy as np
 
+from ditto_jax.data import export
 from ditto_jax.data.png import _resize_frames, decode_png_frames
 from ditto_jax.data.schema import STEP_FIELDS, Episode, _tf, _tfds
 from ditto_jax.data.source import (_CKPT, Selection, _record_refs, _resolve, _Source,
@@ -304,7 +305,13 @@ def load_episodes(source, *, data_dir=None, split=None, selection=None, resize=N
     expected_obs_shape / num_actions / grayscale_expected: validation against what the
       caller needs (DittoError naming the dataset, field and expected value).
     process_index / process_count: host i takes the selected episodes i::count.
+    A `.npz` episode export (ditto_jax.data.export) loads without TensorFlow.
     """
+    if export.is_export(source):
+        return export.load_episodes(source, selection=selection, resize=resize,
+                                    expected_obs_shape=expected_obs_shape,
+                                    num_actions=num_actions, process_index=process_index,
+                                    process_count=process_count)
     src = _resolve(source, data_dir)
     disk_shape, out_shape = _check_features(
         src, grayscale_expected=grayscale_expected, expected_obs_shape=expected_obs_shape,

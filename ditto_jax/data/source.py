@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ditto_jax.data import export
 from ditto_jax.data.schema import STAGING, _is_finished_dataset, _tfds
 from ditto_jax.errors import DittoError
 
@@ -234,8 +235,11 @@ def _resolve(source, data_dir=None) -> _Source:
 def read_dataset_metadata(source, *, data_dir=None) -> dict:
     """Dataset-level metadata (action_meanings, game, protocol, obs_shape, ...); {} if none.
 
-    For RL Unplugged names, `game` comes from the builder config.
+    For RL Unplugged names, `game` comes from the builder config. A `.npz` episode
+    export (ditto_jax.data.export) is read without TensorFlow.
     """
+    if export.is_export(source):
+        return export.read_metadata(source)
     return dict(_resolve(source, data_dir).metadata)
 
 

@@ -119,6 +119,8 @@ class Loop:
     log_every: int
     save_every: int
     keep: int = 3
+    time_limit_s: float = 0.0  # > 0: stop at the first log/save/hook step after this many
+                               # seconds of the loop (clock-based budgets), saving there
 
 
 def resume_step(workdir):
@@ -183,7 +185,7 @@ def fit(*, runs, state, advance, loop, compat_keys, what, hooks=(), stacked=Fals
                 if run.provenance is not None:
                     run.writer.add_provenance(run.provenance, start)
         return _loop(runs, state, start, advance, loop, hooks, on_log, stacked, desc,
-                     progress, is_main, change, postfix, select)
+                     progress, is_main, change, postfix, select, log)
     finally:
         for run in runs:
             if run.writer is not None:
@@ -241,11 +243,13 @@ def _best_so_far(best, start):
 
 
 def _loop(runs, state, start, advance, loop, hooks, on_log, stacked, desc, progress,
-          is_main, change, postfix, select=None):
+          is_main, change, postfix, select=None, log=print):
     from tqdm import tqdm
     bar = tqdm(total=loop.total, initial=start, unit="step", desc=desc, dynamic_ncols=True,
                disable=not (progress and is_main))
     last_log, last_log_step = time.perf_counter(), start
+    deadline = last_log + loop.time_limit_s if loop.time_limit_s and loop.time_limit_s > 0 \
+        else None
     done = start
     try:
         while done < loop.total:
@@ -253,7 +257,11 @@ def _loop(runs, state, start, advance, loop, hooks, on_log, stacked, desc, progr
             state, metrics = advance(state, done, stop - done)
             bar.update(stop - done)
             done = stop
-            end = done == loop.total
+            timed_out = deadline is not None and time.perf_counter() >= deadline
+            end = done == loop.total or timed_out
+            if timed_out and done < loop.total:
+                log(f"time limit {loop.time_limit_s:.0f} s reached at step {done} of "
+                    f"{loop.total}: saving and stopping")
             want_log = end or done % loop.log_every == 0
             want_save = end or runs[0].ckpt.manager.should_save(done)
             if want_log or want_save:
@@ -292,6 +300,8 @@ def _loop(runs, state, start, advance, loop, hooks, on_log, stacked, desc, progr
                 for i, run in enumerate(runs):
                     meta = dict(run.meta, **run.extra)
                     run.ckpt.save(done, _slice(state, i, stacked), meta, force=end)
+            if timed_out:
+                break
     finally:
         bar.close()
     return state

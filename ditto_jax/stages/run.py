@@ -151,10 +151,10 @@ def _checkpoint_range(text, field):
 # Config fields that do not shape a stage's output (loop settings, logging): changing them
 # never invalidates a finished stage.
 _WM_LOOP = ("steps", "log_every", "eval_every", "save_every", "keep_checkpoints",
-            "strip_every")
+            "strip_every", "time_limit_s")
 _POLICY_LOOP = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_every",
                 "eval_episodes", "eval_envs", "eval_max_steps", "eval_protocol", "method",
-                "tracking")
+                "tracking", "probe_every", "probe_batch", "drift_length", "time_limit_s")
 
 
 def data_fields(config, name=None):

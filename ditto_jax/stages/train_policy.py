@@ -46,7 +46,7 @@ _COMPAT_KEYS = ("method", "agent_config", "world_model", "expert", "state_versio
 SELECT_METRIC = "heldout_expert_prob"  # the offline signal behind `--checkpoint best`
 _LOOP_FIELDS = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_every",
                 "eval_episodes", "eval_envs", "eval_max_steps", "tracking", "probe_every",
-                "probe_batch", "drift_length")
+                "probe_batch", "drift_length", "time_limit_s")
 
 
 def add_arguments(p):
@@ -221,7 +221,8 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
     has_signal = actor_apply is not None and all(h is not None for h in held_latents)
     state = fit(runs=runs, state=state, advance=advance, stacked=True,
                 loop=Loop(int(config.steps), int(config.log_every), int(config.save_every),
-                          int(config.keep_checkpoints)),
+                          int(config.keep_checkpoints),
+                          float(config.get("time_limit_s", 0) or 0)),
                 compat_keys=_COMPAT_KEYS, what="policy checkpoint",
                 hooks=[Hook(int(config.eval_every or 0), evaluate)], on_log=on_log,
                 desc=f"train-policy/{config.method}" + (f" seeds {names}" if len(seeds) > 1

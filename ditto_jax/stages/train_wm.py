@@ -36,7 +36,7 @@ DEFAULT_CONFIG = resources.config_path("wm.py") + ":small"  # any cwd, any insta
 _COMPAT_KEYS = ("model", "dataset", "obs_shape", "num_actions", "loss", "optim", "train")
 # Loop settings, free to change when resuming.
 _LOOP_KEYS = ("steps", "log_every", "eval_every", "save_every", "strip_every",
-              "keep_checkpoints")
+              "keep_checkpoints", "time_limit_s")
 # Also free: the activation dtype (parameters stay float32, so the checkpoint fits either).
 _FREE_TRAIN_KEYS = _LOOP_KEYS + ("compute_dtype",)
 
@@ -177,7 +177,8 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
     tracking = config.get("tracking")
     return fit(runs=runs, state=state, advance=advance, hooks=hooks,
                loop=Loop(int(config.train.steps), int(config.train.log_every),
-                         int(config.train.save_every), int(config.train.keep_checkpoints)),
+                         int(config.train.save_every), int(config.train.keep_checkpoints),
+                         float(config.train.get("time_limit_s", 0) or 0)),
                compat_keys=_COMPAT_KEYS, what="world-model checkpoint", desc="train-wm",
                progress=progress, log=log, is_main=is_main,
                change=f"lower config.optim.lr (now {config.optim.lr})",

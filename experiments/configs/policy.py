@@ -71,6 +71,8 @@ def get_config(preset="small"):
     c.probe_batch = 32
     c.drift_length = 50
     c.eval_max_steps = 27_000
+    c.time_limit_s = 0.0            # > 0: stop (and save) at the first log/save step
+                                    # after this many seconds of training
     c.seed = 0
     # Optional experiment tracking, off by default (metrics.jsonl and TensorBoard always).
     c.tracking = ml_collections.ConfigDict(dict(

@@ -96,6 +96,8 @@ def _base():
         compute_dtype="auto",     # auto | float32 | bfloat16 (activations only; params stay
                                   # fp32); auto: float32 on CPU, bfloat16 on GPU/TPU
         strip_every=2_000,        # open-loop prediction strip (5 context + 10 imagined)
+        time_limit_s=0.0,         # > 0: stop (and save) at the first log/save step after
+                                  # this many seconds of training: a clock-based budget
     ))
     # Optional experiment tracking, off by default (metrics.jsonl and TensorBoard always).
     c.tracking = ml_collections.ConfigDict(dict(

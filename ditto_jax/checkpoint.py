@@ -311,6 +311,21 @@ def _free_name(path):
     return f"{path}.{i}"
 
 
+def params_digest(tree):
+    """A short SHA-256 of a parameter pytree's bytes (paths, dtypes, shapes and values).
+
+    Two world models with the same architecture and step but other data or another seed
+    digest differently; the same checkpoint restored twice digests alike.
+    """
+    import hashlib
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        x = np.ascontiguousarray(jax.device_get(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}|{x.dtype}|{x.shape}|".encode())
+        h.update(x.tobytes())
+    return h.hexdigest()[:16]
+
+
 def nonfinite_leaf(tree):
     """The path of the first floating-point leaf holding NaN/inf, or None (one device sync)."""
     import jax.numpy as jnp
@@ -345,7 +360,9 @@ def _with_sharding(x):
 def check_compatible(saved, current, keys, *, path, what="checkpoint"):
     """Fails with a clear message when `saved[k] != current[k]` for any key.
 
-    The message names every changed field with its saved and current value.
+    The message names every changed field with its saved and current value. A nested
+    field the saved meta lacks was added by a newer version of the code (e.g. the world
+    model's parameter digest): it is not compared, so older checkpoints still resume.
     """
     changed, diffs = [], []
     for key in keys:
@@ -353,8 +370,10 @@ def check_compatible(saved, current, keys, *, path, what="checkpoint"):
         if a is None or b is None:
             continue
         if _canon(a) != _canon(b):
-            changed.append(key)
-            diffs += _differences(a, b, key)
+            found = _differences(a, b, key)
+            if found:
+                changed.append(key)
+                diffs += found
     if changed:
         listing = "; ".join(f"{f}: saved {x!r}, now {y!r}" for f, x, y in diffs[:8])
         if len(diffs) > 8:
@@ -376,7 +395,9 @@ def _differences(a, b, prefix):
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b), key=str):
-            if k not in a or k not in b:
+            if k not in a:
+                continue  # a field newer than the saved meta
+            if k not in b:
                 out.append((f"{prefix}.{k}", a.get(k, "<absent>"), b.get(k, "<absent>")))
             elif _canon(a[k]) != _canon(b[k]):
                 out += _differences(a[k], b[k], f"{prefix}.{k}")

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 
 import jax
 import numpy as np
@@ -18,6 +19,10 @@ from ditto_jax import io
 from ditto_jax.errors import DittoError
 
 CORRUPT_DIR = "checkpoints.corrupt"  # sibling of the checkpoint directory
+# How long a checkpoint save may take to finish before the run stops with an error instead
+# of waiting on Orbax's writer threads forever (a full or unresponsive filesystem).
+SAVE_DEADLINE_S = float(os.environ.get("DITTO_CHECKPOINT_DEADLINE_S", 900))
+_ABANDONED = []  # waits that passed their deadline (their threads may never end)
 
 
 class Checkpointer:
@@ -28,7 +33,9 @@ class Checkpointer:
     the previous readable step. A writable Checkpointer moves the corrupt step
     to ../checkpoints.corrupt/ (nothing is deleted) so training can save that
     step again. Saves refuse a state with NaN/inf values, and a full disk is a
-    DittoError naming the directory.
+    DittoError naming the directory. A save that does not finish within
+    `SAVE_DEADLINE_S` (env DITTO_CHECKPOINT_DEADLINE_S) is a DittoError too, never an
+    endless wait.
     """
 
     def __init__(self, directory, *, save_every=1000, keep=3, use_async=True, read_only=False):
@@ -38,6 +45,8 @@ class Checkpointer:
         self._bad = {}    # step -> reason (None once reported), steps found unreadable
         self._hidden = set()  # steps a restore failed on, until an older one succeeds
         self._checked = set()
+        self._stuck = False  # a save passed its deadline: Orbax's threads are abandoned
+        self._failed = False  # a save failed and was reported (full disk)
         with io.disk_errors(self.directory, "opening checkpoints in"):
             if read_only:
                 options = ocp.CheckpointManagerOptions(read_only=True, create=False,
@@ -115,10 +124,19 @@ class Checkpointer:
                 f"Training diverged: the parameters after step {step} hold NaN/inf "
                 f"values (first: {bad}), so they were not saved. {self.resume_advice(step)}",
                 path=os.path.dirname(self.directory))
-        with io.disk_errors(self.step_dir(step), "saving checkpoint"):
-            return self.manager.save(
-                int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                   meta=ocp.args.JsonSave(meta)), force=force)
+        self.wait()  # the previous async save, within the deadline (Orbax would wait too)
+        if self._stuck or self._failed:
+            raise DittoError("An earlier checkpoint save here failed; nothing more is saved",
+                             path=self.directory)
+        try:
+            with io.disk_errors(self.step_dir(step), "saving checkpoint"):
+                return self.manager.save(
+                    int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                       meta=ocp.args.JsonSave(meta)),
+                    force=force)
+        except DittoError:
+            self._failed = True
+            raise
 
     def resume_advice(self, step, *, poisoned_step=None, change="lower the learning rate"):
         """Where a diverged run can go from here, naming the last finite checkpoint."""
@@ -217,15 +235,79 @@ class Checkpointer:
 
     # ---------------------------------------------------------------- close
     def wait(self):
-        with io.disk_errors(self.directory, "saving checkpoints in"):
-            self.manager.wait_until_finished()
+        """Waits for the pending async save; a writer-thread failure (full disk) or a save
+        still running after `SAVE_DEADLINE_S` is a DittoError naming the directory."""
+        if self._stuck or self._failed:
+            return  # already reported; waiting again would block for good (or re-raise)
+        try:
+            with io.disk_errors(self.directory, "saving checkpoints in"):
+                try:
+                    _within_deadline(self.manager.wait_until_finished, self.directory)
+                except _DeadlinePassed:
+                    self._stuck = True
+                    raise _deadline_error(self.directory) from None
+        except DittoError:
+            self._failed = True
+            raise
 
     def close(self):
         try:
             self.wait()
         finally:
-            with io.disk_errors(self.directory, "saving checkpoints in"):
-                self.manager.close()
+            if self._failed and not self._stuck:
+                try:  # the failure was reported once; Orbax's close repeats it
+                    self.manager.close()
+                except Exception:  # noqa: BLE001
+                    pass
+            elif not self._stuck:  # Orbax's close would wait on the stuck save forever
+                with io.disk_errors(self.directory, "saving checkpoints in"):
+                    self.manager.close()
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+def _within_deadline(fn, directory):
+    """Runs `fn` (a wait on Orbax's writer threads) for at most SAVE_DEADLINE_S seconds;
+    re-raises what it raised (the writer thread's exception, e.g. ENOSPC)."""
+    box = {}
+
+    def target():
+        try:
+            fn()
+        except BaseException as e:  # noqa: BLE001 (handed to the caller)
+            box["error"] = e
+
+    waiter = threading.Thread(target=target, name=f"ditto-save-wait {directory}",
+                              daemon=True)
+    waiter.start()
+    waiter.join(SAVE_DEADLINE_S)
+    if waiter.is_alive():
+        _ABANDONED.append(waiter)
+        raise _DeadlinePassed()
+    if "error" in box:
+        raise box["error"]
+
+
+def _deadline_error(directory):
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        free = None
+    why = (f"the disk is full ({free} bytes free)" if free is not None and free < 1 << 20
+           else "the filesystem did not complete the writes")
+    return DittoError(
+        f"A checkpoint save in {directory} did not finish within {SAVE_DEADLINE_S:g} s "
+        f"({why}); the checkpoints saved before it are kept. Free some space (or fix the "
+        f"filesystem) and re-run to resume", path=directory,
+        expected="a save that finishes within DITTO_CHECKPOINT_DEADLINE_S seconds")
+
+
+def abandoned_saves():
+    """Whether a save passed its deadline and its writer threads are still alive: the
+    process must then exit without joining them (`os._exit`), or it would never end."""
+    return any(t.is_alive() for t in _ABANDONED)
 
 
 def _quiet_orphaned_reads():
@@ -311,6 +393,21 @@ def _free_name(path):
     return f"{path}.{i}"
 
 
+def params_digest(tree):
+    """A short SHA-256 of a parameter pytree's bytes (paths, dtypes, shapes and values).
+
+    Two world models with the same architecture and step but other data or another seed
+    digest differently; the same checkpoint restored twice digests alike.
+    """
+    import hashlib
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        x = np.ascontiguousarray(jax.device_get(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}|{x.dtype}|{x.shape}|".encode())
+        h.update(x.tobytes())
+    return h.hexdigest()[:16]
+
+
 def nonfinite_leaf(tree):
     """The path of the first floating-point leaf holding NaN/inf, or None (one device sync)."""
     import jax.numpy as jnp
@@ -345,7 +442,9 @@ def _with_sharding(x):
 def check_compatible(saved, current, keys, *, path, what="checkpoint"):
     """Fails with a clear message when `saved[k] != current[k]` for any key.
 
-    The message names every changed field with its saved and current value.
+    The message names every changed field with its saved and current value. A nested
+    field the saved meta lacks was added by a newer version of the code (e.g. the world
+    model's parameter digest): it is not compared, so older checkpoints still resume.
     """
     changed, diffs = [], []
     for key in keys:
@@ -353,8 +452,10 @@ def check_compatible(saved, current, keys, *, path, what="checkpoint"):
         if a is None or b is None:
             continue
         if _canon(a) != _canon(b):
-            changed.append(key)
-            diffs += _differences(a, b, key)
+            found = _differences(a, b, key)
+            if found:
+                changed.append(key)
+                diffs += found
     if changed:
         listing = "; ".join(f"{f}: saved {x!r}, now {y!r}" for f, x, y in diffs[:8])
         if len(diffs) > 8:
@@ -376,7 +477,9 @@ def _differences(a, b, prefix):
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for k in sorted(set(a) | set(b), key=str):
-            if k not in a or k not in b:
+            if k not in a:
+                continue  # a field newer than the saved meta
+            if k not in b:
                 out.append((f"{prefix}.{k}", a.get(k, "<absent>"), b.get(k, "<absent>")))
             elif _canon(a[k]) != _canon(b[k]):
                 out += _differences(a[k], b[k], f"{prefix}.{k}")

@@ -133,6 +133,16 @@ def _what_was_kept(args):
     return f"{kept}; {again}"
 
 
+def _exit_past_stuck_writers(code):
+    """Exits now when a checkpoint save passed its deadline: Python's normal exit joins
+    every non-daemon thread, and Orbax's stuck writer threads would never end."""
+    checkpoint = sys.modules.get("ditto_jax.checkpoint")  # never import jax just for this
+    if checkpoint is not None and checkpoint.abandoned_saves():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
 def main(argv=None):
     quiet_logs()  # before any subcommand module can import TensorFlow
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
@@ -148,6 +158,7 @@ def main(argv=None):
         return args._module.main(args) or 0
     except DittoError as e:
         print(f"ditto {args.command}: error: {e}", file=sys.stderr)
+        _exit_past_stuck_writers(2)
         return 2
     except Terminated:
         print(f"ditto {args.command}: terminated (SIGTERM); {_what_was_kept(args)}",

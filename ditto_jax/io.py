@@ -11,6 +11,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import sys
 
 from ditto_jax.errors import DittoError
@@ -34,13 +35,25 @@ def os_error_to_ditto(exc, path, action="writing"):
     return DittoError(f"Could not finish {action} {path}: {reason}", path=path)
 
 
+# TensorStore (Orbax's writer) and TensorFlow report a full disk as their own error types
+# (ValueError "RESOURCE_EXHAUSTED: ... No space left on device [os_error_code='28']",
+# tf.errors.ResourceExhaustedError); only their message says what happened.
+_DISK_FULL = re.compile(r"No space left on device|Disk quota exceeded|"
+                        r"os_error_code='(?:28|122)'|\[Errno (?:28|122)\]")
+
+
 def _find_os_error(exc):
-    seen = set()
+    """The OSError behind `exc` (its cause chain), or an ENOSPC OSError standing for a
+    library's full-disk error; None otherwise."""
+    chain, seen = [], set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError):
             return exc
+        chain.append(exc)
         exc = exc.__cause__ or exc.__context__
+    if any(_DISK_FULL.search(str(e)) for e in chain):
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     return None
 
 

@@ -206,6 +206,91 @@ def test_checkpoint_full_disk_is_a_ditto_error(tmp_path):
     assert "1" in os.listdir(directory)
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB filesystem (tmpfs) to fill: needs root and `mount`."""
+    where = tmp_path / "small_disk"
+    where.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a 1 MiB tmpfs here: {proc.stderr.strip()[:200]}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _noise(megabytes, seed=0):
+    """Incompressible parameters (Orbax compresses constant arrays to nothing)."""
+    import jax
+    return {"w": jax.random.normal(jax.random.key(seed), (megabytes * 256, 1024)),
+            "b": jax.numpy.zeros(3)}
+
+
+def test_checkpoint_save_on_a_real_full_disk_stops_with_a_clear_error(small_disk):
+    """TensorStore reports ENOSPC from its writer threads as a ValueError; it must become
+    a DittoError at once, and the step saved before must stay readable."""
+    from ditto_jax.checkpoint import Checkpointer
+    directory = str(small_disk / "checkpoints")
+    ckpt = Checkpointer(directory, save_every=1, keep=5)
+    ckpt.save(1, _tree(), {"step": 1})
+    t0 = time.perf_counter()
+    with pytest.raises(DittoError) as e:
+        ckpt.save(2, _noise(4), {"step": 2})  # 4 MiB into the 1 MiB disk
+        ckpt.close()
+    assert time.perf_counter() - t0 < 30
+    msg = str(e.value)
+    assert msg.startswith("No space left on device while saving checkpoint") and \
+        directory in msg and "\n" not in msg
+    ckpt.close()  # a second close after the failure neither hangs nor raises again
+    again = Checkpointer(directory, read_only=True)
+    state, meta = again.restore(_tree(0.0))
+    assert again.restored_step == 1 and meta == {"step": 1}
+    np.testing.assert_array_equal(np.asarray(state["w"]), np.ones(3))
+    again.close()
+
+
+def test_a_checkpoint_save_past_its_deadline_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    """The wait on Orbax's writer threads has a deadline; past it the save is abandoned
+    (the CLI then exits without joining those threads)."""
+    from ditto_jax import checkpoint as ckpt_lib
+    ckpt = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), save_every=1, keep=5)
+    monkeypatch.setattr(ckpt_lib, "SAVE_DEADLINE_S", 1e-4)
+    ckpt.manager.save(1, args=ckpt_lib.ocp.args.Composite(   # a real 16 MiB async save
+        state=ckpt_lib.ocp.args.StandardSave(_noise(16)), meta=ckpt_lib.ocp.args.JsonSave({})))
+    with pytest.raises(DittoError, match=r"did not finish within 0.0001 s") as e:
+        ckpt.wait()
+    assert e.value.path == str(tmp_path / "checkpoints")
+    assert "DITTO_CHECKPOINT_DEADLINE_S" in str(e.value)
+    ckpt.close()  # returns at once: Orbax's close would wait on the abandoned save
+    for waiter in list(ckpt_lib._ABANDONED):  # let the real save end before the next test
+        waiter.join(60)
+        ckpt_lib._ABANDONED.remove(waiter)
+    assert not ckpt_lib.abandoned_saves()
+
+
+def test_a_full_disk_while_finalising_a_recording_keeps_the_episodes(small_disk):
+    """TFDS's writer fails with a TF error; it is one clear DittoError, the staged
+    episodes stay, and finalising again with space works."""
+    from ditto_jax.data.rlds import EpisodeWriter, load_episodes
+    from tests.test_rlds import ACTIONS, make_episode
+    out = str(small_disk / "ds")
+    rng = np.random.default_rng(0)
+    w = EpisodeWriter(out, obs_shape=(64, 64, 1), action_meanings=ACTIONS)
+    for i in range(4):  # ~0.16 MiB of half-noise frames each: staged fits, a copy doesn't
+        w.write_episode(make_episode(rng, 80, shape=(64, 64, 1)), {"episode_id": i})
+    with pytest.raises(DittoError) as e:
+        w.finalize()
+    msg = str(e.value)
+    assert msg.startswith("No space left on device while finalising the recorded dataset")
+    assert out in msg and "Traceback" not in msg and "\n" not in msg
+    assert w.num_staged == 4 and not os.path.exists(os.path.join(out, "dataset_info.json"))
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
+    w.finalize()
+    assert [e.metadata["episode_id"] for e in load_episodes(out)] == [0, 1, 2, 3]
+
+
 # ------------------------------------------------------------------ JSON state
 def test_json_atomic_write_and_corrupt_read(tmp_path):
     path = str(tmp_path / "eval" / "ditto.json")

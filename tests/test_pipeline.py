@@ -264,11 +264,17 @@ def test_changed_policy_config_retrains_and_relabels_truthfully(smoke_run):
 def test_world_model_fields_decide_reuse(tmp_path):
     """A world model trained under other model fields is moved aside, naming them."""
     from ditto_jax.configs import load_config
-    from ditto_jax.stages.run import DEFAULT_CONFIG, _reuse_or_move_aside, wm_fields
+    from ditto_jax.provenance import STAMP
+    from ditto_jax.stages.run import (DEFAULT_CONFIG, _reuse_or_move_aside, _stamp_finished,
+                                      wm_fields)
     config = load_config(f"{DEFAULT_CONFIG}:smoke")
     wm = str(tmp_path / "wm")
     _reuse_or_move_aside(wm, "wm", wm_fields(config), print)
+    assert not os.path.exists(wm)  # nothing is stamped before the stage has produced output
+    os.makedirs(wm)
     open(os.path.join(wm, "marker"), "w").close()
+    _stamp_finished(wm, "wm", wm_fields(config))
+    assert os.path.exists(os.path.join(wm, STAMP))
     config.wm.train.steps = 99  # a loop setting: same stage
     _reuse_or_move_aside(wm, "wm", wm_fields(config), print)
     assert os.path.exists(os.path.join(wm, "marker"))
@@ -279,6 +285,77 @@ def test_world_model_fields_decide_reuse(tmp_path):
     assert not os.path.exists(os.path.join(wm, "marker"))
     [moved] = [d for d in os.listdir(tmp_path) if d.startswith("wm.stale-")]
     assert os.path.exists(os.path.join(tmp_path, moved, "marker"))
+    assert not os.path.exists(wm)  # the vacated folder is left for the stage to create
+    # A folder holding only a stamp (written before its stage produced anything, by an
+    # older version) is cleared instead of blocking the stage's writer.
+    os.makedirs(wm)
+    open(os.path.join(wm, STAMP), "w").write("{}")
+    _reuse_or_move_aside(wm, "wm", wm_fields(config), print)
+    assert not os.path.exists(wm)
+
+
+def _copy_run(smoke_run, dest, *parts):
+    """A copy of the smoke run's `parts` (folders) to change without touching the fixture."""
+    import shutil
+    workdir, _, _ = smoke_run
+    for part in parts:
+        shutil.copytree(os.path.join(workdir, part), os.path.join(dest, part),
+                        ignore=shutil.ignore_patterns("*.stale-*", ".lock"))
+    return str(dest)
+
+
+def test_a_changed_data_setting_rerecords_and_keeps_the_old_data(smoke_run, tmp_path):
+    """Stamps go onto finished outputs only: the vacated folder is not stamped before the
+    recorder runs, so the recorder is not refused (before: "Use another --out")."""
+    workdir = _copy_run(smoke_run, tmp_path / "run", "data")
+    proc = run_cli("run", "--preset", "smoke", "--workdir", workdir, "--quiet",
+                   "--stages", "data", "--config.data.size=48")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "data/expert: trained under another config (size: 64 -> 48)" in proc.stdout
+    data = os.path.join(workdir, "data")
+    for name in ("expert", "noisy", "random"):
+        [old] = [d for d in os.listdir(data) if d.startswith(f"{name}.stale-")]
+        with open(os.path.join(data, old, "ditto_stage.json")) as f:
+            assert json.load(f)["fields"]["size"] == 64  # the old data, kept aside
+        with open(os.path.join(data, name, "ditto_stage.json")) as f:
+            assert json.load(f)["fields"]["size"] == 48
+        info = json.loads(run_cli("info", os.path.join(data, name), "--json").stdout)
+        assert info["obs_shape"][:2] == [48, 48]
+    # The same setting again reuses what was recorded.
+    proc = run_cli("run", "--preset", "smoke", "--workdir", workdir, "--quiet",
+                   "--stages", "data", "--config.data.size=48")
+    assert proc.returncode == 0 and "data/expert: done" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_a_shorter_budget_retrains_instead_of_relabelling(smoke_run, tmp_path):
+    """wm.train.steps=15 on a 30-update world model: the 30-update one is moved aside and a
+    15-update one trained, so results.json, pipeline_config.json and every row agree."""
+    workdir = _copy_run(smoke_run, tmp_path / "run", "data", "wm", "eval")
+    proc = run_cli("run", "--preset", "smoke", "--workdir", workdir, "--quiet",
+                   "--config.wm.train.steps=15", "--config.methods=dbc")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "wm: holds 30 updates, more than the 15 asked for; retraining 15" in proc.stdout
+    assert "(15 steps)" not in proc.stdout.split("wm: holds")[0]  # no relabelled "done"
+    assert [d for d in os.listdir(workdir) if d.startswith("wm.stale-30steps")]
+    results = _results(workdir)
+    with open(os.path.join(workdir, "pipeline_config.json")) as f:
+        assert json.load(f)["wm"]["train"]["steps"] == 15
+    assert results["config"]["wm"]["train"]["steps"] == 15
+    [dbc] = [r for r in results["rows"] if r["method"] == "dbc"]
+    assert dbc["ran"]["world_model_step"] == 15
+    # The policy budget is held to the same rule: fewer updates than trained retrain too.
+    proc = run_cli("run", "--preset", "smoke", "--workdir", workdir, "--quiet", "--stages",
+                   "policy", "--config.wm.train.steps=15", "--config.methods=dbc",
+                   "--config.policy.steps=10")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "policy/dbc: holds 20 updates, more than the 10 asked for" in proc.stdout
+    with open(os.path.join(workdir, "policies", "dbc", "metrics.jsonl")) as f:
+        assert max(json.loads(line)["step"] for line in f) == 10
+    # A world model that does not match the budget is never trained on by --stages policy.
+    proc = run_cli("run", "--preset", "smoke", "--workdir", workdir, "--quiet", "--stages",
+                   "policy", "--config.methods=dbc")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "Field: config.wm.train.steps. Expected: 15. Got: 30" in proc.stderr
 
 
 @pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`

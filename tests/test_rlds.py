@@ -477,10 +477,14 @@ def test_rlu_split_expressions(rlu):
     np.testing.assert_array_equal(eps[2].observation, frames[(1, 2)])
     assert rlds.dataset_summary(RLU, data_dir=data_dir, split="checkpoint_01[1:]")[
         "episodes"] == 2
-    # The checkpoint-range shorthand still works, also next to TFDS parts.
+    # The checkpoint-range shorthand still works, also next to TFDS parts (disjoint ones:
+    # an overlap, e.g. with checkpoint_00[:1], is refused).
     assert ids(load_episodes(RLU, data_dir=data_dir,
-                             split="checkpoint_00:checkpoint_01,checkpoint_00[:1]")) == \
-        [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (0, 0)]
+                             split="checkpoint_01:checkpoint_01,checkpoint_00[:1]")) == \
+        [(1, 0), (1, 1), (1, 2), (0, 0)]
+    with pytest.raises(DittoError, match="episodes 0..0 of split 'checkpoint_00' more than"):
+        load_episodes(RLU, data_dir=data_dir,
+                      split="checkpoint_00:checkpoint_01,checkpoint_00[:1]")
     # A selection's checkpoint range applies to the expression's parts.
     assert ids(load_episodes(RLU, data_dir=data_dir, split="checkpoint_00[:1]+checkpoint_01",
                              selection="checkpoints:1-1,first:2")) == [(1, 0), (1, 1)]
@@ -494,6 +498,11 @@ def test_rlu_split_expressions(rlu):
     ("all[:2]", "Cannot parse the split expression", "all[:2]"),
     ("train[:20]", "slice does not fit", "train[:20]"),
     ("train:test", "must name two checkpoints", "train:test"),
+    # Overlapping parts would duplicate episodes (and leak training copies into held-out).
+    ("train+train", "episodes 0..5 of split 'train' more than once", "train+train"),
+    ("train[:3]+train[2:]", "episodes 2..2 of split 'train' more than once",
+     "train[:3]+train[2:]"),
+    ("train[4:], all", "episodes 4..5 of split 'train' more than once", "train[4:], all"),
 ])
 def test_bad_split_expressions(sharded, split, message, got):
     with pytest.raises(DittoError, match=message) as e:
@@ -502,6 +511,18 @@ def test_bad_split_expressions(sharded, split, message, got):
     assert e.value.field == "split" and sharded in text and got in text
     assert "train" in text.split("Expected:")[1].split("Got:")[0]  # names the splits
     assert "Traceback" not in text
+
+
+def test_info_refuses_a_split_that_counts_episodes_twice(sharded):
+    """`ditto info` reads through the same parser: no summary with duplicates."""
+    from tests.conftest import run_cli
+    with pytest.raises(DittoError, match="more than once"):
+        rlds.dataset_summary(sharded, split="train[:3]+train[2:]")
+    proc = run_cli("info", sharded, "--split", "train+train", "--json")
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
+    assert "episodes 0..5 of split 'train' more than once" in proc.stderr
+    assert "Field: split" in proc.stderr and sharded in proc.stderr
 
 
 # -- damaged staged episodes ---------------------------------------------------------------

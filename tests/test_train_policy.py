@@ -182,3 +182,72 @@ def test_expert_subsets_are_nested_share_the_heldout_and_encode_once(tiny_wm, po
     config.expert_episodes = 4                             # 3 + the held-out one exist
     with pytest.raises(DittoError, match="fewer episodes than requested"):
         load_expert(config, pong_dataset, wm_meta, cache=cache)
+
+
+def _train_wm(data, workdir, *extra):
+    proc = run_cli("train-wm", "--config", WM_CONFIG, "--data", data, "--workdir", workdir,
+                   "--steps", 4, "--quiet", "--config.train.strip_every=0",
+                   "--config.train.eval_every=0", *extra)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def _strip_params_hash(policy):
+    """Makes `policy` look trained before the world model's parameter digest existed."""
+    for path in [policy / "config.json"] + sorted(policy.glob("checkpoints/*/meta/metadata")):
+        with open(path) as f:
+            meta = json.load(f)
+        del meta["world_model"]["params_hash"]
+        with open(path, "w") as f:
+            json.dump(meta, f)
+
+
+def test_a_policy_refuses_a_world_model_with_other_data_or_parameters(tiny_wm, pong_dataset,
+                                                                      tmp_path):
+    """The pin: same step and architecture are not enough; the dataset fingerprint and a
+    digest of the parameters must match too, for `ditto eval`, `--wm` and `load_policy`."""
+    import shutil
+    from ditto_jax.errors import DittoError
+    from ditto_jax.stages.train_policy import load_policy
+    from ditto_jax.stages.train_wm import load_world_model
+    wm = tmp_path / "wm"
+    shutil.copytree(tiny_wm, wm)
+    policy = tmp_path / "dbc"
+    proc = _policy(str(wm), pong_dataset, policy, "dbc", 2, "--config.eval_every=0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pinned = json.load(open(policy / "config.json"))["world_model"]
+    _, wm_meta = load_world_model(str(wm))
+    assert pinned["params_hash"] == wm_meta["params_hash"] and len(pinned["params_hash"]) == 16
+    # Retrained to the same step with the same config: another seed, another data selection.
+    _train_wm(pong_dataset, tmp_path / "reseeded", "--config.train.seed=1")
+    _train_wm(pong_dataset, tmp_path / "subset", "--split", "train[:3]")
+    for other, field in (("reseeded", "world_model.params_hash"),
+                         ("subset", "world_model.dataset")):
+        _, other_meta = load_world_model(str(tmp_path / other))
+        assert other_meta["step"] == pinned["step"] and other_meta["model"] == pinned["model"]
+        key = field.split(".")[1]
+        with pytest.raises(DittoError) as e:
+            load_policy(str(policy), wm=str(tmp_path / other))
+        assert e.value.field == f"{field} (--wm)" and e.value.path == str(tmp_path / other)
+        assert e.value.expected == pinned[key] and e.value.got == other_meta[key]
+        proc = run_cli("eval", "--workdir", policy, "--wm", tmp_path / other, "--episodes", 1,
+                       "--max-steps", 20, "--no-video", "--no-agreement")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert "not the one the policy was trained on" in proc.stderr
+        assert f"Field: {field} (--wm)" in proc.stderr and pinned[key] in proc.stderr
+        assert not os.path.exists(policy / "eval_dbc.json")
+    # The recorded folder replaced by a retrain (no --wm) is refused the same way.
+    os.replace(wm, tmp_path / "wm.orig")
+    os.replace(tmp_path / "reseeded", wm)
+    with pytest.raises(DittoError, match="other parameters") as e:
+        load_policy(str(policy))
+    assert e.value.field == "world_model.params_hash (world_model.workdir)"
+    os.replace(wm, tmp_path / "reseeded")
+    os.replace(tmp_path / "wm.orig", wm)
+    load_policy(str(policy))  # its own world model still loads
+    # A policy from before the digest existed loads, with one warning line.
+    _strip_params_hash(policy)
+    proc = run_cli("eval", "--workdir", policy, "--episodes", 1, "--max-steps", 20,
+                   "--envs", 1, "--no-video", "--no-agreement")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    warnings = [ln for ln in proc.stderr.splitlines() if "predates" in ln]
+    assert len(warnings) == 1 and warnings[0].startswith("ditto: warning: policy ")

@@ -305,6 +305,7 @@ def _split_plan(src: _Source, split, selection) -> list[_Part]:
                                  expected="e.g. checkpoint_40:checkpoint_49 among splits "
                                           f"{_short_list(available)}")
             plan += _tfds_parts(tfds, src, part, available, sizes)
+        _refuse_overlaps(plan, src, split)
     if selection is not None and selection.checkpoints is not None and ckpt_splits:
         lo, hi = selection.checkpoints
         wanted = [ckpt_splits[i] for i in sorted(ckpt_splits) if lo <= i <= hi]
@@ -324,6 +325,23 @@ def _split_plan(src: _Source, split, selection) -> list[_Part]:
             names = sorted(available)
         plan = [_Part(n, 0, sizes[n]) for n in names]
     return plan
+
+
+def _refuse_overlaps(plan, src, split):
+    """A split expression selects every episode at most once: parts that share episodes
+    (`train+train`, `train[:3]+train[2:]`) would duplicate demonstrations and could put
+    a copy of a training episode into the held-out set."""
+    seen = {}
+    for part in plan:
+        for other in seen.get(part.split, []):
+            lo, hi = max(part.start, other.start), min(part.stop, other.stop)
+            if lo < hi:
+                raise DittoError(
+                    f"The split expression selects episodes {lo}..{hi - 1} of split "
+                    f"'{part.split}' more than once", path=src.path, field="split",
+                    expected="parts that select disjoint episodes (e.g. train[:3]+train[5:])",
+                    got=str(split))
+        seen.setdefault(part.split, []).append(part)
 
 
 def _tfds_parts(tfds, src, part, available, sizes):

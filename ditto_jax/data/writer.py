@@ -16,6 +16,7 @@ from ditto_jax.data.png import encode_png
 from ditto_jax.data.schema import (DATASET_NAME, EPISODE_METADATA, FORMAT, RECORDING_JSON,
                                    STAGING, STEP_DTYPES, STEP_FIELDS, _dataset_level_metadata,
                                    _is_finished_dataset, _tfds, make_dataset_info)
+from ditto_jax import io
 from ditto_jax.errors import DittoError
 
 DAMAGED = "damaged"  # staged episodes that failed `check_staged`, kept for inspection
@@ -320,6 +321,16 @@ class EpisodeWriter:
                 f".staging/{DAMAGED}/ and recorded again", path=damaged[0][0],
                 got=damaged[0][1])
         build = os.path.join(self.staging_dir, "_build")
+        try:
+            with io.disk_errors(self.out_dir, "finalising the recorded dataset in"):
+                return self._build_and_move(tfds, files, build, split, max_episodes_per_shard)
+        except DittoError:
+            # Only the half-built TFDS files go (they free space); the staged episodes
+            # stay, and the same command with --resume finalises them again.
+            shutil.rmtree(build, ignore_errors=True)
+            raise
+
+    def _build_and_move(self, tfds, files, build, split, max_episodes_per_shard):
         if os.path.exists(build):
             shutil.rmtree(build)
         os.makedirs(build)

@@ -171,6 +171,15 @@ def fit(*, runs, state, advance, loop, compat_keys, what, hooks=(), stacked=Fals
             run.writer = MetricWriter(run.workdir, enabled=is_main, tracking=tracking,
                                       run_config=run_config)
         state, start = _resume(runs, state, compat_keys, what, stacked, log)
+        if start > loop.total:
+            # Returning the longer training as if it had `loop.total` updates would
+            # relabel it; there is no shorter checkpoint to fall back to in general.
+            from ditto_jax.errors import DittoError
+            raise DittoError(
+                f"This workdir's {what} already holds {start} updates, more than the "
+                f"{loop.total} asked for", path=runs[0].ckpt.directory, field="steps",
+                expected=f"at least {start} (or a new --workdir to train {loop.total})",
+                got=loop.total)
         if select is not None:
             for run in runs:
                 run.best = ckpt_lib.Checkpointer(os.path.join(run.workdir, BEST_DIR),

@@ -127,8 +127,10 @@ def evaluate_agent(agent, config, meta, *, seed, episodes=None, protocol=None,
 
 def load_pinned_world_model(meta, workdir, wm=None):
     """The world model a policy was trained on: its recorded workdir (or `wm`), at the
-    recorded step, with the recorded architecture. Anything else is refused, so a world
-    model trained further, or another one, is never used silently."""
+    recorded step, with the recorded architecture, dataset fingerprint and parameter
+    digest. Anything else is refused, so a world model trained further, on other data or
+    with another seed is never used silently. A policy trained before parameter digests
+    were recorded loads with a one-line warning."""
     from ditto_jax.stages.train_wm import load_world_model
     recorded = meta.get("world_model", {})
     path = os.path.abspath(wm) if wm else resolve_wm_path(meta, workdir)
@@ -150,6 +152,7 @@ def load_pinned_world_model(meta, workdir, wm=None):
                              path=ckpt_dir, field="world_model.step", expected=int(step),
                              got=f"steps {steps}")
     wm_state, wm_meta = load_world_model(path, step=step)
+    field = "world_model.workdir" if not wm else "--wm"
     if recorded.get("model") is not None and wm_meta.get("model") is not None:
         from ditto_jax.provenance import changed_fields
         diff = changed_fields(recorded["model"], wm_meta["model"])
@@ -158,6 +161,17 @@ def load_pinned_world_model(meta, workdir, wm=None):
                              path=path, field="model." + next(iter(diff)),
                              expected=diff[next(iter(diff))][0],
                              got=diff[next(iter(diff))][1])
+    for key, what in (("dataset", "was trained on other data (dataset fingerprint)"),
+                      ("params_hash", "has other parameters (another seed or run)")):
+        want, got = recorded.get(key), wm_meta.get(key)
+        if want is not None and want != got:
+            raise DittoError(f"This world model is not the one the policy was trained on: "
+                             f"it {what}", path=path, field=f"world_model.{key} ({field})",
+                             expected=want, got=got)
+    if recorded.get("params_hash") is None:
+        from ditto_jax import io
+        io.warn(f"policy {os.path.abspath(workdir)} predates world-model parameter digests; "
+                f"its world model {path} is checked by step, model and dataset only")
     return wm_state, wm_meta
 
 

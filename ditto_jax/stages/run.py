@@ -193,16 +193,44 @@ def policy_fields(config, method, seed, ne=None):
 
 def _reuse_or_move_aside(directory, stage, fields, log, legacy=None):
     """Keeps `directory` if it was produced with `fields`; else moves it aside (the stage
-    is then retrained) and says which fields changed. Then stamps it with `fields`."""
+    is then retrained) and says which fields changed. Writes nothing into `directory`:
+    the stamp goes onto finished outputs only (`_stamp_finished`), so a vacated folder
+    stays absent and the stage starts there from nothing."""
     from ditto_jax import provenance as prov
-    if os.path.isdir(directory):
-        changes = prov.stale_fields(directory, fields, legacy=legacy)
-        if changes:
-            old = (prov.read_stamp(directory) or {}).get("fingerprint") or "unstamped"
-            moved = prov.move_aside(directory, str(old)[:8])
-            log(f"{stage}: trained under another config ({prov.describe_changes(changes)}); "
-                f"retraining (old one kept in {moved})")
-    prov.write_stamp(directory, stage, fields)
+    if not os.path.isdir(directory):
+        return
+    if os.listdir(directory) == [prov.STAMP]:
+        # A stamp and nothing else (written before the stage produced anything, by an
+        # older version): no output to keep, and it would block the stage's writer.
+        os.remove(os.path.join(directory, prov.STAMP))
+        os.rmdir(directory)
+        return
+    changes = prov.stale_fields(directory, fields, legacy=legacy)
+    if changes:
+        old = (prov.read_stamp(directory) or {}).get("fingerprint") or "unstamped"
+        moved = prov.move_aside(directory, str(old)[:8])
+        log(f"{stage}: trained under another config ({prov.describe_changes(changes)}); "
+            f"retraining (old one kept in {moved})")
+
+
+def _stamp_finished(directory, stage, fields):
+    """Stamps a stage's finished output with the fields that produced it."""
+    from ditto_jax import provenance as prov
+    if os.path.isdir(directory) and os.listdir(directory):  # (not on a process that
+        prov.write_stamp(directory, stage, fields)           # wrote nothing there)
+
+
+def _move_aside_overtrained(directory, stage, at, steps, log):
+    """A finished stage holding more updates than `steps` asks for is moved aside and
+    retrained to `steps`, so the run never labels a longer training with a shorter
+    budget. Returns the checkpoint step left in `directory` (None after a move)."""
+    from ditto_jax import provenance as prov
+    if at is None or at <= steps:
+        return at
+    moved = prov.move_aside(directory, f"{at}steps")
+    log(f"{stage}: holds {at} updates, more than the {steps} asked for; retraining "
+        f"{steps} (old one kept in {moved})")
+    return None
 
 
 def stage_data(config, layout, *, progress, log):
@@ -224,18 +252,19 @@ def stage_data(config, layout, *, progress, log):
     seed_offsets = {"expert": 0, "noisy": 10_000, "random": 20_000}
     for name, f in data_fields(config).items():
         out = os.path.join(layout.data, name)
-        if _is_finished_dataset(out):
+        if _is_finished_dataset(out) or not os.path.isdir(os.path.join(out, ".staging")):
+            # (An unfinished recording resumes; the recorder refuses changed arguments.)
             _reuse_or_move_aside(out, f"data/{name}", f, log)
         if _is_finished_dataset(out):
+            _stamp_finished(out, f"data/{name}", f)  # (a dataset from before stamps)
             log(f"data/{name}: done ({out})")
             continue
-        # (An unfinished recording resumes; the recorder refuses changed arguments.)
         record(game=config.game, policy=f["policy"], episodes=f["episodes"], out=out,
                epsilon=f["epsilon"], protocol=f["protocol"],
                seed=int(config.seed) * 100_000 + seed_offsets[name], max_steps=f["max_steps"],
                size=f["size"], resume=os.path.isdir(os.path.join(out, ".staging")),
                progress=progress, log=log)
-        _reuse_or_move_aside(out, f"data/{name}", f, log)
+        _stamp_finished(out, f"data/{name}", f)
 
 
 def _checkpoint_step(workdir):
@@ -247,8 +276,11 @@ def _checkpoint_step(workdir):
 def stage_wm(config, layout, *, progress, log):
     from ditto_jax.stages.train_wm import train_world_model
     steps = int(config.wm.train.steps)
-    _reuse_or_move_aside(layout.wm, "wm", wm_fields(config), log)
-    if (_checkpoint_step(layout.wm) or 0) >= steps:
+    fields = wm_fields(config)
+    _reuse_or_move_aside(layout.wm, "wm", fields, log)
+    at = _move_aside_overtrained(layout.wm, "wm", _checkpoint_step(layout.wm), steps, log)
+    if at == steps:
+        _stamp_finished(layout.wm, "wm", fields)
         log(f"wm: done ({layout.wm}, {steps} steps)")
         return
     sources, _, reader = data_sources(config, layout)
@@ -261,6 +293,7 @@ def stage_wm(config, layout, *, progress, log):
     wm_config.train.seed = int(config.seed)
     train_world_model(wm_config, data=sources, workdir=layout.wm, progress=progress, log=log,
                       **reader, **kw)
+    _stamp_finished(layout.wm, "wm", fields)
 
 
 def run_seeds(config):
@@ -331,6 +364,12 @@ def stage_policy(config, layout, *, progress, log):
                                    "config.data.expert_checkpoints")
         kw["split"] = f"checkpoint_{lo:02d}:checkpoint_{hi:02d}"
     wm_step = _checkpoint_step(layout.wm)
+    if wm_step is not None and wm_step != int(config.wm.train.steps):
+        raise DittoError(
+            "The world model does not hold the updates this run asks for, so the policies "
+            "would be labelled with a world model they were not trained on; run the wm "
+            "stage first (--stages wm,policy,...)", path=layout.wm,
+            field="config.wm.train.steps", expected=wm_step, got=int(config.wm.train.steps))
     cache = {}   # expert episodes and latents, shared by every cell below
     for method in methods_of(config):
         for ne in layout.expert_episodes:
@@ -347,12 +386,16 @@ def stage_policy(config, layout, *, progress, log):
                     os.replace(workdir, stale)
                     log(f"policy/{name}: the world model moved on (step {trained_on} -> "
                         f"{wm_step}); retraining (old run kept in {stale})")
+                fields = policy_fields(config, method, seed, ne)
                 _reuse_or_move_aside(
-                    workdir, f"policy/{name}", policy_fields(config, method, seed, ne), log,
+                    workdir, f"policy/{name}", fields, log,
                     legacy=lambda w=workdir, m=method, sd=seed, n=ne:
                     _legacy_policy_fields(w, config, m, sd, n))
-                at = _checkpoint_step(workdir) or 0
-                if at >= int(pc.steps):
+                at = _move_aside_overtrained(workdir, f"policy/{name}",
+                                             _checkpoint_step(workdir), int(pc.steps),
+                                             log) or 0
+                if at == int(pc.steps):
+                    _stamp_finished(workdir, f"policy/{name}", fields)
                     log(f"policy/{name}: done ({workdir})")
                     continue
                 groups.setdefault(at, {})[seed] = workdir
@@ -366,6 +409,9 @@ def stage_policy(config, layout, *, progress, log):
                 train_policy_seeds(pc, method=method, wm=layout.wm, expert=expert,
                                    workdirs=workdirs, progress=progress, log=log,
                                    cache=cache, **kw)
+                for seed, workdir in workdirs.items():
+                    _stamp_finished(workdir, f"policy/{layout.name(method, seed, ne=ne)}",
+                                    policy_fields(config, method, seed, ne))
 
 
 def _policy_meta(workdir):

@@ -102,10 +102,13 @@ def _agent_meta(config, wm_meta, wm_workdir, expert, expert_info, workdir, metho
         "method": config.method, "config": config.to_dict(),
         "agent_config": {k: v for k, v in config.to_dict().items() if k not in _LOOP_FIELDS},
         "state_version": method.state_version,
-        # The step too: a policy resumed on a world model trained further is refused.
-        # Stored relative to the policy's workdir, so a run directory can be moved.
+        # The step, dataset fingerprint and a digest of the parameters too: a policy is
+        # never resumed or evaluated on a world model trained further, on other data or
+        # with another seed. The workdir is stored relative to the policy's, so a run
+        # directory can be moved.
         "world_model": {"workdir": _relpath(wm_workdir, workdir), "step": wm_meta.get("step"),
-                        "dataset": wm_meta.get("dataset"), "model": wm_meta.get("model")},
+                        "dataset": wm_meta.get("dataset"), "model": wm_meta.get("model"),
+                        "params_hash": wm_meta.get("params_hash")},
         "expert": {"source": os.path.abspath(expert) if os.path.exists(expert) else expert,
                    "episodes": expert_info["episodes"]},
         # Which expert episodes (nested over N_E; the held-out ones shared by every N_E).

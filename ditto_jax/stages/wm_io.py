@@ -15,7 +15,9 @@ def load_world_model(workdir, step=None):
     """Restores a trained world model for the next stage: (train_state, meta).
 
     The config, observation shape and action count come from the checkpoint's
-    metadata, so no command-line flags are needed to rebuild the model.
+    metadata, so no command-line flags are needed to rebuild the model. `meta["step"]`
+    is the step read and `meta["params_hash"]` a digest of the restored parameters
+    (`checkpoint.params_digest`), which a policy records to pin its world model.
     """
     import ml_collections
     from ditto_jax import models as wm
@@ -37,7 +39,8 @@ def load_world_model(workdir, step=None):
         abstract = jax.eval_shape(lambda: wm.init_train_state(
             config, tuple(meta["obs_shape"]), int(meta["num_actions"]), jax.random.key(0)))
         state, meta = ckpt.restore(abstract, step)
-        meta = dict(meta, step=int(ckpt.restored_step))
+        meta = dict(meta, step=int(ckpt.restored_step),
+                    params_hash=ckpt_lib.params_digest(state.params))
     finally:
         ckpt.close()
     return state, meta

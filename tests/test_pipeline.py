@@ -392,22 +392,25 @@ def test_readme_python_api_snippet_runs(smoke_run):
     assert isinstance(scope["action"], int) and scope["policy"].method == "ditto"
 
 
-def test_a_deleted_torn_policy_config_is_rebuilt_as_the_advice_says(smoke_run):
+def test_a_deleted_torn_policy_config_is_rebuilt_as_the_advice_says(smoke_run, tmp_path):
     """A torn policy config.json is refused with "delete it to have ditto rebuild it";
     deleting it used to leave it missing, and the results row lost horizon, reward and
     world_model_step. Now it is rebuilt from the checkpoint's meta + provenance.json."""
-    workdir, _, _ = smoke_run
+    # A copy: other tests rerun the shared run with other methods and settings.
+    workdir = _copy_run(smoke_run, tmp_path / "run", "data", "wm", "policies", "eval")
     path = os.path.join(workdir, "policies", "dbc", "config.json")
     with open(path) as f:
         original = json.load(f)
+    args = ("run", "--preset", "smoke", "--workdir", workdir, "--quiet", "--stages",
+            "policy,report", "--config.methods=dbc")
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     before = {r["method"]: r for r in _results(workdir)["rows"]}["dbc"]["ran"]
     assert before["horizon"] and before["reward"] and before["world_model_step"]
     with open(path) as f:
         text = f.read()
     with open(path, "w") as f:
         f.write(text[: len(text) // 2])
-    args = ("run", "--preset", "smoke", "--workdir", workdir, "--quiet", "--stages",
-            "policy,report", "--config.methods=dbc")
     proc = run_cli(*args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "policy config.json is corrupt" in proc.stderr and path in proc.stderr

@@ -224,7 +224,7 @@ def test_breakout_tracker_launches_scores_and_reads_only_the_screen():
     """The Breakout tracker: FIRE exactly when no ball is in play (the start, and after a
     life lost while the env played LEFT instead of it), points scored, and no hidden
     memory: a fresh tracker that has seen only the previous screen (and the action taken)
-    chooses exactly what the playing one chooses."""
+    and holds the episode's aim offset chooses exactly what the playing one chooses."""
     from ditto_jax.experts.tracker import BreakoutTracker
     env = make_env("breakout", "ditto")
     meanings = env.unwrapped.get_action_meanings()
@@ -241,6 +241,7 @@ def test_breakout_tracker_launches_scores_and_reads_only_the_screen():
             fresh = BreakoutTracker()
             fresh.reset(env, None)
             fresh._prev, fresh._emu.last_action = policy._prev, policy._emu.last_action
+            fresh.aim = policy.aim  # the episode's aim offset (drawn from the seed)
             a = policy.act(obs, env)
             assert fresh.act(obs, env) == a
             checked += 1
@@ -258,6 +259,14 @@ def test_breakout_tracker_launches_scores_and_reads_only_the_screen():
     assert checked >= 20
     assert total >= 20, total
     assert ale.lives() < 5 and fired_after_loss >= 1  # relaunched after the lost life
+    # The aim offset is drawn per episode from the seed: offset +- spread, all of them used.
+    aims = set()
+    for seed in range(40):
+        policy.reset(env, seed)
+        aims.add(policy.aim)
+    assert aims == {0, 1, 2, 3, 4}
+    policy.reset(env, None)
+    assert policy.aim == 2
 
 
 def test_breakout_tracker_on_policy_agreement():

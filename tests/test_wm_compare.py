@@ -184,6 +184,12 @@ def test_breakout_ball_locator_agrees_with_the_ale_ram():
     err_c = np.array([p[1] - col[i] for i, p in hits])
     assert np.abs(err_r).mean() < 0.5 and np.abs(err_c).mean() < 0.5, (err_r, err_c)
     assert np.abs(err_r).max() < 2.0 and np.abs(err_c).max() < 2.0, (err_r, err_c)
+    # The world model's object-weighted loss marks pixels 0.05 * 255 over the median frame:
+    # the ball clears that three times over in every frame (its peak is 53-108 here).
+    peaks = [np.abs(frames[i].astype(float) - bg)[int(round(row[i])) - 2:int(round(row[i])) + 3,
+                                                   int(round(col[i])) - 2:int(round(col[i])) + 3].max()
+             for i, _ in hits]
+    assert min(peaks) > 3 * 0.05 * 255, min(peaks)
     # Random play breaks bricks (the frames differ from the median there) and loses balls.
     broken = (np.abs(frames.astype(float) - bg)[:, 17:29] > 12.75).any(axis=(1, 2))
     assert broken.sum() > 100, "too few frames with a brick broken"

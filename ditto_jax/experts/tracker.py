@@ -8,6 +8,8 @@ actually recover.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ditto_jax.experts.base import Emulator
 
 # Pong RAM: our paddle's y, the ball's x and y (as in pong.py).
@@ -76,16 +78,24 @@ class BreakoutTracker:
 
     No ball on screen (the start, and after every lost life): FIRE. Holding FIRE launches
     the ball in this ALE version (measured), so the rule needs no alternation.
+
+    Episode variety: under `ditto` (no sticky actions) Breakout is deterministic once the
+    ball is launched, and the no-op starts make few different games: with one fixed aim,
+    16 seeds gave 4 distinct episodes. So each episode draws its aim offset from
+    `offset` +- `spread` (integers, from the seed given to `reset`; `offset` itself when
+    the seed is None or spread is 0). That constant is the one thing not on the screen;
+    it moves the paddle's aim by a few pixels and changes where the ball bounces.
     """
 
     # Ball x range between the side walls (RAM units), measured on ALE frames.
     BALL_X_MIN, BALL_X_MAX = 55, 191
 
     def __init__(self, num_actions: int | None = None, seed: int | None = 0,
-                 centre: int = 11, offset: int = 0, deadband: int = 2, land_y: int = 180,
-                 predict: bool = True, push: int = 12, carry: int = 11):
-        self.push, self.carry = int(push), int(carry)
-        self.centre, self.offset, self.deadband = int(centre), int(offset), int(deadband)
+                 centre: int = 11, offset: int = 2, land_y: int = 176,
+                 predict: bool = True, push: int = 12, carry: int = 11, spread: int = 2):
+        self.push, self.carry, self.spread = int(push), int(carry), int(spread)
+        self.centre, self.offset = int(centre), int(offset)
+        self.aim = self.offset  # this episode's offset (reset)
         self.land_y, self.predict = int(land_y), bool(predict)
         self._emu = None
         self._prev = None  # (ball x, ball y) one agent step earlier
@@ -100,6 +110,10 @@ class BreakoutTracker:
     def reset(self, env, seed):
         self._bind(env).note_action(self._noop)
         self._prev = None
+        self.aim = self.offset
+        if seed is not None and self.spread > 0:
+            rng = np.random.default_rng([int(seed), 0xB0])
+            self.aim += int(rng.integers(-self.spread, self.spread + 1))
 
     def note_action(self, action: int) -> None:
         if self._emu is not None:
@@ -125,7 +139,7 @@ class BreakoutTracker:
         if by == 0:
             action = self._fire
         else:
-            target = self.landing_x(bx, by) - self.centre + self.offset
+            target = self.landing_x(bx, by) - self.centre + self.aim
             # The paddle moves about 12 px in the step of a press and 11 px more in the
             # next one (measured), so aim from where the last press still takes it.
             last = emu.last_action

@@ -9,7 +9,7 @@ the given protocol (default `ditto`: no sticky actions, up to 30 no-op starts, g
 ends the episode) and a cap of --max-steps agent steps per episode. Seeds: the evaluation
 seed of `ditto run` policy seed --seed (12,345 + 1,000 seed), so the figure is the one a
 run's expert row would show. Writes mean return, its standard error, every return and
-episode length, and the expert-normalised reference ends.
+episode length, the number of distinct (return, length) pairs, and random play's figures.
 """
 import argparse
 import json
@@ -43,6 +43,9 @@ def main(argv=None):
                   argv if argv is not None else sys.argv[1:]),
               "git": provenance.git_info(), "policy": args.policy, "eval_seed": seed,
               "expert": refs["expert"], "random": refs["random"],
+              # Under `ditto` a deterministic game repeats: distinct (return, length) pairs.
+              "expert_distinct_episodes": len(set(zip(refs["expert"]["returns"],
+                                                      refs["expert"]["lengths"]))),
               "seconds": time.perf_counter() - t0}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

@@ -292,3 +292,22 @@ def test_breakout_tracker_on_policy_agreement():
     rand = measure(_ProbsAgent(None, n, lambda a: np.full((len(a), n), 1.0 / n)))
     assert rand["expert_prob_on_policy"] == pytest.approx(1.0 / n)
     assert 0.1 < rand["expert_agreement"] < 0.45, rand
+
+
+def test_breakout_demo_preset_is_the_demo_on_breakout_with_its_tracker():
+    """breakout_demo = the demo's data, world model and methods, on Breakout, evaluated
+    with the recording cap; its `tracker` resolves to the Breakout tracker."""
+    import os
+    from ditto_jax.configs import load_python_file
+    from ditto_jax.experts.tracker import BreakoutTracker
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    presets = load_python_file(os.path.join(root, "experiments/configs/pipeline.py"),
+                               "get_config")
+    bo, demo = presets.get_config("breakout_demo").to_dict(), presets.get_config("demo").to_dict()
+    assert bo["game"] == "breakout" and bo["data"]["expert_policy"] == "tracker"
+    assert bo["eval"]["max_steps"] == bo["data"]["max_steps"] == 5_000
+    for key in ("data", "wm", "policy", "methods", "seeds", "expert_episodes", "paths"):
+        assert bo[key] == demo[key], key
+    assert {k for k in bo["eval"] if bo["eval"][k] != demo["eval"][k]} == {"max_steps"}
+    assert isinstance(make_policy(bo["data"]["expert_policy"], game=bo["game"], num_actions=4),
+                      BreakoutTracker)

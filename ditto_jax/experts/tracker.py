@@ -73,8 +73,9 @@ class BreakoutTracker:
     descends, its straight flight to the paddle's height (`land_y`), folded at the side
     walls, gives the landing x; otherwise the paddle follows the ball's x. The paddle's
     centre is aimed there (`centre`: RAM paddle x + centre is where its middle meets the
-    ball, measured from the hits), shifted by `offset`. No emulator look-ahead, no memory
-    beyond the previous screen.
+    ball, measured from the hits), shifted by this episode's aim (below). The paddle
+    carries on about 11 px after a press, so the last action taken (which the learner is
+    given too) enters the choice. No emulator look-ahead, no other memory.
 
     No ball on screen (the start, and after every lost life): FIRE. Holding FIRE launches
     the ball in this ALE version (measured), so the rule needs no alternation.

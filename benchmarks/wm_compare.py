@@ -47,12 +47,14 @@ BALL_THRESHOLD = 0.05 * 255.0  # loss.object_threshold's default, in 0..255 unit
 #   (one more column each side for a blurred prediction).
 # - Breakout: score rows 0-4, top wall 5-9, side walls columns 0-3 and 60-63, bricks rows
 #   17-28 (they vanish as they break, so they differ from the median background), the
-#   paddle rows 57-58. The ball is looked for only between the bricks and the paddle
-#   (rows 29-56), where it flies toward the paddle and nothing else moves; above the wall
-#   or inside it, it is not found.
+#   paddle rows 57-58. The ball is looked for only between the bricks and the paddle,
+#   where it flies toward the paddle and nothing else moves: rows 31-55, two rows clear
+#   of the bricks and one of the paddle, which a blurred prediction smears into (a
+#   200-update world model's brick edge put its "ball" in rows 29-30). Above the wall or
+#   inside it, the ball is not found.
 BALL_LAYOUTS = {
     "pong": {"rows": (11, 59), "cols": (0, 64), "masked_cols": ((4, 10), (54, 60))},
-    "breakout": {"rows": (29, 57), "cols": (4, 60), "masked_cols": ()},
+    "breakout": {"rows": (31, 56), "cols": (4, 60), "masked_cols": ()},
 }
 
 

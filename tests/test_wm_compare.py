@@ -175,7 +175,7 @@ def test_breakout_ball_locator_agrees_with_the_ale_ram():
     # Linear fits (least squares) on tracker play, seed 0, 600 steps: scale ~64/160, 64/210.
     col = 0.4 * rams[:, 99].astype(float) - 19.5
     row = 0.302 * rams[:, 101].astype(float) + 3.17
-    in_box = (rams[:, 101] > 0) & (row > 30) & (row < 55.5) & (col > 5) & (col < 58)
+    in_box = (rams[:, 101] > 0) & (row > 32) & (row < 54.5) & (col > 5) & (col < 58)
     assert in_box.sum() > 100, f"only {in_box.sum()} frames with the ball in the box"
     found = [(i, ball_position(frames[i], bg, game="breakout")) for i in np.flatnonzero(in_box)]
     hits = [(i, p) for i, p in found if p is not None]

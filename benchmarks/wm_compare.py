@@ -19,7 +19,9 @@ For each NAME=WORKDIR, one JSON entry with
                         foreground pixels, |real - background| > loss.object_threshold * 255;
                         background = per-pixel median of the held-out frames.
                ball_err_px  mean distance (64x64 pixels) between the ball in the real and the
-                        predicted frame (`ball_position`), where both show one;
+                        predicted frame (`ball_position`, the world model's game: Pong, or
+                        Breakout between the bricks and the paddle), where both show one;
+                        None for a game without a locator (BALL_LAYOUTS);
                ball_found  fraction of frames with a real ball where the prediction has one;
                ball_spurious  fraction of frames without one where the prediction has one;
                static_ball_err_px  the same for a copy of the last observed frame.
@@ -37,31 +39,56 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CONTEXT, KS = 5, (0, 5, 10, 15)
-# 64x64 Pong: score band rows 0-6, walls 7-10 and 59-63, paddles in columns 5-8 and 55-58
-# (one more column each side for a blurred prediction). Measured on ALE frames.
-PLAYFIELD_ROWS = (11, 59)
-PADDLE_COLS = ((4, 10), (54, 60))
 BALL_THRESHOLD = 0.05 * 255.0  # loss.object_threshold's default, in 0..255 units
+# Where `ball_position` looks for the ball in a 64x64 frame: a box of rows and columns in
+# which the ball is the only moving object, and columns inside it masked out. Measured on
+# ALE frames (make_env, 64x64):
+# - Pong: score band rows 0-6, walls 7-10 and 59-63, paddles in columns 5-8 and 55-58
+#   (one more column each side for a blurred prediction).
+# - Breakout: score rows 0-4, top wall 5-9, side walls columns 0-3 and 60-63, bricks rows
+#   17-28 (they vanish as they break, so they differ from the median background), the
+#   paddle rows 57-58. The ball is looked for only between the bricks and the paddle,
+#   where it flies toward the paddle and nothing else moves: rows 31-55, two rows clear
+#   of the bricks and one of the paddle, which a blurred prediction smears into (a
+#   200-update world model's brick edge put its "ball" in rows 29-30). Above the wall or
+#   inside it, the ball is not found.
+BALL_LAYOUTS = {
+    "pong": {"rows": (11, 59), "cols": (0, 64), "masked_cols": ((4, 10), (54, 60))},
+    "breakout": {"rows": (31, 56), "cols": (4, 60), "masked_cols": ()},
+}
 
 
-def ball_position(frame, background, threshold=BALL_THRESHOLD, window=2):
-    """The Pong ball's (row, col) in a 64x64 frame, or None when there is none.
+def ball_layout(game):
+    """The locator's search box for `game` (a key of BALL_LAYOUTS); DittoError otherwise."""
+    from ditto_jax.envs.atari import canonical_game
+    from ditto_jax.errors import DittoError
+    key = canonical_game(game) if game else None
+    if key not in BALL_LAYOUTS:
+        raise DittoError(f"No ball locator for game {game!r}", field="game",
+                         expected=" | ".join(sorted(BALL_LAYOUTS)), got=repr(game))
+    return BALL_LAYOUTS[key]
 
-    Inside the playfield (score band, walls and paddle columns masked out) the ball is the
-    only object: the pixel differing most from `background` (the per-pixel median frame)
-    is taken as the ball if it differs by more than `threshold`, and the position is the
-    difference-weighted centroid of the above-threshold pixels in a (2 window + 1)^2 box
-    around it. frame, background: (64, 64) or (64, 64, 1), any numeric dtype, 0..255.
-    A ball passing through a paddle's columns is not found.
+
+def ball_position(frame, background, threshold=BALL_THRESHOLD, window=2, game="pong"):
+    """The ball's (row, col) in a 64x64 frame of `game` (pong | breakout), or None.
+
+    Inside the game's search box (BALL_LAYOUTS: score, walls, paddle columns and, in
+    Breakout, bricks and paddle rows left out) the ball is the only object: the pixel
+    differing most from `background` (the per-pixel median frame) is taken as the ball if
+    it differs by more than `threshold`, and the position is the difference-weighted
+    centroid of the above-threshold pixels in a (2 window + 1)^2 box around it.
+    frame, background: (64, 64) or (64, 64, 1), any numeric dtype, 0..255. Outside the box
+    (in Pong a ball passing through a paddle's columns) the ball is not found.
     """
+    layout = BALL_LAYOUTS[game] if game in BALL_LAYOUTS else ball_layout(game)
     f = np.asarray(frame, np.float32).squeeze()
     bg = np.asarray(background, np.float32).squeeze()
     assert f.shape == bg.shape == (64, 64), (
         f"ball_position needs a 64x64 frame and background, got {f.shape}, {bg.shape}")
-    diff = np.abs(f - bg)
-    diff[:PLAYFIELD_ROWS[0]] = 0.0
-    diff[PLAYFIELD_ROWS[1]:] = 0.0
-    for lo, hi in PADDLE_COLS:
+    diff = np.zeros_like(f)
+    (r0, r1), (c0, c1) = layout["rows"], layout["cols"]
+    diff[r0:r1, c0:c1] = np.abs(f - bg)[r0:r1, c0:c1]
+    for lo, hi in layout["masked_cols"]:
         diff[:, lo:hi] = 0.0
     r, c = np.unravel_index(np.argmax(diff), diff.shape)
     if diff[r, c] <= threshold:
@@ -73,12 +100,12 @@ def ball_position(frame, background, threshold=BALL_THRESHOLD, window=2):
     return float((w * rows).sum() / w.sum()), float((w * cols).sum() / w.sum())
 
 
-def ball_errors(truth, pred, background):
+def ball_errors(truth, pred, background, game="pong"):
     """Ball-position error of predicted frames (N, H, W, C) against real ones (N, H, W, C)."""
     assert truth.shape == pred.shape, f"truth {truth.shape} != prediction {pred.shape}"
     dist, visible, spurious = [], 0, 0
     for t, p in zip(truth, pred):
-        bt, bp = ball_position(t, background), ball_position(p, background)
+        bt, bp = ball_position(t, background, game=game), ball_position(p, background, game=game)
         if bt is None:
             spurious += bp is not None
             continue
@@ -91,7 +118,8 @@ def ball_errors(truth, pred, background):
             "ball_spurious": spurious / hidden if hidden else None}
 
 
-def open_loop_errors(wm_state, store, background, *, starts, seed, chunk=16, progress=None):
+def open_loop_errors(wm_state, store, background, *, starts, seed, chunk=16, progress=None,
+                     game="pong"):
     """Open-loop errors at k in KS (module docstring) from `starts` windows of `store`."""
     import jax
     from ditto_jax.models.train_step import open_loop
@@ -126,9 +154,13 @@ def open_loop_errors(wm_state, store, background, *, starts, seed, chunk=16, pro
         row = {"frame_index": j, "mse": float(err.mean()),
                "fg_mse": float((err * fg).sum() / max(fg.sum(), 1)),
                "fg_fraction": float(fg.mean())}
-        row.update(ball_errors(truth[:, j], pred[:, j], bg))
-        row["static_ball_err_px"] = ball_errors(truth[:, j], truth[:, CONTEXT - 1],
-                                                bg)["ball_err_px"]
+        if game in BALL_LAYOUTS:
+            row.update(ball_errors(truth[:, j], pred[:, j], bg, game=game))
+            row["static_ball_err_px"] = ball_errors(truth[:, j], truth[:, CONTEXT - 1],
+                                                    bg, game=game)["ball_err_px"]
+        else:  # no locator for this game: the pixel errors only
+            row.update(ball_err_px=None, ball_found=None, ball_visible=None,
+                       ball_spurious=None, static_ball_err_px=None)
         out[f"k={k}"] = row
     return out
 
@@ -242,6 +274,7 @@ def compare(args, argv):
     import ml_collections
     from tqdm import tqdm
     from ditto_jax import parallel, provenance
+    from ditto_jax.envs import atari
     from ditto_jax.errors import DittoError
     from ditto_jax.models.world_model import background_frame
     from ditto_jax.stages.policy_data import load_expert
@@ -263,13 +296,15 @@ def compare(args, argv):
             experts[key] = (held, info, np.asarray(bg))
         held, info, bg = experts[key]
         bar = tqdm(total=args.starts, desc=f"{name}: open loop", unit="start")
+        game = atari.canonical_game(meta["game"]) if meta.get("game") else None
         ol = open_loop_errors(wm_state, held, bg, starts=args.starts, seed=args.seed,
-                              progress=bar)
+                              progress=bar, game=game)
         bar.set_description(f"{name}: action gap")
         gap = measure(wm_state, held, batch=args.gap_batch, seed=args.seed, parts=("h",),
                       rewards=("maxcos", "l2"))
         bar.close()
         models[name] = {"workdir": os.path.abspath(path), "wm_step": meta.get("step"),
+                        "game": game,
                         "train": summaries[name], "open_loop": ol,
                         "action_gap": {k: {f: v[f] for f in (
                             "return_expert", "gap_deviate", "advantage_scale",

@@ -218,3 +218,96 @@ def test_on_policy_agreement_and_expert_probability_in_the_learners_states():
     # Without pi(.|s) (scripted agents), only the agreement is reported.
     plain = measure(ScriptedAgent("tracker", "pong", n))
     assert plain["expert_agreement"] == 1.0 and "expert_prob_on_policy" not in plain
+
+
+def test_breakout_tracker_launches_scores_and_reads_only_the_screen():
+    """The Breakout tracker: FIRE exactly when no ball is in play (the start, and after a
+    life lost while the env played LEFT instead of it), points scored, and no hidden
+    memory: a fresh tracker that has seen only the previous screen (and the action taken)
+    and holds the episode's aim offset chooses exactly what the playing one chooses."""
+    from ditto_jax.experts.tracker import BreakoutTracker
+    env = make_env("breakout", "ditto")
+    meanings = env.unwrapped.get_action_meanings()
+    left = meanings.index("LEFT")
+    policy = make_policy("tracker", game="breakout", num_actions=4, seed=0)
+    assert isinstance(policy, BreakoutTracker)
+    obs, _ = env.reset(seed=7)
+    policy.reset(env, 7)
+    ale = env.unwrapped.ale
+    total, checked, fired_after_loss = 0.0, 0, 0
+    for t in range(700):
+        no_ball = int(ale.getRAM()[101]) == 0
+        if t % 25 == 10 and not no_ball:  # a tracker born now, shown the last screen only
+            fresh = BreakoutTracker()
+            fresh.reset(env, None)
+            fresh._prev, fresh._emu.last_action = policy._prev, policy._emu.last_action
+            fresh.aim = policy.aim  # the episode's aim offset (drawn from the seed)
+            a = policy.act(obs, env)
+            assert fresh.act(obs, env) == a
+            checked += 1
+        else:
+            a = policy.act(obs, env)
+        assert (meanings[a] == "FIRE") == no_ball, (t, meanings[a])
+        fired_after_loss += no_ball and ale.lives() < 5
+        if 300 <= t < 330:  # the env plays LEFT instead: the ball is lost
+            a = left
+            policy.note_action(a)
+        obs, r, term, trunc, info = env.step(a)
+        total += r
+        if term or trunc:
+            break
+    assert checked >= 20
+    assert total >= 20, total
+    assert ale.lives() < 5 and fired_after_loss >= 1  # relaunched after the lost life
+    # The aim offset is drawn per episode from the seed: offset +- spread, all of them used.
+    aims = set()
+    for seed in range(40):
+        policy.reset(env, seed)
+        aims.add(policy.aim)
+    assert aims == {0, 1, 2, 3, 4}
+    policy.reset(env, None)
+    assert policy.aim == 2
+
+
+def test_breakout_tracker_on_policy_agreement():
+    """The Breakout tracker asked in the learner's own states (evaluation's
+    ExpertAgreement, real ALE, sync vector env): the tracker as the learner agrees
+    everywhere; uniform random play agrees about as often as chance allows."""
+    from ditto_jax.envs import atari
+    from ditto_jax.envs.vector import make_vector_env
+    from ditto_jax.evaluation import ExpertAgreement, ScriptedAgent, run_episodes as play
+    n = len(atari.action_meanings("breakout"))
+
+    def measure(agent):
+        observer = ExpertAgreement("tracker", "breakout", n)
+        play(lambda k: make_vector_env("breakout", k, "ditto", size=(64, 64), seed=3,
+                                       backend="sync"),
+             agent, episodes=2, num_envs=2, seed=3, max_steps=150, observer=observer)
+        return observer.result()
+
+    me = measure(_ProbsAgent(ScriptedAgent("tracker", "breakout", n), n,
+                             lambda a: np.eye(n)[a]))
+    assert me["expert_agreement_steps"] == 300 and me["expert_agreement_with"] == "tracker"
+    assert me["expert_agreement"] == me["expert_prob_on_policy"] == 1.0
+    rand = measure(_ProbsAgent(None, n, lambda a: np.full((len(a), n), 1.0 / n)))
+    assert rand["expert_prob_on_policy"] == pytest.approx(1.0 / n)
+    assert 0.1 < rand["expert_agreement"] < 0.45, rand
+
+
+def test_breakout_demo_preset_is_the_demo_on_breakout_with_its_tracker():
+    """breakout_demo = the demo's data, world model and methods, on Breakout, evaluated
+    with the recording cap; its `tracker` resolves to the Breakout tracker."""
+    import os
+    from ditto_jax.configs import load_python_file
+    from ditto_jax.experts.tracker import BreakoutTracker
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    presets = load_python_file(os.path.join(root, "experiments/configs/pipeline.py"),
+                               "get_config")
+    bo, demo = presets.get_config("breakout_demo").to_dict(), presets.get_config("demo").to_dict()
+    assert bo["game"] == "breakout" and bo["data"]["expert_policy"] == "tracker"
+    assert bo["eval"]["max_steps"] == bo["data"]["max_steps"] == 5_000
+    for key in ("data", "wm", "policy", "methods", "seeds", "expert_episodes", "paths"):
+        assert bo[key] == demo[key], key
+    assert {k for k in bo["eval"] if bo["eval"][k] != demo["eval"][k]} == {"max_steps"}
+    assert isinstance(make_policy(bo["data"]["expert_policy"], game=bo["game"], num_actions=4),
+                      BreakoutTracker)

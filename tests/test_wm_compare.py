@@ -145,3 +145,58 @@ def test_wm_compare_end_to_end_on_the_tiny_world_model(tiny_wm, pong_dataset, tm
     (bare / "config.json").write_text("{}")
     with pytest.raises(SystemExit, match="metrics.jsonl"):
         main(["--wm", f"x={bare}", "--expert", pong_dataset, "--out", str(out)])
+
+
+def _breakout_frames(steps, seed=0):
+    """Real 64x64 Breakout frames (make_env, as the datasets) and the RAM after each step,
+    under uniform random play (FIRE a quarter of the time: balls launched and lost),
+    episode after episode."""
+    from ditto_jax.envs.atari import make_env
+    env = make_env("breakout", seed=seed, noop_max=0)
+    env.reset()
+    rng = np.random.default_rng(seed)
+    frames, rams = [], []
+    for _ in range(steps):
+        obs, _, term, trunc, _ = env.step(int(rng.integers(env.action_space.n)))
+        frames.append(obs[..., 0])
+        rams.append(env.unwrapped.ale.getRAM().copy())
+        if term or trunc:  # random play loses its five balls in about 200 steps
+            env.reset()
+    env.close()
+    return np.array(frames), np.array(rams)
+
+
+def test_breakout_ball_locator_agrees_with_the_ale_ram():
+    """Real Breakout frames: between the bricks and the paddle the located ball is where
+    RAM bytes 99 (x) and 101 (y) put it; broken bricks, the paddle and the score are never
+    taken for it; with no ball in play none is found."""
+    frames, rams = _breakout_frames(800)
+    bg = np.median(frames, 0)
+    # Linear fits (least squares) on tracker play, seed 0, 600 steps: scale ~64/160, 64/210.
+    col = 0.4 * rams[:, 99].astype(float) - 19.5
+    row = 0.302 * rams[:, 101].astype(float) + 3.17
+    in_box = (rams[:, 101] > 0) & (row > 32) & (row < 54.5) & (col > 5) & (col < 58)
+    assert in_box.sum() > 100, f"only {in_box.sum()} frames with the ball in the box"
+    found = [(i, ball_position(frames[i], bg, game="breakout")) for i in np.flatnonzero(in_box)]
+    hits = [(i, p) for i, p in found if p is not None]
+    assert len(hits) >= 0.97 * len(found), f"ball found in {len(hits)} of {len(found)}"
+    err_r = np.array([p[0] - row[i] for i, p in hits])
+    err_c = np.array([p[1] - col[i] for i, p in hits])
+    assert np.abs(err_r).mean() < 0.5 and np.abs(err_c).mean() < 0.5, (err_r, err_c)
+    assert np.abs(err_r).max() < 2.0 and np.abs(err_c).max() < 2.0, (err_r, err_c)
+    # The world model's object-weighted loss marks pixels 0.05 * 255 over the median frame:
+    # the ball clears that three times over in every frame (its peak is 53-108 here).
+    peaks = [np.abs(frames[i].astype(float) - bg)[int(round(row[i])) - 2:int(round(row[i])) + 3,
+                                                   int(round(col[i])) - 2:int(round(col[i])) + 3].max()
+             for i, _ in hits]
+    assert min(peaks) > 3 * 0.05 * 255, min(peaks)
+    # Random play breaks bricks (the frames differ from the median there) and loses balls.
+    broken = (np.abs(frames.astype(float) - bg)[:, 17:29] > 12.75).any(axis=(1, 2))
+    assert broken.sum() > 100, "too few frames with a brick broken"
+    out = np.flatnonzero((rams[1:, 101] == 0) & (rams[:-1, 101] == 0)) + 1
+    assert len(out) > 10
+    assert all(ball_position(frames[i], bg, game="breakout") is None for i in out)
+    # A game without a locator is a clear error.
+    from ditto_jax.errors import DittoError
+    with pytest.raises(DittoError, match="ball locator"):
+        ball_position(frames[0], bg, game="qbert")

@@ -20,7 +20,7 @@ def add_arguments(p):
     from ditto_jax.cli import non_negative_int, positive_int, probability
     p.add_argument("--game", required=True, help="Atari game, e.g. pong, breakout")
     p.add_argument("--policy", default="expert",
-                   help="'expert' (scripted, emulator look-ahead), 'tracker' (Pong: RAM "
+                   help="'expert' (scripted, emulator look-ahead), 'tracker' (Pong, Breakout: RAM "
                         "controller without look-ahead), 'random', or "
                         "'package.module:factory' for any policy factory")
     p.add_argument("--episodes", type=positive_int, required=True,

@@ -223,8 +223,15 @@ def _pong_tracker(**kw):
     return PongTracker(**kw)
 
 
+def _breakout_tracker(**kw):
+    from ditto_jax.experts.tracker import BreakoutTracker
+
+    return BreakoutTracker(**kw)
+
+
 # Screen-inferable RAM controllers without look-ahead (experts/tracker.py).
-TRACKERS: dict[str, Callable[..., Policy]] = {"pong": _pong_tracker}
+TRACKERS: dict[str, Callable[..., Policy]] = {"pong": _pong_tracker,
+                                              "breakout": _breakout_tracker}
 
 
 def expert_games() -> list[str]:

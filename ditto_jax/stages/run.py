@@ -30,7 +30,8 @@ def add_arguments(p):
     p.add_argument("--config", default=None, type=resources.resolve_config_spec,
                    help="pipeline config and preset (default: experiments/configs/"
                         "pipeline.py:demo); override fields with --config.KEY=VALUE")
-    p.add_argument("--preset", default=None, choices=["smoke", "demo", "study", "ne", "paper"],
+    p.add_argument("--preset", default=None,
+                   choices=["smoke", "demo", "study", "ne", "paper", "breakout_demo"],
                    help="shortcut for --config experiments/configs/pipeline.py:PRESET")
     p.add_argument("--game", default=None, help="Atari game (default: the config's)")
     p.add_argument("--workdir", default=None, help="default: runs/GAME_PRESET")

@@ -53,6 +53,28 @@ def score(workdir, *, length, batch, cache):
     return out
 
 
+def read_agreement(path):
+    """{policy name: on-policy expert agreement} from an onpolicy_errors.py JSON, or from a
+    `ditto run` workdir's eval/ folder (its eval/NAME.json files, named as the policies)."""
+    from ditto_jax.errors import DittoError
+    if os.path.isdir(path):
+        out = {}
+        for fname in sorted(os.listdir(path)):
+            if not fname.endswith(".json"):
+                continue
+            with open(os.path.join(path, fname)) as f:
+                r = json.load(f)
+            if isinstance(r, dict) and r.get("expert_agreement") is not None:
+                out[fname[:-len(".json")]] = float(r["expert_agreement"])
+        if not out:
+            raise DittoError("No evaluation with on-policy agreement in the folder",
+                             path=path, expected="eval/NAME.json files with expert_agreement "
+                             "(ditto run with --config.eval.agreement=true)")
+        return out
+    with open(path) as f:
+        return {n: r["expert_agreement"] for n, r in json.load(f)["policies"].items()}
+
+
 def spearman(drift, agreement):
     """Spearman's rho (and p) of -drift against agreement; names in both."""
     from scipy.stats import spearmanr
@@ -71,8 +93,8 @@ def main(argv=None):
     p.add_argument("--length", type=int, default=50, help="imagined policy steps L")
     p.add_argument("--batch", type=int, default=32, help="held-out expert starts")
     p.add_argument("--agreement", default="",
-                   help="benchmarks/onpolicy_errors.py JSON: Spearman against its "
-                        "expert_agreement")
+                   help="benchmarks/onpolicy_errors.py JSON, or a `ditto run` workdir's "
+                        "eval/ folder: Spearman against their expert_agreement")
     p.add_argument("--out", default="benchmarks/results/drift.json", help="JSON output")
     args = p.parse_args(argv)
     if not os.path.isdir(args.policies):
@@ -100,8 +122,7 @@ def main(argv=None):
         with open(args.out, "w") as f:
             json.dump(out, f, indent=2)
     if args.agreement:
-        with open(args.agreement) as f:
-            agreement = {n: r["expert_agreement"] for n, r in json.load(f)["policies"].items()}
+        agreement = read_agreement(args.agreement)
         drift = {n: r["drift_mean"] for n, r in out["policies"].items()}
         out["spearman"] = spearman(drift, agreement)
         print(f"Spearman rho(-drift, on-policy agreement) = {out['spearman']['rho']} "

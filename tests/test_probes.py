@@ -151,3 +151,27 @@ def test_drift_script_spearman():
     assert drift.spearman(d, {"a": 0.9, "b": 0.8, "c": 0.7})["rho"] == pytest.approx(1.0)
     assert drift.spearman(d, {"a": 0.7, "b": 0.8, "c": 0.9})["rho"] == pytest.approx(-1.0)
     assert drift.spearman(d, {"a": 0.7, "b": 0.8})["rho"] is None
+
+
+def test_drift_script_reads_agreement_from_a_runs_eval_folder(tmp_path):
+    """`--agreement RUN/eval`: each policy's eval file, references and rows without
+    agreement skipped; an empty folder is a clear error."""
+    import importlib.util
+    import json
+    import os
+
+    from ditto_jax.errors import DittoError
+    from tests.conftest import REPO
+    spec = importlib.util.spec_from_file_location(
+        "drift_script", os.path.join(REPO, "benchmarks", "drift.py"))
+    drift = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(drift)
+    for name, r in {"dbc": {"expert_agreement": 0.8}, "ditto-s1": {"expert_agreement": 0.7},
+                    "expert": {"return_mean": 3.0}, "bc": {"expert_agreement": None}}.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+    (tmp_path / "notes.txt").write_text("x")
+    assert drift.read_agreement(str(tmp_path)) == {"dbc": 0.8, "ditto-s1": 0.7}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DittoError, match="No evaluation with on-policy agreement"):
+        drift.read_agreement(str(empty))

@@ -343,3 +343,42 @@ def test_committed_folders_say_which_preset_and_seeds(tmp_path):
         assert (dst / "results.md").read_text() == f.read()
     text = (dst / "results.md").read_text()
     assert "| BC (pixels) | sample |" in text and "| BC (pixels) | greedy |" in text
+
+
+def test_ne_combine_joins_single_ne_runs_and_refuses_other_differences(ne_rows, tmp_path):
+    """benchmarks/ne_combine.py: runs that differ only in N_E make one multi-N_E result
+    (the same tables as one run with a list); any other difference is refused."""
+    import importlib.util
+
+    from ditto_jax.errors import DittoError
+    from ditto_jax.results import ne_tables
+    from tests.conftest import REPO
+    spec = importlib.util.spec_from_file_location(
+        "ne_combine", os.path.join(REPO, "benchmarks", "ne_combine.py"))
+    combine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(combine)
+    refs = [r for r in ne_rows if r["expert_episodes"] is None]
+    base = {"schema_version": 3, "game": "pong", "preset": "ne", "protocol": "ditto",
+            "max_steps": 27000, "seeds": [0, 1], "episodes_per_seed": 2,
+            "config": {"paths": {"wm": str(tmp_path / "wm")}}}
+    for ne in (2, 1):
+        rows = refs + [dict(r, expert_episodes=None) for r in ne_rows
+                       if r["expert_episodes"] == ne]
+        _write(str(tmp_path / f"ne{ne}" / "results.json"), dict(base, expert_episodes=ne,
+                                                               rows=rows))
+    out = combine.combine([str(tmp_path / "ne2"), str(tmp_path / "ne1")])
+    assert out["expert_episodes"] == [1, 2]
+    assert ne_tables(out["rows"]) == ne_tables(ne_rows)
+    assert [r["base_method"] for r in out["rows"]][0] == "expert"
+    # Another seed list, or another world model, is refused with the field named.
+    doc = json.loads((tmp_path / "ne2" / "results.json").read_text())
+    _write(str(tmp_path / "bad" / "results.json"), dict(doc, seeds=[0, 1, 2]))
+    with pytest.raises(DittoError) as e:
+        combine.combine([str(tmp_path / "ne1"), str(tmp_path / "bad")])
+    assert e.value.field == "seeds"
+    _write(str(tmp_path / "bad" / "results.json"),
+           dict(doc, config={"paths": {"wm": str(tmp_path / "other_wm")}}))
+    with pytest.raises(DittoError, match="different world models"):
+        combine.combine([str(tmp_path / "ne1"), str(tmp_path / "bad")])
+    with pytest.raises(DittoError, match="each a different one"):
+        combine.combine([str(tmp_path / "ne1"), str(tmp_path / "ne1")])

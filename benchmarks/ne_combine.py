@@ -83,11 +83,15 @@ def combine(runs):
     out = {k: first.get(k) for k in first if k not in ("rows", "artefacts", "stage_seconds",
                                                        "wall_time_s", "config", "config_hash",
                                                        "provenance")}
+    stages = {}  # per stage, summed over the parts (a part that reused a stage adds ~0)
+    for _, d in docs:
+        for k, v in (d.get("stage_seconds") or {}).items():
+            stages[k] = stages.get(k, 0.0) + float(v)
     out.update(expert_episodes=order, rows=refs_rows[:1] + rows + refs_rows[1:],
                parts=[{"results": os.path.abspath(p), "expert_episodes": d["expert_episodes"],
                        "wall_time_s": d.get("wall_time_s"),
                        "provenance": d.get("provenance")} for p, d in docs],
-               wall_time_s=float(sum(d.get("wall_time_s") or 0 for _, d in docs)),
+               stage_seconds=stages, wall_time_s=float(sum(stages.values())),
                config=first.get("config"))
     return out
 

@@ -12,9 +12,13 @@ _COLORS = {"ditto": "#1f77b4", "dbc": "#ff7f0e", "dgail": "#2ca02c", "bc": "#d62
            "expert": "#444444", "random": "#999999"}
 
 
+# Methods without a fixed colour (ditto_bcinit, ditto_bctr, user methods) take these in
+# turn: never one of the fixed colours above, so no two curves of a figure share one.
+_OTHER_COLORS = ("#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+
+
 def _color(method, i):
-    import matplotlib.pyplot as plt
-    return _COLORS.get(method) or plt.cm.tab10(i % 10)
+    return _COLORS.get(method) or _OTHER_COLORS[i % len(_OTHER_COLORS)]
 
 
 def plot_group(group, plot_dir):

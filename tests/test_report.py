@@ -382,3 +382,12 @@ def test_ne_combine_joins_single_ne_runs_and_refuses_other_differences(ne_rows, 
         combine.combine([str(tmp_path / "ne1"), str(tmp_path / "bad")])
     with pytest.raises(DittoError, match="each a different one"):
         combine.combine([str(tmp_path / "ne1"), str(tmp_path / "ne1")])
+
+
+def test_every_curve_of_a_figure_gets_its_own_colour():
+    """ditto_bctr once drew in D-BC's orange: a method without a fixed colour took
+    tab10's i-th colour, which the fixed ones already use."""
+    from ditto_jax.report_plots import _color
+    names = ["ditto", "ditto_bcinit", "ditto_bctr", "dgail", "dbc", "bc", "my_method"]
+    colours = [_color(m, i) for i, m in enumerate(names)]
+    assert len(set(colours)) == len(names), colours

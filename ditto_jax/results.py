@@ -219,10 +219,26 @@ def aggregate_row(name, label, per_seed_evals, *, rule, base, policies=None,
     }
     for key in ("heldout_action_accuracy", "heldout_expert_prob", "final_entropy"):
         row[key] = _mean_or_none([p.get(key) for p in per_seed])
+    if any(p.get("disc_alarm") is not None for p in per_seed):
+        row["disc_alarm"] = [p.get("disc_alarm") for p in per_seed]  # per seed, in order
     if policies:
         ran = [p.get("ran") for p in policies.values() if p.get("ran")]
         row["ran"] = ran[0] if ran and all(r == ran[0] for r in ran) else ran
     return row
+
+
+def windowed_alarm(metrics, last_step, window):
+    """The fraction of the logged updates in the last `window` steps that raised the
+    adversarial methods' `disc_alarm` (D-GAIL's discriminator collapsed or dominant,
+    methods/imagination.py); None for a method that logs no such alarm. Judged over a
+    window, not the last logged update alone, so one noisy log neither raises nor hides
+    it."""
+    logged = [m for m in metrics if "disc_alarm" in m and "step" in m]
+    if not logged or last_step is None:
+        return None
+    window = int(window or 0) or 1
+    recent = [m for m in logged if m["step"] > int(last_step) - window] or logged[-1:]
+    return float(np.mean([float(m["disc_alarm"]) for m in recent]))
 
 
 def policy_record(workdir, step=None):
@@ -247,7 +263,8 @@ def policy_record(workdir, step=None):
     diagnostics = {"heldout_action_accuracy": _last(ms, "heldout_action_accuracy"),
                    "heldout_expert_prob": _last(ms, "heldout_expert_prob"),
                    "final_entropy": entropy if entropy is not None else _last(ms, "entropy"),
-                   "train_entropy": _last(ms, "entropy")}
+                   "train_entropy": _last(ms, "entropy"),
+                   "disc_alarm": windowed_alarm(ms, steps, cfg.get("collapse_window"))}
     return {"ran": ran, "diagnostics": diagnostics, "meta": meta, "workdir": workdir}
 
 
@@ -441,6 +458,17 @@ def results_markdown(results):
                          + (f", N_E = {r['expert_episodes']}" if multi else "")
                          + f") over {label(b)}: "
                          f"{p['p']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]")
+    alarms = [r for r in rows if any(a for a in (r.get("disc_alarm") or []))]
+    if alarms:
+        lines += ["", "**Adversarial training failed** (the discriminator collapsed, or "
+                      "separated agent from expert by more than 0.5 in mean D, in this "
+                      "fraction of the logged updates of each seed's last "
+                      "`collapse_window` updates; SPEC §4):", ""]
+        lines += [f"- {r['label']} ({r['rule']}"
+                  + (f", N_E = {r['expert_episodes']}" if multi else "") + "): seeds "
+                  + ", ".join(f"{s} {_fmt(a, '.2f')}" for s, a in zip(r["seeds"],
+                                                                    r["disc_alarm"]))
+                  for r in alarms]
     expert = next(r for r in rows if r["method"] == "expert")
     best = [r for r in rows if r.get("checkpoint") == "best"]
     which = ("Checkpoints: final policies, except rows marked [best held-out ckpt]: each "

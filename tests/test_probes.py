@@ -175,3 +175,37 @@ def test_drift_script_reads_agreement_from_a_runs_eval_folder(tmp_path):
     empty.mkdir()
     with pytest.raises(DittoError, match="No evaluation with on-policy agreement"):
         drift.read_agreement(str(empty))
+
+
+def test_dgail_alarm_is_judged_over_the_collapse_window_and_reported():
+    """The demo's D-GAIL played at random level with no report anywhere: the alarm was in
+    metrics.jsonl only, judged per logged update. Now a row carries, per seed, the
+    fraction of alarmed logs in the last `collapse_window` updates, and results.md says
+    so; a method that logs no alarm carries none."""
+    from ditto_jax.results import windowed_alarm
+    ms = [{"step": s, "disc_alarm": a} for s, a in
+          [(50, 0.0), (100, 0.0), (150, 1.0), (200, 1.0), (250, 0.0), (300, 1.0)]]
+    assert windowed_alarm(ms, 300, 100) == pytest.approx(1 / 2)   # logs at 250 and 300
+    assert windowed_alarm(ms, 300, 160) == pytest.approx(3 / 4)   # 150, 200, 250, 300
+    assert windowed_alarm(ms, 300, 0) == 1.0                       # the last log alone
+    assert windowed_alarm([{"step": 10, "entropy": 1.0}], 10, 50) is None
+    assert windowed_alarm(ms, None, 50) is None
+
+
+def test_results_md_names_a_failed_adversarial_run():
+    from ditto_jax.results import results_markdown
+    row = {"method": "dgail", "base_method": "dgail", "label": "D-GAIL", "rule": "sample",
+           "checkpoint": "final", "seeds": [0, 1], "episodes": 4, "returns": [-20.0] * 4,
+           "return_mean": -20.0, "return_se": 0.0, "length_mean": 900.0, "iqm": -20.0,
+           "iqm_ci": [-20.0, -20.0], "expert_normalized_iqm": 0.0,
+           "expert_normalized_ci": [0.0, 0.0], "disc_alarm": [1.0, 0.0]}
+    ref = dict(row, method="expert", base_method="expert", label="Expert",
+               source="tracker", disc_alarm=None)
+    results = {"game": "pong", "preset": "smoke", "seeds": [0, 1], "expert_episodes": 0,
+               "protocol": "ditto", "max_steps": 100, "episodes_per_seed": 2,
+               "rows": [ref, row], "wall_time_s": 60.0, "stage_seconds": {"eval": 60.0}}
+    md = results_markdown(results)
+    assert "**Adversarial training failed**" in md
+    assert "- D-GAIL (sample): seeds 0 1.00, 1 0.00" in md
+    row["disc_alarm"] = [0.0, 0.0]
+    assert "Adversarial training failed" not in results_markdown(results)

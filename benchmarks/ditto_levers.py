@@ -56,6 +56,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=800, help="updates per variant")
     p.add_argument("--seed", type=int, default=100, help="policy seed (not a study seed)")
     p.add_argument("--only", default="", help="comma-separated subset of the variants")
+    p.add_argument("--expert-episodes", type=int, default=0,
+                   help="train on the first N_E recorded expert episodes (0 = all but the "
+                        "held-out ones), as `ditto run --config.expert_episodes`")
     p.add_argument("--workdir", default="runs/ditto_levers", help="policy workdirs")
     p.add_argument("--out", default="benchmarks/results/ditto_levers.json", help="JSON output")
     args = p.parse_args(argv)
@@ -72,7 +75,8 @@ def main(argv=None):
         method, overrides = VARIANTS[name]
         config = load_config(config_path("policy.py") + ":small")
         config.update(dict(steps=args.steps, seed=args.seed, eval_every=0,
-                           save_every=args.steps, log_every=max(args.steps // 16, 1)))
+                           save_every=args.steps, log_every=max(args.steps // 16, 1),
+                           expert_episodes=args.expert_episodes))
         for k, v in overrides.items():
             if v == -1 and k == "entropy_decay_steps":
                 v = args.steps
@@ -100,6 +104,7 @@ def main(argv=None):
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
             json.dump({"wm": args.wm, "expert": args.expert, "steps": args.steps,
+                       "expert_episodes": args.expert_episodes,
                        "seed": args.seed, "command": "python benchmarks/ditto_levers.py "
                        + " ".join(argv if argv is not None else sys.argv[1:]),
                        "variants": results}, f, indent=2)

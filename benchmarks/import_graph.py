@@ -37,7 +37,7 @@ LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 
 @dataclasses.dataclass(frozen=True)
 class Edge:
-    source: str      # importing module, dotted (ditto_jax.stages.run)
+    source: str      # importing module, dotted (ditto_jax.pipeline.run)
     target: str      # imported module, dotted (the module a name was taken from)
     names: tuple     # the names taken (empty for `import x`)
     line: int

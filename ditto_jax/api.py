@@ -99,8 +99,8 @@ def run(config, workdir, *, overrides=(), stages=None, progress=True, log=print)
     ("smoke", "demo", "paper"); `overrides` are "KEY=VALUE" strings, as
     `--config.KEY=VALUE` on the command line (e.g. ["policy.horizon=9"]). Returns
     results.json's content."""
-    from ditto_jax.configs import apply_overrides, load_config
-    from ditto_jax.stages.run import DEFAULT_CONFIG, STAGES, run_pipeline
+    from ditto_jax.core.config import apply_overrides, load_config
+    from ditto_jax.pipeline.run import DEFAULT_CONFIG, STAGES, run_pipeline
     if isinstance(config, str):
         config = load_config(f"{DEFAULT_CONFIG}:{config}")
     config = apply_overrides(config, list(overrides))

@@ -14,7 +14,7 @@ import sys
 import threading
 
 from ditto_jax.errors import DittoError, Terminated
-from ditto_jax.provenance import ditto_version
+from ditto_jax.core.provenance import ditto_version
 
 # name -> (module, one-line help). Each module defines `add_arguments(parser)`
 # and `main(args)`.
@@ -25,10 +25,10 @@ COMMANDS = {
     "train-policy": ("ditto_jax.stages.train_policy",
                      "train an imitation policy: ditto, dbc, dgail or bc (stage 2)"),
     "eval": ("ditto_jax.stages.evaluate", "evaluate a trained policy in the real game"),
-    "run": ("ditto_jax.stages.run",
+    "run": ("ditto_jax.pipeline.run",
             "the whole pipeline: data, world model, all methods, evaluation, results"),
-    "report": ("ditto_jax.report", "tables, IQM and plots for a sweep directory"),
-    "sweep": ("ditto_jax.sweep",
+    "report": ("ditto_jax.report.command", "tables, IQM and plots for a sweep directory"),
+    "sweep": ("ditto_jax.sweep.command",
               "run a grid of experiments (`ditto run` jobs), locally or on SLURM"),
 }
 
@@ -136,7 +136,7 @@ def _what_was_kept(args):
 def _exit_past_stuck_writers(code):
     """Exits now when a checkpoint save passed its deadline: Python's normal exit joins
     every non-daemon thread, and Orbax's stuck writer threads would never end."""
-    checkpoint = sys.modules.get("ditto_jax.checkpoint")  # never import jax just for this
+    checkpoint = sys.modules.get("ditto_jax.engine.checkpoint")  # never import jax just for this
     if checkpoint is not None and checkpoint.abandoned_saves():
         sys.stdout.flush()
         sys.stderr.flush()

@@ -120,7 +120,7 @@ def test_positive_int_type():
     ("train-policy", ["--wm", "w", "--expert", "e", "--workdir", "w"]),
 ])
 def test_default_configs_load_from_any_directory(command, extra, tmp_path, monkeypatch):
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     monkeypatch.chdir(tmp_path)
     args = cli.build_parser(commands=[command]).parse_args([command, *extra])
     path = args.config.partition(":")[0]
@@ -180,7 +180,7 @@ def test_a_flag_and_its_config_override_must_agree(argv, flag, key, tmp_path, ca
 def test_provenance_records_tensorflow_rliable_and_ditto_jax():
     from importlib import metadata
 
-    from ditto_jax.provenance import ditto_version, package_versions
+    from ditto_jax.core.provenance import ditto_version, package_versions
     packages = package_versions()
     assert packages["ditto_jax"] == ditto_version()
     assert packages["rliable"] == metadata.version("rliable")

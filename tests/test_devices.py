@@ -1,10 +1,10 @@
-"""Device-aware world-model defaults (ditto_jax/devices.py), with faked backend names."""
+"""Device-aware world-model defaults (ditto_jax/core/devices.py), with faked backend names."""
 import json
 import os
 
 import pytest
 
-from ditto_jax import devices
+from ditto_jax.core import devices
 from tests.conftest import REPO, run_cli
 
 GIB = 2 ** 30
@@ -12,7 +12,7 @@ WM_CONFIG = os.path.join(REPO, "experiments/configs/wm.py")
 
 
 def _wm_config(preset):
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     return load_config(f"{WM_CONFIG}:{preset}")
 
 

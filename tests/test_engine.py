@@ -19,7 +19,7 @@ POLICY_CONFIG = os.path.join(REPO, "experiments/configs/policy.py:tiny")
 
 
 def _config(**overrides):
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     return load_config(POLICY_CONFIG, [f"--config.{k}={v}" for k, v in overrides.items()])
 
 
@@ -152,7 +152,7 @@ def test_any_chunking_of_the_device_loop_gives_the_same_state(tiny_wm, pong_data
     ctx = tp.make_context(cfg, wm_state, wm_meta)
     data = m.make_data(cfg, ctx, store, tp.encode_store(wm_state, store))
     axes = jax.tree.map(lambda _: None, data)
-    chunk = tp.make_advance(m, cfg, ctx, axes, __import__("ditto_jax.parallel").parallel
+    chunk = tp.make_advance(m, cfg, ctx, axes, __import__("ditto_jax.core.parallel").parallel
                             .make_mesh())
     init = lambda: jax.vmap(lambda k: m.init(cfg, ctx, k))(jax.random.split(  # noqa: E731
         jax.random.key(3), 1))
@@ -197,7 +197,7 @@ WORKER = r"""
 import json, sys
 import jax, numpy as np
 from ditto_jax import methods
-from ditto_jax.configs import load_config
+from ditto_jax.core.config import load_config
 from ditto_jax.stages.train_policy import train_policy
 cfg = load_config(sys.argv[1], ["--config.eval_every=0", "--config.log_every=4"])
 state, _ = train_policy(cfg, method=sys.argv[2], wm=sys.argv[3], expert=sys.argv[4],
@@ -235,7 +235,7 @@ def _fit_counter(workdir, total, signal, *, save_every=4):
 
 
 def _best(workdir):
-    from ditto_jax import checkpoint as ckpt_lib
+    from ditto_jax.engine import checkpoint as ckpt_lib
     ck = ckpt_lib.Checkpointer(os.path.join(workdir, "checkpoints_best"), read_only=True)
     try:
         state, _ = ck.restore({"w": np.float32(0)})

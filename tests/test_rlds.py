@@ -564,7 +564,7 @@ def test_empty_stub_recording_is_started_afresh(tmp_path):
 def test_frame_size_the_world_model_cannot_take(tmp_path, size):
     """Expert data at another frame size than a 64x64 world model, without resize: the
     error names the dataset, the observation field, the expected and the actual shape."""
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     from ditto_jax.stages.train_policy import DEFAULT_CONFIG, load_expert
     rng = np.random.default_rng(0)
     out = write_dataset(str(tmp_path / f"ds{size}"),
@@ -585,7 +585,7 @@ def test_32_pixel_frames_are_refused_before_the_model_is_built(tmp_path):
     """A valid 32x32 dataset: the encoder's four stride-2 convs would leave no pixel (a
     ZeroDivisionError inside flax init before); now a DittoError names the dataset, the
     field and the sizes this model takes."""
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     from ditto_jax.models.world_model import make_world_model
     from ditto_jax.stages.wm_data import load_training_data
     rng = np.random.default_rng(0)

@@ -13,8 +13,10 @@ import time
 import ml_collections
 import pytest
 
-from ditto_jax import cli, sweep
-from ditto_jax.configs import apply_overrides
+from ditto_jax import cli
+
+from ditto_jax.sweep import command as sweep
+from ditto_jax.core.config import apply_overrides
 from ditto_jax.errors import DittoError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -161,7 +163,7 @@ def test_overrides_read_back_to_their_types():
 @pytest.mark.parametrize("spec", ["local", "paper", "horizon", "reward"])
 def test_grid_overrides_fit_the_pipeline_config(spec, tmp_path):
     """Every key a grid sets exists in experiments/configs/pipeline.py with that type."""
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     if not os.path.exists(os.path.join(ROOT, "experiments", "configs", "pipeline.py")):
         pytest.skip("pipeline config not present")
     wm_jobs, runs = _expand(spec, tmp_path)

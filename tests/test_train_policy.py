@@ -161,7 +161,7 @@ def test_wrong_kind_of_workdir_and_config_typos_are_named(tiny_wm, pong_dataset,
 def test_expert_subsets_are_nested_share_the_heldout_and_encode_once(tiny_wm, pong_dataset):
     """N_E subsets: the first N_E episodes (nested), the last episode held out for every
     N_E, and the cached pool encoding's prefix equal to encoding the subset alone."""
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     from ditto_jax.errors import DittoError
     from ditto_jax.stages.policy_data import encode_expert, encode_store, load_expert
     from ditto_jax.stages.train_wm import load_world_model

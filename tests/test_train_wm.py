@@ -34,8 +34,8 @@ def _metrics(workdir):
 
 
 def _final_params(workdir):
-    from ditto_jax.checkpoint import Checkpointer
-    from ditto_jax.configs import load_config
+    from ditto_jax.engine.checkpoint import Checkpointer
+    from ditto_jax.core.config import load_config
     from ditto_jax import models as wm
     import jax
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)

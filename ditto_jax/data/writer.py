@@ -16,7 +16,7 @@ from ditto_jax.data.png import encode_png
 from ditto_jax.data.schema import (DATASET_NAME, EPISODE_METADATA, FORMAT, RECORDING_JSON,
                                    STAGING, STEP_DTYPES, STEP_FIELDS, _dataset_level_metadata,
                                    _is_finished_dataset, _tfds, make_dataset_info)
-from ditto_jax import io
+from ditto_jax.core import io
 from ditto_jax.errors import DittoError
 
 DAMAGED = "damaged"  # staged episodes that failed `check_staged`, kept for inspection

@@ -34,9 +34,9 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 
-from ditto_jax import checkpoint as ckpt_lib
-from ditto_jax import io
-from ditto_jax.metrics import MetricWriter
+from ditto_jax.engine import checkpoint as ckpt_lib
+from ditto_jax.core import io
+from ditto_jax.engine.metrics import MetricWriter
 
 
 @dataclasses.dataclass

@@ -45,8 +45,8 @@ def make_optimizer(config):
 
 
 def make_model(config, obs_shape, num_actions):
-    """The WorldModel of `config`; "auto" device defaults resolved here (ditto_jax/devices.py)."""
-    from ditto_jax import devices
+    """The WorldModel of `config`; "auto" device defaults resolved here (ditto_jax/core/devices.py)."""
+    from ditto_jax.core import devices
     import math
     t = config.train
     frames = None

@@ -37,7 +37,7 @@ def add_arguments(p):
 
 def _expert_spec(meta):
     """The scripted expert behind the policy's demonstrations, if it can be asked live."""
-    from ditto_jax.evaluation import expert_spec_of
+    from ditto_jax.stages.evaluation import expert_spec_of
     source = meta.get("expert", {}).get("source")
     if not source:
         return None
@@ -107,8 +107,8 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
         eval_PROTOCOL[-best].json/.mp4.
     """
     from ditto_jax.stages.train_policy import evaluate_agent, load_policy
-    from ditto_jax import viz
-    from ditto_jax.evaluation import ExpertAgreement, reference_returns
+    from ditto_jax.core import viz
+    from ditto_jax.stages.evaluation import ExpertAgreement, reference_returns
     if episodes < 1:
         raise DittoError("Nothing to evaluate", field="--episodes", expected=">= 1",
                          got=episodes)
@@ -158,13 +158,13 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
         result["video"] = viz.save_video(frames, os.path.join(workdir, f"eval_{tag}.mp4"))
     # The scores (and the episode) in TensorBoard and wandb, at the evaluated checkpoint's
     # training step, so they line up with the training curves.
-    from ditto_jax.metrics import log_media
+    from ditto_jax.engine.metrics import log_media
     prefix = f"eval/{tag}/{result['rule']}/"
     log_media(workdir, step=int(meta["checkpoint"]["step"]),
               video=frames if video else None, tag=f"eval/{tag}_episode",
               tracking=dict(config.get("tracking") or {}),
               scalars={prefix + k: result.get(k) for k in EVAL_SCALARS})
-    from ditto_jax.io import write_json_atomic
+    from ditto_jax.core.io import write_json_atomic
     write_json_atomic(os.path.join(workdir, f"eval_{tag}.json"), result)
     return result
 

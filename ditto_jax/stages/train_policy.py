@@ -20,7 +20,7 @@ import numpy as np
 # jax, orbax and the stage modules that import them are imported inside the functions
 # that use them, never at module level: `ditto train-policy --help` imports this module to
 # build its parser and must not pay for jax (tests/test_cli.py checks it).
-from ditto_jax import resources
+from ditto_jax.core import resources
 from ditto_jax.errors import DittoError
 
 # Re-exported: the policy stage's public helpers, imported on first use (PEP 562).
@@ -75,7 +75,7 @@ def resolve(config, method=None, steps=None):
     data or checkpoint is read, so a bad value exits at once."""
     import ml_collections
     from ditto_jax import methods
-    from ditto_jax.configs import validate_policy_config
+    from ditto_jax.core.config import validate_policy_config
     if isinstance(config, ml_collections.FrozenConfigDict):
         config = config.as_configdict()
     config = config.copy_and_resolve_references()
@@ -141,14 +141,14 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
     import jax
     import jax.numpy as jnp
 
-    from ditto_jax import parallel
+    from ditto_jax.core import parallel
     from ditto_jax.engine import Hook, Loop, Run, Select, fit
     from ditto_jax.stages.policy_agents import evaluate_agent
     from ditto_jax.stages.policy_data import (encode_expert, encode_store, heldout_diagnostics,
                                               load_expert, make_context)
     from ditto_jax.stages.policy_probes import make_policy_probes
     from ditto_jax.stages.policy_loop import _stack_data, _with_seed, make_advance, vmap_pays
-    from ditto_jax.provenance import provenance
+    from ditto_jax.core.provenance import provenance
     from ditto_jax.stages.train_wm import load_world_model
     m, config = resolve(config, method, steps)
     if not os.path.exists(expert) and "/" not in expert:
@@ -237,8 +237,8 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
 
 
 def main(args):
-    from ditto_jax import parallel
-    from ditto_jax.configs import config_overrides, load_config, refuse_conflicts
+    from ditto_jax.core import parallel
+    from ditto_jax.core.config import config_overrides, load_config, refuse_conflicts
     overrides = config_overrides(args.extra_args)
     config = load_config(args.config, overrides)
     refuse_conflicts(config, overrides, [("--method", args.method, "method"),

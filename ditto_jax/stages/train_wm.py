@@ -10,7 +10,7 @@ import numpy as np
 # jax, orbax and the modules that import them (parallel, wm_io) are imported inside the
 # functions that use them, never at module level: `ditto train-wm --help` imports this
 # module to build its parser and must not pay for jax (tests/test_cli.py checks it).
-from ditto_jax import resources
+from ditto_jax.core import resources
 from ditto_jax.errors import DittoError
 # Re-exported: the stage's public helpers.
 from ditto_jax.stages.wm_data import (AUTHORS_PIXEL_STATS, _apply_image_scale,  # noqa: F401
@@ -92,16 +92,16 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
     import jax
 
     from ditto_jax import models as wm
-    from ditto_jax import parallel
+    from ditto_jax.core import parallel
     from ditto_jax.stages.wm_io import write_open_loop_strip
 
     process_index, process_count = jax.process_index(), jax.process_count()
     is_main = process_index == 0
     if steps is not None:
         config.train.steps = int(steps)
-    from ditto_jax.configs import validate_wm_config
+    from ditto_jax.core.config import validate_wm_config
     validate_wm_config(config)  # before any data or checkpoint is read
-    from ditto_jax.devices import apply_device_defaults  # "auto" fields, saved in meta
+    from ditto_jax.core.devices import apply_device_defaults  # "auto" fields, saved in meta
     apply_device_defaults(config, log=log if is_main else None)
     mesh = parallel.make_mesh()
     local_batch = parallel.local_batch_size(config.train.batch_size, mesh)
@@ -143,7 +143,7 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
     state = parallel.replicate(state, mesh)
 
     from ditto_jax.engine import Hook, Loop, Run, fit
-    from ditto_jax.provenance import provenance
+    from ditto_jax.core.provenance import provenance
     rep, bsh = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     train_step = jax.jit(wm.train_step, in_shardings=(rep, bsh, rep),
                          out_shardings=(rep, rep), donate_argnums=0)
@@ -187,8 +187,8 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
 
 
 def main(args):
-    from ditto_jax import parallel
-    from ditto_jax.configs import config_overrides, load_config, refuse_conflicts
+    from ditto_jax.core import parallel
+    from ditto_jax.core.config import config_overrides, load_config, refuse_conflicts
     overrides = config_overrides(args.extra_args)
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     config = load_config(args.config, overrides)

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ditto_jax import io
+from ditto_jax.core import io
 from ditto_jax.errors import DittoError
 
 

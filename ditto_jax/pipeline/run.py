@@ -14,7 +14,7 @@ that could disagree with them.
 import os
 import time
 
-from ditto_jax import resources
+from ditto_jax.core import resources
 from ditto_jax.errors import DittoError
 
 ACCEPTS_EXTRA_ARGS = True
@@ -188,7 +188,7 @@ def policy_fields(config, method, seed, ne=None):
     ne = expert_episode_counts(config)[0] if ne is None else int(ne)
     pc = {k: v for k, v in config.policy.to_dict().items() if k not in _POLICY_LOOP}
     pc.update(seed=int(seed), expert_episodes=ne)
-    from ditto_jax.provenance import config_hash
+    from ditto_jax.core.provenance import config_hash
     return {"method": method, "policy": pc, "wm": config_hash(wm_fields(config))}
 
 
@@ -197,7 +197,7 @@ def _reuse_or_move_aside(directory, stage, fields, log, legacy=None):
     is then retrained) and says which fields changed. Writes nothing into `directory`:
     the stamp goes onto finished outputs only (`_stamp_finished`), so a vacated folder
     stays absent and the stage starts there from nothing."""
-    from ditto_jax import provenance as prov
+    from ditto_jax.core import provenance as prov
     if not os.path.isdir(directory):
         return
     if os.listdir(directory) == [prov.STAMP]:
@@ -216,7 +216,7 @@ def _reuse_or_move_aside(directory, stage, fields, log, legacy=None):
 
 def _stamp_finished(directory, stage, fields):
     """Stamps a stage's finished output with the fields that produced it."""
-    from ditto_jax import provenance as prov
+    from ditto_jax.core import provenance as prov
     if os.path.isdir(directory) and os.listdir(directory):  # (not on a process that
         prov.write_stamp(directory, stage, fields)           # wrote nothing there)
 
@@ -225,7 +225,7 @@ def _move_aside_overtrained(directory, stage, at, steps, log):
     """A finished stage holding more updates than `steps` asks for is moved aside and
     retrained to `steps`, so the run never labels a longer training with a shorter
     budget. Returns the checkpoint step left in `directory` (None after a move)."""
-    from ditto_jax import provenance as prov
+    from ditto_jax.core import provenance as prov
     if at is None or at <= steps:
         return at
     moved = prov.move_aside(directory, f"{at}steps")
@@ -334,7 +334,7 @@ def _adopt_cell(config, layout, method, seed, ne, log):
     """A cell finished under the other naming (`policies/ditto` from a run with one N_E,
     `policies/ditto-ne1` from a run with several) is moved to this run's name, with its
     evaluation files, when its stamp says it was trained with exactly these settings."""
-    from ditto_jax import provenance as prov
+    from ditto_jax.core import provenance as prov
     target = layout.policy(method, seed, ne)
     other = layout.policy(method, seed, ne, multi=not layout.multi_ne)
     if os.path.exists(target) or not os.path.isdir(other) or prov.read_stamp(other) is None \
@@ -417,7 +417,7 @@ def stage_policy(config, layout, *, progress, log):
 
 def _policy_meta(workdir):
     """A policy's config.json ({} before it exists; rebuilt from its checkpoint if deleted)."""
-    from ditto_jax import io
+    from ditto_jax.core import io
     meta = io.read_json(os.path.join(workdir, "config.json"), what="policy config.json",
                         default=None)
     if meta is None and os.path.isdir(os.path.join(workdir, "checkpoints")):
@@ -427,13 +427,13 @@ def _policy_meta(workdir):
 
 
 # The evaluation stage (imports the helpers above, so imported here, after them).
-from ditto_jax.stages.run_eval import (_eval_settings, _expert_spec, _fresh,  # noqa: E402,F401
+from ditto_jax.pipeline.run_eval import (_eval_settings, _expert_spec, _fresh,  # noqa: E402,F401
                                        _write_json, eval_checkpoints, eval_rules,
                                        expert_result, references, stage_eval)
 
 
 def stage_report(config, layout, *, progress, log, timings=None):
-    from ditto_jax import results as results_lib
+    from ditto_jax.pipeline import results as results_lib
     return results_lib.write_report(config, layout, timings=timings or {}, log=log)
 
 
@@ -453,7 +453,7 @@ def check_pipeline_config(config, stages=STAGES):
         raise DittoError("Unknown pipeline stage", field="--stages",
                          expected=f"a comma-separated subset of {','.join(STAGES)}",
                          got=",".join(unknown))
-    from ditto_jax.configs import validate_pipeline_config
+    from ditto_jax.core.config import validate_pipeline_config
     validate_pipeline_config(config)
     methods_of(config)
     run_seeds(config)
@@ -467,7 +467,7 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
     check_pipeline_config(config, stages)  # fail on bad values before hours of training
     layout = Layout(config, workdir)
     os.makedirs(layout.workdir, exist_ok=True)
-    from ditto_jax.io import lock_workdir, read_json
+    from ditto_jax.core.io import lock_workdir, read_json
     lock = lock_workdir(layout.workdir, "ditto run")  # one writer per workdir, until return
     _write_json(os.path.join(layout.workdir, "pipeline_config.json"), config.to_dict())
     timings_path = os.path.join(layout.workdir, "stage_seconds.json")
@@ -497,8 +497,8 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
 
 
 def main(args):
-    from ditto_jax import parallel
-    from ditto_jax.configs import config_overrides, load_config
+    from ditto_jax.core import parallel
+    from ditto_jax.core.config import config_overrides, load_config
     overrides = config_overrides(args.extra_args)
     spec = args.config or f"{DEFAULT_CONFIG}:{args.preset or 'demo'}"
     if args.config and args.preset:

@@ -6,13 +6,13 @@ import os
 import time
 
 from ditto_jax.errors import DittoError
-from ditto_jax.stages.run import (_checkpoint_range, _checkpoint_step, _policy_meta,
+from ditto_jax.pipeline.run import (_checkpoint_range, _checkpoint_step, _policy_meta,
                                   data_sources, expert_episode_counts, featured_method,
                                   methods_of, run_seeds)
 
 
 def _write_json(path, obj):
-    from ditto_jax.io import write_json_atomic  # tmp + fsync + replace; full disk named
+    from ditto_jax.core.io import write_json_atomic  # tmp + fsync + replace; full disk named
     write_json_atomic(path, obj, default=float)  # a killed run never leaves half a file
 
 
@@ -48,7 +48,7 @@ def _eval_settings(config, seed):
 
 def _expert_spec(config):
     """The scripted expert measured live as the expert reference, if there is one."""
-    from ditto_jax.evaluation import expert_spec_of
+    from ditto_jax.stages.evaluation import expert_spec_of
     if config.data.source != "scripted" or str(config.eval.expert) != "live":
         return None
     return expert_spec_of(config.data.expert_policy)
@@ -69,7 +69,7 @@ def _fresh(path, settings):
 def references(config, layout, seed, *, log):
     """eval/random[-sN].json and eval/expert[-sN].json for one evaluation seed: measured
     under the learners' own protocol, cap, seeds and loop (`reference_returns`)."""
-    from ditto_jax.evaluation import reference_returns, summarize
+    from ditto_jax.stages.evaluation import reference_returns, summarize
     settings = _eval_settings(config, seed)
     suffix = layout.seed_suffix(seed)
     paths = {k: os.path.join(layout.eval, f"{k}{suffix}.json") for k in ("random", "expert")}
@@ -100,7 +100,7 @@ def references(config, layout, seed, *, log):
 
 
 def stage_eval(config, layout, *, progress, log):
-    from ditto_jax import provenance as prov
+    from ditto_jax.core import provenance as prov
     from ditto_jax.stages.evaluate import evaluate_workdir, reference_source
     rules = eval_rules(config)
     ne_values = expert_episode_counts(config)
@@ -155,7 +155,7 @@ def expert_result(config, layout, settings):
     evaluation's protocol and cap; otherwise expert-normalised scores are left empty.
     """
     from ditto_jax.data.rlds import dataset_summary
-    from ditto_jax.evaluation import summarize
+    from ditto_jax.stages.evaluation import summarize
     _, expert, reader = data_sources(config, layout)
     kw = {}
     if config.data.source == "rlu":

@@ -11,8 +11,8 @@ Runs that differ in preset, protocol or an extra top-level setting (e.g. "horizo
 "reward") are reported as separate groups, never pooled.
 
 This module holds the command, loading results.json files, the tables and report.md;
-the statistics are in ditto_jax/report_stats.py, the plots in ditto_jax/report_plots.py
-and the paper's reference numbers in ditto_jax/report_refs.py. Their public names are
+the statistics are in ditto_jax/report/stats.py, the plots in ditto_jax/report/plots.py
+and the paper's reference numbers in ditto_jax/report/refs.py. Their public names are
 importable from here too.
 """
 import json
@@ -24,12 +24,12 @@ import sys
 import numpy as np
 
 from ditto_jax.errors import DittoError
-from ditto_jax.evaluation import HUMAN_RANDOM, normalized
-from ditto_jax.report_plots import plot_group
-from ditto_jax.report_refs import (PAPER_EXPERT, PAPER_HORIZON_BREAKOUT, PAPER_RETURNS,
+from ditto_jax.stages.evaluation import HUMAN_RANDOM, normalized
+from ditto_jax.report.plots import plot_group
+from ditto_jax.report.refs import (PAPER_EXPERT, PAPER_HORIZON_BREAKOUT, PAPER_RETURNS,
                                    PAPER_SETTING, REFERENCE_METHODS, _method_key)
-from ditto_jax.report_stats import aggregate, mean_se, stratified_bootstrap_ci
-from ditto_jax.results import upgrade
+from ditto_jax.report.stats import aggregate, mean_se, stratified_bootstrap_ci
+from ditto_jax.pipeline.results import upgrade
 
 __all__ = [  # the names defined here and those re-exported from the modules above
     "add_arguments", "canonical_game", "find_results", "setting_label", "load_runs",
@@ -370,14 +370,14 @@ def run_report(sweep_dir, *, reps=2000, seed=0, out_dir=None, plots=True):
     report["markdown"] = os.path.join(out_dir, "report.md")
     with open(report["markdown"], "w") as f:
         f.write(format_markdown(report))
-    from ditto_jax.io import write_json_atomic
+    from ditto_jax.core.io import write_json_atomic
     write_json_atomic(os.path.join(out_dir, "report.json"), report)
     return report
 
 
 def main(args):
     if args.results_md:
-        from ditto_jax.results import rewrite_markdown
+        from ditto_jax.pipeline.results import rewrite_markdown
         paths = find_results(args.sweep_dir)
         if not paths:
             raise DittoError("No results.json found (searched recursively)",

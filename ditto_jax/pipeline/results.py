@@ -68,7 +68,7 @@ def rewrite_markdown(path):
     (`ditto report DIR --results-md`); returns its path, or None for a schema-1 file,
     which lacks the fields today's table needs."""
     from ditto_jax.errors import DittoError
-    from ditto_jax.io import disk_errors, read_json
+    from ditto_jax.core.io import disk_errors, read_json
     results = read_json(path, what="results.json")
     if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
         raise DittoError("Not a `ditto run` results.json", path=path,
@@ -111,7 +111,7 @@ def _load(path):
 
 
 def _metrics(workdir):
-    from ditto_jax.io import read_jsonl  # a torn last line is dropped, not fatal
+    from ditto_jax.core.io import read_jsonl  # a torn last line is dropped, not fatal
     return read_jsonl(os.path.join(workdir, "metrics.jsonl"), default=[])
 
 
@@ -122,7 +122,7 @@ def _last(metrics, key):
 
 def iqm_ci(per_seed, *, reps=2000, seed=0):
     """(IQM, [low, high]) over seeds x episodes, episodes resampled within each seed."""
-    from ditto_jax.report import stratified_bootstrap_ci
+    from ditto_jax.report.command import stratified_bootstrap_ci
     from rliable import metrics
     per_seed = [np.asarray(x, np.float64) for x in per_seed if len(x)]
     if not per_seed:
@@ -244,7 +244,7 @@ def windowed_alarm(metrics, last_step, window):
 def policy_record(workdir, step=None):
     """What a trained policy actually was: its saved config and last diagnostics (those
     logged up to `step`, if given: a selected checkpoint's)."""
-    from ditto_jax.io import read_json  # a torn config.json: an error with its advice
+    from ditto_jax.core.io import read_json  # a torn config.json: an error with its advice
     meta = read_json(os.path.join(workdir, "config.json"), what="policy config.json",
                      default=None)
     if meta is None and os.path.isdir(os.path.join(workdir, "checkpoints")):
@@ -271,7 +271,7 @@ def policy_record(workdir, step=None):
 def collect_rows(config, layout):
     """Rows for every method x rule (aggregated over seeds), then the expert and random."""
     from ditto_jax.errors import DittoError
-    from ditto_jax.stages.run import (eval_checkpoints, eval_rules, expert_episode_counts,
+    from ditto_jax.pipeline.run import (eval_checkpoints, eval_rules, expert_episode_counts,
                                       methods_of, run_seeds)
     seeds = run_seeds(config)
     refs = {}
@@ -526,7 +526,7 @@ def plot_scores(rows, path, *, title):
 
 def plot_learning_curves(config, layout, path):
     """World-model losses (image, KL, entropies) and each method's training signals."""
-    from ditto_jax.stages.run import methods_of
+    from ditto_jax.pipeline.run import methods_of
     plt = _pyplot()
     methods = methods_of(config)
     fig, axes = plt.subplots(1, 2 + len(methods), figsize=(3.2 * (2 + len(methods)), 3))
@@ -562,7 +562,7 @@ def copy_media(config, layout):
     """The featured agent's video (the first method of `config.methods`, usually DITTO)
     and the latest dream-vs-real strip, at the workdir's top as ditto_agent.* and
     dream_vs_real.*."""
-    from ditto_jax.stages.run import featured_method
+    from ditto_jax.pipeline.run import featured_method
     out = {}
     featured = layout.policy(featured_method(config))
     videos = sorted(glob.glob(os.path.join(featured, "eval_*.mp4")) +
@@ -592,12 +592,12 @@ def _references(rows, layout):
 
 def write_report(config, layout, *, timings, log=print):
     """results.json (written last: its presence means the run finished), results.md, plots."""
-    from ditto_jax.provenance import config_hash, provenance
-    from ditto_jax.stages.run import _write_json, run_seeds
+    from ditto_jax.core.provenance import config_hash, provenance
+    from ditto_jax.pipeline.run import _write_json, run_seeds
     rows = collect_rows(config, layout)
     seeds = run_seeds(config)
     learners = [r for r in rows if r["base_method"] not in ("expert", "random")]
-    from ditto_jax.stages.run import featured_method
+    from ditto_jax.pipeline.run import featured_method
     featured = next((r for r in learners if r["base_method"] == featured_method(config)),
                     learners[0] if learners else {})
     ran = featured.get("ran") or {}
@@ -631,7 +631,7 @@ def write_report(config, layout, *, timings, log=print):
                  "learning_curves": plot_learning_curves(
                      config, layout, os.path.join(layout.plots, "learning_curves.png"))}
     if len(ne_tables(rows)) > 1:
-        from ditto_jax.report_plots import plot_ne_curve
+        from ditto_jax.report.plots import plot_ne_curve
         artefacts["ne_curve"] = plot_ne_curve(
             rows, os.path.join(layout.plots, "ne_curve.png"),
             title=f"{config.game} ({config.preset}): against the number of expert episodes")

@@ -14,7 +14,7 @@ INTER_AREA). `run(config, workdir)` is `ditto run` from Python.
 """
 import numpy as np
 
-from ditto_jax.cli import quiet_logs
+from ditto_jax.core.args import quiet_logs
 from ditto_jax.errors import DittoError
 
 # As `ditto` does for its commands, before anything below imports TensorFlow, Orbax or

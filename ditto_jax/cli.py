@@ -7,12 +7,12 @@ command that needs it. Every option's help shows its default.
 import argparse
 import glob
 import importlib
-import logging
 import os
 import signal
 import sys
 import threading
 
+from ditto_jax.core.args import quiet_logs
 from ditto_jax.errors import DittoError, Terminated
 from ditto_jax.core.provenance import ditto_version
 
@@ -45,42 +45,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                 or action.default == []):
             return text
         return f"{text} (default: %(default)s)"
-
-
-# -- argument types: bad numbers are refused by argparse, before anything runs -----------
-
-def _number(kind, text, low, inclusive, what):
-    try:
-        value = kind(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if value < low or (not inclusive and value == low):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    return _number(int, text, 0, False, "a positive integer")
-
-
-def non_negative_int(text):
-    """argparse type: an integer >= 0."""
-    return _number(int, text, 0, True, "a non-negative integer")
-
-
-def probability(text):
-    """argparse type: a number in [0, 1]."""
-    value = _number(float, text, 0.0, True, "a number in [0, 1]")
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def quiet_logs():
-    """Silences TensorFlow's C++ start-up chatter and absl/TFDS/Orbax INFO lines."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def _command_in(argv):

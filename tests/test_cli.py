@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from ditto_jax import cli
+from ditto_jax.core.args import non_negative_int, positive_int
 from tests.conftest import REPO, run_cli
 
 
@@ -109,10 +110,10 @@ def test_bad_numbers_are_refused_by_argparse(argv, option, capsys):
 
 
 def test_positive_int_type():
-    assert cli.positive_int("3") == 3 and cli.non_negative_int("0") == 0
+    assert positive_int("3") == 3 and non_negative_int("0") == 0
     for bad in ("0", "-1", "1.5", "x"):
         with pytest.raises(argparse.ArgumentTypeError):
-            cli.positive_int(bad)
+            positive_int(bad)
 
 
 @pytest.mark.parametrize("command, extra", [

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from ditto_jax.core.args import non_negative_int, positive_int, probability
 from ditto_jax.errors import DittoError
 
 # Arguments that must match when a recording is resumed; the episode count and
@@ -17,7 +18,6 @@ _RESUME_KEYS = ("game", "policy", "protocol", "epsilon", "seed", "size", "full_a
 
 
 def add_arguments(p):
-    from ditto_jax.cli import non_negative_int, positive_int, probability
     p.add_argument("--game", required=True, help="Atari game, e.g. pong, breakout")
     p.add_argument("--policy", default="expert",
                    help="'expert' (scripted, emulator look-ahead), 'tracker' (Pong, Breakout: RAM "

@@ -23,6 +23,7 @@ import sys
 
 import numpy as np
 
+from ditto_jax.core.args import non_negative_int, positive_int
 from ditto_jax.errors import DittoError
 from ditto_jax.stages.evaluation import HUMAN_RANDOM, normalized
 from ditto_jax.report.plots import plot_group
@@ -47,7 +48,6 @@ _NOT_SETTINGS = {"game", "seed", "expert_episodes", "rows", "config", "wall_time
 
 
 def add_arguments(p):
-    from ditto_jax.cli import non_negative_int, positive_int
     p.add_argument("sweep_dir", help="sweep directory (searched recursively for "
                                      "results.json) or a single run directory")
     p.add_argument("--reps", type=positive_int, default=2000,

@@ -3,11 +3,11 @@ import json
 import os
 import re
 
+from ditto_jax.core.args import non_negative_int, positive_int
 from ditto_jax.errors import DittoError
 
 
 def add_arguments(p):
-    from ditto_jax.cli import non_negative_int, positive_int
     p.add_argument("--workdir", required=True, help="workdir of `ditto train-policy`")
     p.add_argument("--episodes", type=positive_int, default=10, help="episodes to play")
     p.add_argument("--envs", type=positive_int, default=8, help="parallel environments")

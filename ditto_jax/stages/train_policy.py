@@ -21,6 +21,7 @@ import numpy as np
 # that use them, never at module level: `ditto train-policy --help` imports this module to
 # build its parser and must not pay for jax (tests/test_cli.py checks it).
 from ditto_jax.core import resources
+from ditto_jax.core.args import positive_int
 from ditto_jax.errors import DittoError
 
 # Re-exported: the policy stage's public helpers, imported on first use (PEP 562).
@@ -50,7 +51,6 @@ _LOOP_FIELDS = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_ev
 
 
 def add_arguments(p):
-    from ditto_jax.cli import positive_int
     p.add_argument("--method", default=None,
                    help="imitation method: ditto, ditto_bcinit, dgail, dbc, bc, or one "
                         "registered in ditto_jax.methods (default: the config's)")

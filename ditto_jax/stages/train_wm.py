@@ -11,6 +11,7 @@ import numpy as np
 # functions that use them, never at module level: `ditto train-wm --help` imports this
 # module to build its parser and must not pay for jax (tests/test_cli.py checks it).
 from ditto_jax.core import resources
+from ditto_jax.core.args import non_negative_int, positive_int
 from ditto_jax.errors import DittoError
 # Re-exported: the stage's public helpers.
 from ditto_jax.stages.wm_data import (AUTHORS_PIXEL_STATS, _apply_image_scale,  # noqa: F401
@@ -42,7 +43,6 @@ _FREE_TRAIN_KEYS = _LOOP_KEYS + ("compute_dtype",)
 
 
 def add_arguments(p):
-    from ditto_jax.cli import non_negative_int, positive_int
     p.add_argument("--config", default=DEFAULT_CONFIG, type=resources.resolve_config_spec,
                    help="config file and preset, e.g. experiments/configs/wm.py:paper; "
                         "override fields with --config.KEY=VALUE")

@@ -30,6 +30,7 @@ import sys
 import threading
 import time
 
+from ditto_jax.core.args import non_negative_int, positive_int
 from ditto_jax.core.config import config_overrides, load_config
 from ditto_jax.errors import DittoError
 from ditto_jax.sweep.grid import (GRID_DIRS, load_grid, parse_variant, resolve_grid_path,
@@ -237,7 +238,6 @@ def _minutes(text):
 
 
 def add_arguments(p):
-    from ditto_jax.cli import non_negative_int, positive_int
     p.add_argument("grid", help="grid file[:variant], e.g. experiments/grids/paper.py:games="
                                 "breakout+pong,seeds=5, or a grid name (paper, horizon, reward, "
                                 "local); --config.KEY=VALUE overrides apply to every run")

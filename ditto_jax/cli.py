@@ -19,8 +19,8 @@ from ditto_jax.core.provenance import ditto_version
 # name -> (module, one-line help). Each module defines `add_arguments(parser)`
 # and `main(args)`.
 COMMANDS = {
-    "record": ("ditto_jax.data.recorder", "record episodes of a policy as an RLDS dataset"),
-    "info": ("ditto_jax.data.info", "summarise an RLDS dataset (local directory or TFDS name)"),
+    "record": ("ditto_jax.stages.record", "record episodes of a policy as an RLDS dataset"),
+    "info": ("ditto_jax.stages.info", "summarise an RLDS dataset (local directory or TFDS name)"),
     "train-wm": ("ditto_jax.stages.train_wm", "train the world model (stage 1)"),
     "train-policy": ("ditto_jax.stages.train_policy",
                      "train an imitation policy: ditto, dbc, dgail or bc (stage 2)"),

@@ -145,10 +145,10 @@ def test_train_wm_runs_its_default_config_from_another_directory(tmp_path):
 @pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_library_use_is_quiet(tmp_path):
     """No ALE banner and no TensorFlow start-up lines when used from Python."""
-    code = ("from ditto_jax.data.recorder import record\n"
+    code = ("from ditto_jax.stages.record import record\n"
             f"record(game='pong', policy='random', episodes=1, max_steps=5, "
             f"out={str(tmp_path / 'd')!r}, progress=False, log=lambda *a: None)\n"
-            "from ditto_jax.data.rlds import dataset_summary\n"
+            "from ditto_jax.data.reader import dataset_summary\n"
             f"print(dataset_summary({str(tmp_path / 'd')!r})['episodes'])\n")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -6,14 +6,8 @@ import pytest
 
 from ditto_jax.envs import make_env
 from ditto_jax.errors import DittoError
-from ditto_jax.experts import (
-    EpsilonPolicy,
-    Policy,
-    RandomPolicy,
-    expert_games,
-    make_policy,
-    run_episodes,
-)
+from ditto_jax.experts.base import EpsilonPolicy, Policy, RandomPolicy
+from ditto_jax.experts.registry import expert_games, make_policy, run_episodes
 
 
 class _Constant:

@@ -273,7 +273,8 @@ def test_a_checkpoint_save_past_its_deadline_is_an_error_not_a_hang(tmp_path, mo
 def test_a_full_disk_while_finalising_a_recording_keeps_the_episodes(small_disk):
     """TFDS's writer fails with a TF error; it is one clear DittoError, the staged
     episodes stay, and finalising again with space works."""
-    from ditto_jax.data.rlds import EpisodeWriter, load_episodes
+    from ditto_jax.data.reader import load_episodes
+    from ditto_jax.data.writer import EpisodeWriter
     from tests.test_rlds import ACTIONS, make_episode
     out = str(small_disk / "ds")
     rng = np.random.default_rng(0)

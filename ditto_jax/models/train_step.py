@@ -19,6 +19,8 @@ from ditto_jax.errors import DittoError
 from ditto_jax.models.world_model import (LossConfig, WorldModel, make_world_model, preprocess,
                                           prev_actions_onehot, to_uint8, world_model_loss)
 
+OPTIMIZERS = ("adam", "adamw")  # config.optim.name (make_optimizer)
+
 
 class TrainState(struct.PyTreeNode):
     params: Any

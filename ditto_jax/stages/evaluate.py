@@ -42,7 +42,7 @@ def _expert_spec(meta):
     if not source:
         return None
     try:
-        from ditto_jax.data.rlds import read_dataset_metadata
+        from ditto_jax.data.source import read_dataset_metadata
         return expert_spec_of(read_dataset_metadata(source).get("policy"))
     except (DittoError, OSError, ValueError):
         return None  # the expert data is not here (a moved run): no live reference

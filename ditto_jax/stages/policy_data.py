@@ -11,7 +11,9 @@ def load_expert(config, expert, wm_meta, *, data_dir=None, split=None, progress=
                 cache=None):
     """Expert episodes checked against the world model: (train store, held-out store, info).
     `cache` (a dict shared by the N_E values of one `ditto run`): the dataset is read once."""
-    from ditto_jax.data.rlds import Selection, load_episodes, read_dataset_metadata
+    from ditto_jax.data.reader import load_episodes
+    from ditto_jax.data.schema import Selection
+    from ditto_jax.data.source import read_dataset_metadata
     from ditto_jax.data.store import EpisodeStore
     obs_shape = tuple(wm_meta["obs_shape"])
     ds_meta = read_dataset_metadata(expert, data_dir=data_dir)

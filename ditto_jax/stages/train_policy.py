@@ -22,6 +22,7 @@ import numpy as np
 # build its parser and must not pay for jax (tests/test_cli.py checks it).
 from ditto_jax.core import resources
 from ditto_jax.core.args import positive_int
+from ditto_jax.core.config import check_fields
 from ditto_jax.errors import DittoError
 
 # Re-exported: the policy stage's public helpers, imported on first use (PEP 562).
@@ -45,9 +46,44 @@ ACCEPTS_EXTRA_ARGS = True
 DEFAULT_CONFIG = resources.config_path("policy.py") + ":small"  # any cwd, any install
 _COMPAT_KEYS = ("method", "agent_config", "world_model", "expert", "state_version")
 SELECT_METRIC = "heldout_expert_prob"  # the offline signal behind `--checkpoint best`
-_LOOP_FIELDS = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_every",
+# Loop settings, free to change when resuming (and left out of `ditto run`'s stamps).
+LOOP_FIELDS = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_every",
                 "eval_episodes", "eval_envs", "eval_max_steps", "tracking", "probe_every",
                 "probe_batch", "drift_length", "time_limit_s")
+
+
+# Checked when a config is loaded, before any data or checkpoint is read, so a typo costs
+# seconds, not a training run. `method` is checked against the method registry.
+_POLICY_CHOICES = {
+    "reward": ("maxcos", "cosine", "l2", "sparse", "gail"),
+    "latent": ("h", "z", "h+z"),
+    "first_step": ("sample", "all_actions"),
+    "expert_selection": ("first", "top"),
+    "eval_protocol": ("ditto", "machado"),
+}
+_POLICY_BOUNDS = {
+    "lr": (0, True), "disc_lr": (0, True), "eps": (0, True), "clip": (0, True),
+    "horizon": (1, False), "batch_size": (1, False), "bc_batch_size": (1, False),
+    "steps": (0, False), "log_every": (1, False), "save_every": (1, False),
+    "target_every": (1, False), "gamma": (0, False), "lam": (0, False),
+    "entropy": (0, False), "dbc_entropy": (0, False), "expert_episodes": (0, False),
+    "heldout_episodes": (0, False), "eval_every": (0, False), "eval_episodes": (1, False),
+    "eval_envs": (1, False), "eval_max_steps": (1, False), "bc_init_steps": (0, False),
+    "critic_warmup_steps": (0, False), "bc_frame_stack": (1, False),
+    "probe_every": (0, False), "probe_batch": (1, False), "drift_length": (1, False),
+}
+
+
+def validate_policy_config(config, prefix="config."):
+    """The policy config block (`ditto train-policy`, `config.policy` of `ditto run`)."""
+    from ditto_jax import methods  # the registry: built-in and user-registered methods
+    check_fields(config, dict(_POLICY_CHOICES, method=methods.names()), _POLICY_BOUNDS,
+                 prefix)
+    gamma = config.get("gamma")
+    if gamma is not None and not 0 <= gamma <= 1:
+        raise DittoError("Config value out of range", field=f"{prefix}gamma",
+                         expected="in [0, 1]", got=gamma)
+    return config
 
 
 def add_arguments(p):
@@ -75,7 +111,6 @@ def resolve(config, method=None, steps=None):
     data or checkpoint is read, so a bad value exits at once."""
     import ml_collections
     from ditto_jax import methods
-    from ditto_jax.core.config import validate_policy_config
     if isinstance(config, ml_collections.FrozenConfigDict):
         config = config.as_configdict()
     config = config.copy_and_resolve_references()
@@ -100,7 +135,7 @@ def _agent_meta(config, wm_meta, wm_workdir, expert, expert_info, workdir, metho
     from ditto_jax.stages.policy_agents import _relpath
     return {
         "method": config.method, "config": config.to_dict(),
-        "agent_config": {k: v for k, v in config.to_dict().items() if k not in _LOOP_FIELDS},
+        "agent_config": {k: v for k, v in config.to_dict().items() if k not in LOOP_FIELDS},
         "state_version": method.state_version,
         # The step, dataset fingerprint and a digest of the parameters too: a policy is
         # never resumed or evaluated on a world model trained further, on other data or

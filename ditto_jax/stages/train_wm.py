@@ -12,6 +12,7 @@ import numpy as np
 # module to build its parser and must not pay for jax (tests/test_cli.py checks it).
 from ditto_jax.core import resources
 from ditto_jax.core.args import non_negative_int, positive_int
+from ditto_jax.core.config import check_fields
 from ditto_jax.errors import DittoError
 # Re-exported: the stage's public helpers.
 from ditto_jax.stages.wm_data import (AUTHORS_PIXEL_STATS, _apply_image_scale,  # noqa: F401
@@ -35,11 +36,43 @@ DEFAULT_CONFIG = resources.config_path("wm.py") + ":small"  # any cwd, any insta
 # checkpoint written with different values cannot be resumed. "train" is the
 # train group without the loop settings below (batch size, sequence length, seed, ...).
 _COMPAT_KEYS = ("model", "dataset", "obs_shape", "num_actions", "loss", "optim", "train")
-# Loop settings, free to change when resuming.
-_LOOP_KEYS = ("steps", "log_every", "eval_every", "save_every", "strip_every",
+# Loop settings, free to change when resuming (and left out of `ditto run`'s stamps).
+LOOP_KEYS = ("steps", "log_every", "eval_every", "save_every", "strip_every",
               "keep_checkpoints", "time_limit_s")
 # Also free: the activation dtype (parameters stay float32, so the checkpoint fits either).
-_FREE_TRAIN_KEYS = _LOOP_KEYS + ("compute_dtype",)
+_FREE_TRAIN_KEYS = LOOP_KEYS + ("compute_dtype",)
+
+
+_WM_BOUNDS = {
+    "optim.lr": (0, True), "optim.eps": (0, True), "optim.clip": (0, True),
+    "loss.beta": (0, False), "loss.image_weight": (0, True), "train.batch_size": (1, False),
+    "train.seq_len": (2, False), "train.steps": (0, False), "train.log_every": (1, False),
+    "train.save_every": (1, False), "model.deter": (1, False), "model.stoch": (1, False),
+    "model.classes": (1, False),
+}
+
+
+def validate_wm_config(config, prefix="config."):
+    """The world-model config block (`ditto train-wm`, `config.wm` of `ditto run`), checked
+    before any data or checkpoint is read. The allowed values are the models' own tuples."""
+    # flax: the model modules define the choices; imported here to keep jax out of --help
+    from ditto_jax.core.devices import AUTO, COMPUTE_DTYPES
+    from ditto_jax.models.networks import CONV_IMPLS, DECODER_KINDS
+    from ditto_jax.models.rssm import LATENT_MODES
+    from ditto_jax.models.train_step import OPTIMIZERS
+    from ditto_jax.models.world_model import RECON_KINDS
+    from ditto_jax.stages.wm_data import IMAGE_SCALES
+    choices = {
+        "model.decoder": DECODER_KINDS,
+        "model.latent": LATENT_MODES,
+        "model.conv_impl": (AUTO,) + CONV_IMPLS,
+        "loss.recon": RECON_KINDS,
+        "optim.name": OPTIMIZERS,
+        "train.compute_dtype": (AUTO,) + COMPUTE_DTYPES,
+        "loss.image_scale": IMAGE_SCALES,
+    }
+    check_fields(config, choices, _WM_BOUNDS, prefix)
+    return config
 
 
 def add_arguments(p):
@@ -99,7 +132,6 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
     is_main = process_index == 0
     if steps is not None:
         config.train.steps = int(steps)
-    from ditto_jax.core.config import validate_wm_config
     validate_wm_config(config)  # before any data or checkpoint is read
     from ditto_jax.core.devices import apply_device_defaults  # "auto" fields, saved in meta
     apply_device_defaults(config, log=log if is_main else None)

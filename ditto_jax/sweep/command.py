@@ -33,24 +33,11 @@ import time
 from ditto_jax.core.args import non_negative_int, positive_int
 from ditto_jax.core.config import config_overrides, load_config
 from ditto_jax.errors import DittoError
-from ditto_jax.sweep.grid import (GRID_DIRS, load_grid, parse_variant, resolve_grid_path,
-                                  rlu_ablation_grid, seeds_list)
-from ditto_jax.sweep.jobs import (AFTER_WM_STAGES, COMMAND_ENV, RESULTS, WM_MARKER, WM_STAGES,
-                                  Job, _slug, default_command, expand, format_value,
+from ditto_jax.pipeline.plan import check_pipeline_config
+from ditto_jax.sweep.grid import load_grid
+from ditto_jax.sweep.jobs import (COMMAND_ENV, RESULTS, WM_STAGES, _slug, expand,
                                   override_args)
-from ditto_jax.pipeline.run import check_pipeline_config
-from ditto_jax.sweep.launch import LocalBackend, SlurmBackend, execute
-
-__all__ = [  # the names defined here and those re-exported from the modules above
-    "ACCEPTS_EXTRA_ARGS", "REPO_ROOT", "Status", "check_jobs", "error_from_log", "print_plan",
-    "run_sweep", "add_arguments",
-    "main",
-    "GRID_DIRS", "load_grid", "parse_variant", "resolve_grid_path", "rlu_ablation_grid",
-    "seeds_list",
-    "AFTER_WM_STAGES", "COMMAND_ENV", "RESULTS", "WM_MARKER", "WM_STAGES", "Job",
-    "default_command", "expand", "format_value", "override_args",
-    "LocalBackend", "SlurmBackend", "execute",
-]
+from ditto_jax.sweep.launch import LocalBackend, SlurmBackend
 
 ACCEPTS_EXTRA_ARGS = True  # --config.KEY=VALUE overrides for every run
 

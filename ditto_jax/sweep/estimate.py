@@ -109,7 +109,7 @@ def estimate(wm_jobs, runs, result):
     """(stages, notes): stage -> {jobs, units, unit, per_unit_s, seconds} (jobs: how many
     jobs of the grid contribute), and the assumptions made on the way."""
     from ditto_jax.core.config import load_config
-    from ditto_jax.sweep.command import override_args
+    from ditto_jax.sweep.jobs import override_args
     parts = result["parts"]
     upd = parts["ditto_update"]
     act = parts["act"]

@@ -88,9 +88,9 @@ def record(*, game, policy="expert", episodes, out, epsilon=0.0, protocol="ditto
            seed=0, max_steps=27_000, size=64, full_action_space=False, resume=False,
            progress=True, log=print):
     """Records `episodes` episodes into the RLDS dataset `out`; returns its path."""
-    from ditto_jax.data.rlds import EpisodeWriter
+    from ditto_jax.data.writer import EpisodeWriter
     from ditto_jax.envs import atari
-    from ditto_jax.experts import make_policy
+    from ditto_jax.experts.registry import make_policy
 
     if episodes < 1:
         raise DittoError("Nothing to record", field="--episodes", expected="a positive integer",

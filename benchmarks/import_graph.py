@@ -17,20 +17,22 @@ import sys
 
 PACKAGE = "ditto_jax"
 
-# The layers, lowest first. A module may import its own layer and the ones before it. The
-# key is the module's path below `ditto_jax` (a folder, or a top-level module).
+# The layers, lowest first: the one place the order is written (README's "Layout" says
+# why). A module may import its own layer and the ones before it. The key is the module's
+# folder below `ditto_jax` (or the name of a top-level module).
 LAYERS = (
-    ("errors",),
-    ("core",),
-    ("envs", "data", "models", "engine"),
-    ("experts",),
-    ("agents",),
-    ("methods",),
-    ("stages",),
-    ("report", "sweep"),
-    ("pipeline",),
-    ("api",),
-    ("cli", "__init__"),
+    ("errors",),                              # DittoError: every layer raises it
+    ("core",),                                # config, io, devices, provenance, media, ...
+    ("envs", "data", "models", "engine"),     # independent of each other
+    ("experts",),                             # play envs
+    ("agents",),                              # imitation maths on the models
+    ("methods",),                             # the registry of imitation methods
+    ("stages",),                              # one `ditto` command each
+    ("report",),                              # `ditto report`; results.json read back
+    ("pipeline",),                            # `ditto run`: runs the stages, writes results
+    ("sweep",),                               # `ditto sweep`: grids of `ditto run` jobs
+    ("api",),                                 # the Python API
+    ("cli", "__init__"),                      # the `ditto` command, the package
 )
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 
@@ -97,6 +99,8 @@ def edges(root):
                 target = _resolve(node.module, node.level, source, mods)
                 if not target or target.split(".")[0] != PACKAGE:
                     continue
+                if target == PACKAGE and all(a.name.startswith("__") for a in node.names):
+                    continue  # `from ditto_jax import __version__`: the package's metadata
                 taken = []
                 for alias in node.names:   # `from pkg import submodule` imports the submodule
                     sub = f"{target}.{alias.name}"

@@ -83,7 +83,7 @@ def load_policy(workdir, *, greedy=False, wm=None, seed=0):
     greedy: argmax actions instead of sampling. wm: the world model's workdir if it moved
     since training (its recorded step must still be there). seed: the policy's key.
     """
-    from ditto_jax.stages.train_policy import load_policy as _load
+    from ditto_jax.stages.policy_agents import load_policy as _load
     agent, config, meta = _load(workdir, greedy=greedy, wm=wm)
     return Policy(agent, config, meta, workdir=workdir, seed=seed, greedy=greedy)
 

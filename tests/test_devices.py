@@ -159,6 +159,6 @@ def test_train_wm_prints_saves_and_resumes_resolved_defaults(pong_dataset, tmp_p
     proc = train(3)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from step 2" in proc.stdout
-    from ditto_jax.stages.train_wm import load_world_model
+    from ditto_jax.stages.wm_io import load_world_model
     state, loaded = load_world_model(str(tmp_path))
     assert loaded["step"] == 3 and state.model.conv_impl == "matmul"

@@ -193,7 +193,7 @@ def test_dgail_alarm_is_judged_over_the_collapse_window_and_reported():
 
 
 def test_results_md_names_a_failed_adversarial_run():
-    from ditto_jax.pipeline.results import results_markdown
+    from ditto_jax.report.run_results import results_markdown
     row = {"method": "dgail", "base_method": "dgail", "label": "D-GAIL", "rule": "sample",
            "checkpoint": "final", "seeds": [0, 1], "episodes": 4, "returns": [-20.0] * 4,
            "return_mean": -20.0, "return_se": 0.0, "length_mean": 900.0, "iqm": -20.0,

@@ -567,7 +567,8 @@ def test_frame_size_the_world_model_cannot_take(tmp_path, size):
     """Expert data at another frame size than a 64x64 world model, without resize: the
     error names the dataset, the observation field, the expected and the actual shape."""
     from ditto_jax.core.config import load_config
-    from ditto_jax.stages.train_policy import DEFAULT_CONFIG, load_expert
+    from ditto_jax.stages.policy_data import load_expert
+    from ditto_jax.stages.train_policy import DEFAULT_CONFIG
     rng = np.random.default_rng(0)
     out = write_dataset(str(tmp_path / f"ds{size}"),
                         [make_episode(rng, 3, shape=(size, size, 1)) for _ in range(2)],

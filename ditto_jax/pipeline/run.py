@@ -187,7 +187,8 @@ def stage_policy(config, layout, *, progress, log):
     train together, vmapped where it pays (those resuming from the same step share one
     program). The expert data is read once and encoded once per seed for all of them."""
     from ditto_jax.methods import get as get_method
-    from ditto_jax.stages.train_policy import train_policy_seeds, vmap_pays
+    from ditto_jax.stages.policy_loop import vmap_pays
+    from ditto_jax.stages.train_policy import train_policy_seeds
     _, expert, reader = data_sources(config, layout)
     kw = dict(reader)
     if config.data.source == "rlu":

@@ -106,7 +106,7 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
         the result's `checkpoint` records which step was evaluated. Its files are
         eval_PROTOCOL[-best].json/.mp4.
     """
-    from ditto_jax.stages.train_policy import evaluate_agent, load_policy
+    from ditto_jax.stages.policy_agents import evaluate_agent, load_policy
     from ditto_jax.core import viz
     from ditto_jax.stages.evaluation import ExpertAgreement, reference_returns
     if episodes < 1:

@@ -131,7 +131,7 @@ def load_pinned_world_model(meta, workdir, wm=None):
     digest. Anything else is refused, so a world model trained further, on other data or
     with another seed is never used silently. A policy trained before parameter digests
     were recorded loads with a one-line warning."""
-    from ditto_jax.stages.train_wm import load_world_model
+    from ditto_jax.stages.wm_io import load_world_model
     recorded = meta.get("world_model", {})
     path = os.path.abspath(wm) if wm else resolve_wm_path(meta, workdir)
     ckpt_dir = os.path.join(path, "checkpoints")

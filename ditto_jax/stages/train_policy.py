@@ -12,7 +12,6 @@ checkpoints, metrics and evaluation; its expert latents are encoded with its own
 when trained alone. The batch is sharded over the same data-parallel mesh as the
 world-model stage; params, latents and the world model are replicated.
 """
-import importlib
 import os
 
 import numpy as np
@@ -24,23 +23,6 @@ from ditto_jax.core import resources
 from ditto_jax.core.args import positive_int
 from ditto_jax.core.config import check_fields
 from ditto_jax.errors import DittoError
-
-# Re-exported: the policy stage's public helpers, imported on first use (PEP 562).
-_LAZY = {name: f"ditto_jax.stages.{module}" for module, names in (
-    ("policy_agents", ("PixelBCAgent", "WorldModelAgent", "evaluate_agent",
-                       "load_pinned_world_model", "load_policy", "policy_method",
-                       "resolve_wm_path")),
-    ("policy_data", ("encode_expert", "encode_store", "heldout_accuracy",
-                     "heldout_diagnostics", "inference_model", "load_expert", "make_context")),
-    ("policy_loop", ("_stack_data", "_with_seed", "make_advance", "vmap_pays")))
-    for name in names}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 ACCEPTS_EXTRA_ARGS = True
 DEFAULT_CONFIG = resources.config_path("policy.py") + ":small"  # any cwd, any install
@@ -184,7 +166,7 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
     from ditto_jax.stages.policy_probes import make_policy_probes
     from ditto_jax.stages.policy_loop import _stack_data, _with_seed, make_advance, vmap_pays
     from ditto_jax.core.provenance import provenance
-    from ditto_jax.stages.train_wm import load_world_model
+    from ditto_jax.stages.wm_io import load_world_model
     m, config = resolve(config, method, steps)
     if not os.path.exists(expert) and "/" not in expert:
         raise DittoError("Expert dataset not found", path=expert)

@@ -14,20 +14,8 @@ from ditto_jax.core import resources
 from ditto_jax.core.args import non_negative_int, positive_int
 from ditto_jax.core.config import check_fields
 from ditto_jax.errors import DittoError
-# Re-exported: the stage's public helpers.
-from ditto_jax.stages.wm_data import (AUTHORS_PIXEL_STATS, _apply_image_scale,  # noqa: F401
-                                      _model_inputs, check_sources_agree, data_sources,
-                                      dataset_fingerprint, load_training_data)
-
-_LAZY = {"load_world_model": "ditto_jax.stages.wm_io",  # re-exported, imported on first use
-         "write_open_loop_strip": "ditto_jax.stages.wm_io"}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from ditto_jax.stages.wm_data import (_apply_image_scale, _model_inputs, check_sources_agree,
+                                      data_sources, dataset_fingerprint, load_training_data)
 
 ACCEPTS_EXTRA_ARGS = True  # --config.KEY=VALUE overrides
 DEFAULT_CONFIG = resources.config_path("wm.py") + ":small"  # any cwd, any install

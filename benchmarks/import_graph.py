@@ -1,7 +1,7 @@
 """The import graph of `ditto_jax/`, read from the source (an AST walk, nothing imported).
 
   python benchmarks/import_graph.py            counts, cycles and layer violations
-  python benchmarks/import_graph.py --root DIR the same for another checkout (e.g. a base commit)
+  python benchmarks/import_graph.py --root DIR   the same for another checkout
 
 Every `import` / `from ... import` is read, at module level and inside functions alike. It
 prints the number of function-local `from ditto_jax...` imports, the import cycles between
@@ -119,14 +119,22 @@ def local_from_imports(root):
     return sorted({(e.source, e.line) for e in edges(root) if e.local and e.is_from})
 
 
+def _ancestors(module):
+    parts = module.split(".")
+    return {".".join(parts[:i]) for i in range(1, len(parts))}
+
+
 def cycles(root):
     """Import cycles between files: the strongly connected components with more than one
-    module (Tarjan), each a sorted tuple, module-level and function-local imports alike."""
+    module (Tarjan), each a sorted tuple, module-level and function-local imports alike.
+    Importing `a.b.c` first runs the package `a.b`'s `__init__`, so that is an edge too
+    (unless the importer sits inside that package, which is then already importing)."""
     mods = set(modules(root))
     graph = {m: set() for m in mods}
     for e in edges(root):
-        if e.target in mods and e.target != e.source:
-            graph[e.source].add(e.target)
+        for target in {e.target} | (_ancestors(e.target) - _ancestors(e.source) - {e.source}):
+            if target in mods and target != e.source:
+                graph[e.source].add(target)
     index, low, stack, on, out = {}, {}, [], set(), []
 
     def visit(v):
@@ -178,7 +186,7 @@ def upward(root):
 
 def private_across(root):
     """Private names (`_x`) imported from another package: (source, target, name, line).
-    Within one folder (e.g. stages/run.py from stages/run_eval.py) this is allowed."""
+    Within one folder (e.g. pipeline/run.py from pipeline/run_eval.py) this is allowed."""
     out = []
     for e in edges(root):
         if floor(e.source) == floor(e.target):
@@ -191,7 +199,8 @@ def private_across(root):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p.add_argument("--root", default=here)
     p.add_argument("--list", action="store_true", help="list the function-local imports")
     args = p.parse_args(argv)
     local = local_from_imports(args.root)

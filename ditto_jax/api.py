@@ -15,7 +15,9 @@ INTER_AREA). `run(config, workdir)` is `ditto run` from Python.
 import numpy as np
 
 from ditto_jax.core.args import quiet_logs
+from ditto_jax.core.config import apply_overrides, load_config
 from ditto_jax.errors import DittoError
+from ditto_jax.pipeline.run import DEFAULT_CONFIG, STAGES, run_pipeline
 
 # As `ditto` does for its commands, before anything below imports TensorFlow, Orbax or
 # absl: TF's C++ start-up notes and absl's WARNING lines (Orbax, TFDS) stay quiet, errors
@@ -99,8 +101,6 @@ def run(config, workdir, *, overrides=(), stages=None, progress=True, log=print)
     ("smoke", "demo", "paper"); `overrides` are "KEY=VALUE" strings, as
     `--config.KEY=VALUE` on the command line (e.g. ["policy.horizon=9"]). Returns
     results.json's content."""
-    from ditto_jax.core.config import apply_overrides, load_config
-    from ditto_jax.pipeline.run import DEFAULT_CONFIG, STAGES, run_pipeline
     if isinstance(config, str):
         config = load_config(f"{DEFAULT_CONFIG}:{config}")
     config = apply_overrides(config, list(overrides))

@@ -20,7 +20,8 @@ from ditto_jax.core.provenance import ditto_version
 # and `main(args)`.
 COMMANDS = {
     "record": ("ditto_jax.stages.record", "record episodes of a policy as an RLDS dataset"),
-    "info": ("ditto_jax.stages.info", "summarise an RLDS dataset (local directory or TFDS name)"),
+    "info": ("ditto_jax.stages.info",
+             "summarise an RLDS dataset (local directory or TFDS name)"),
     "train-wm": ("ditto_jax.stages.train_wm", "train the world model (stage 1)"),
     "train-policy": ("ditto_jax.stages.train_policy",
                      "train an imitation policy: ditto, dbc, dgail or bc (stage 2)"),
@@ -100,7 +101,8 @@ def _what_was_kept(args):
 def _exit_past_stuck_writers(code):
     """Exits now when a checkpoint save passed its deadline: Python's normal exit joins
     every non-daemon thread, and Orbax's stuck writer threads would never end."""
-    checkpoint = sys.modules.get("ditto_jax.engine.checkpoint")  # never import jax just for this
+    # never import jax just for this
+    checkpoint = sys.modules.get("ditto_jax.engine.checkpoint")
     if checkpoint is not None and checkpoint.abandoned_saves():
         sys.stdout.flush()
         sys.stderr.flush()

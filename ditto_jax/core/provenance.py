@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+from ditto_jax.core.io import write_json_atomic
 
 STAMP = "ditto_stage.json"
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
@@ -78,7 +79,6 @@ def read_stamp(directory):
 def write_stamp(directory, stage, fields):
     os.makedirs(directory, exist_ok=True)
     stamp = {"stage": stage, "fingerprint": config_hash(fields), "fields": _plain(fields)}
-    from ditto_jax.core.io import write_json_atomic
     write_json_atomic(os.path.join(directory, STAMP), stamp, default=str)
     return stamp
 

@@ -15,13 +15,20 @@ import os
 import time
 
 from ditto_jax.core import resources
-from ditto_jax.core.io import write_json
+from ditto_jax.core import provenance as prov
+from ditto_jax.core.config import config_overrides, load_config
+from ditto_jax.core.io import lock_workdir, read_json, write_json
+from ditto_jax.data.schema import is_finished_dataset
 from ditto_jax.errors import DittoError
+from ditto_jax.pipeline import results as results_lib
 from ditto_jax.pipeline.plan import (POLICY_UNSTAMPED, STAGES, Layout, check_pipeline_config,
                                      checkpoint_range, checkpoint_step, data_fields,
                                      data_sources, expert_episode_counts, methods_of,
                                      policy_fields, policy_meta, run_seeds, wm_fields)
 from ditto_jax.pipeline.run_eval import stage_eval
+from ditto_jax.stages.record import record
+from ditto_jax.stages.train_policy import train_policy_seeds
+from ditto_jax.stages.train_wm import train_world_model
 
 ACCEPTS_EXTRA_ARGS = True
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -48,7 +55,6 @@ def _reuse_or_move_aside(directory, stage, fields, log, legacy=None):
     is then retrained) and says which fields changed. Writes nothing into `directory`:
     the stamp goes onto finished outputs only (`_stamp_finished`), so a vacated folder
     stays absent and the stage starts there from nothing."""
-    from ditto_jax.core import provenance as prov
     if not os.path.isdir(directory):
         return
     if os.listdir(directory) == [prov.STAMP]:
@@ -67,7 +73,6 @@ def _reuse_or_move_aside(directory, stage, fields, log, legacy=None):
 
 def _stamp_finished(directory, stage, fields):
     """Stamps a stage's finished output with the fields that produced it."""
-    from ditto_jax.core import provenance as prov
     if os.path.isdir(directory) and os.listdir(directory):  # (not on a process that
         prov.write_stamp(directory, stage, fields)           # wrote nothing there)
 
@@ -76,7 +81,6 @@ def _move_aside_overtrained(directory, stage, at, steps, log):
     """A finished stage holding more updates than `steps` asks for is moved aside and
     retrained to `steps`, so the run never labels a longer training with a shorter
     budget. Returns the checkpoint step left in `directory` (None after a move)."""
-    from ditto_jax.core import provenance as prov
     if at is None or at <= steps:
         return at
     moved = prov.move_aside(directory, f"{at}steps")
@@ -87,8 +91,6 @@ def _move_aside_overtrained(directory, stage, at, steps, log):
 
 def stage_data(config, layout, *, progress, log):
     """Records the scripted datasets (resuming an interrupted one); RLU needs nothing."""
-    from ditto_jax.stages.record import record
-    from ditto_jax.data.schema import is_finished_dataset
     d = config.data
     if d.source != "scripted":
         from ditto_jax.data.source import read_dataset_metadata
@@ -120,7 +122,6 @@ def stage_data(config, layout, *, progress, log):
 
 
 def stage_wm(config, layout, *, progress, log):
-    from ditto_jax.stages.train_wm import train_world_model
     steps = int(config.wm.train.steps)
     fields = wm_fields(config)
     _reuse_or_move_aside(layout.wm, "wm", fields, log)
@@ -164,7 +165,6 @@ def _adopt_cell(config, layout, method, seed, ne, log):
     """A cell finished under the other naming (`policies/ditto` from a run with one N_E,
     `policies/ditto-ne1` from a run with several) is moved to this run's name, with its
     evaluation files, when its stamp says it was trained with exactly these settings."""
-    from ditto_jax.core import provenance as prov
     target = layout.policy(method, seed, ne)
     other = layout.policy(method, seed, ne, multi=not layout.multi_ne)
     if os.path.exists(target) or not os.path.isdir(other) or prov.read_stamp(other) is None \
@@ -188,7 +188,6 @@ def stage_policy(config, layout, *, progress, log):
     program). The expert data is read once and encoded once per seed for all of them."""
     from ditto_jax.methods import get as get_method
     from ditto_jax.stages.policy_loop import vmap_pays
-    from ditto_jax.stages.train_policy import train_policy_seeds
     _, expert, reader = data_sources(config, layout)
     kw = dict(reader)
     if config.data.source == "rlu":
@@ -247,7 +246,6 @@ def stage_policy(config, layout, *, progress, log):
 
 
 def stage_report(config, layout, *, progress, log, timings=None):
-    from ditto_jax.pipeline import results as results_lib
     return results_lib.write_report(config, layout, timings=timings or {}, log=log)
 
 
@@ -261,7 +259,6 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
     check_pipeline_config(config, stages)  # fail on bad values before hours of training
     layout = Layout(config, workdir)
     os.makedirs(layout.workdir, exist_ok=True)
-    from ditto_jax.core.io import lock_workdir, read_json
     lock = lock_workdir(layout.workdir, "ditto run")  # one writer per workdir, until return
     write_json(os.path.join(layout.workdir, "pipeline_config.json"), config.to_dict())
     timings_path = os.path.join(layout.workdir, "stage_seconds.json")
@@ -292,7 +289,6 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
 
 def main(args):
     from ditto_jax.core import parallel
-    from ditto_jax.core.config import config_overrides, load_config
     overrides = config_overrides(args.extra_args)
     spec = args.config or f"{DEFAULT_CONFIG}:{args.preset or 'demo'}"
     if args.config and args.preset:

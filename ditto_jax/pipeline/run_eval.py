@@ -5,10 +5,14 @@ import json
 import os
 import time
 
+from ditto_jax.core import provenance as prov
 from ditto_jax.core.io import write_json
+from ditto_jax.data.reader import dataset_summary
 from ditto_jax.pipeline.plan import (checkpoint_range, checkpoint_step, data_sources,
                                      eval_checkpoints, eval_rules, expert_episode_counts,
                                      featured_method, methods_of, policy_meta, run_seeds)
+from ditto_jax.stages.evaluate import evaluate_workdir, reference_source
+from ditto_jax.stages.evaluation import expert_spec_of, reference_returns, summarize
 
 
 def _eval_settings(config, seed):
@@ -20,7 +24,6 @@ def _eval_settings(config, seed):
 
 def _expert_spec(config):
     """The scripted expert measured live as the expert reference, if there is one."""
-    from ditto_jax.stages.evaluation import expert_spec_of
     if config.data.source != "scripted" or str(config.eval.expert) != "live":
         return None
     return expert_spec_of(config.data.expert_policy)
@@ -41,7 +44,6 @@ def _fresh(path, settings):
 def references(config, layout, seed, *, log):
     """eval/random[-sN].json and eval/expert[-sN].json for one evaluation seed: measured
     under the learners' own protocol, cap, seeds and loop (`reference_returns`)."""
-    from ditto_jax.stages.evaluation import reference_returns, summarize
     settings = _eval_settings(config, seed)
     suffix = layout.seed_suffix(seed)
     paths = {k: os.path.join(layout.eval, f"{k}{suffix}.json") for k in ("random", "expert")}
@@ -72,8 +74,6 @@ def references(config, layout, seed, *, log):
 
 
 def stage_eval(config, layout, *, progress, log):
-    from ditto_jax.core import provenance as prov
-    from ditto_jax.stages.evaluate import evaluate_workdir, reference_source
     rules = eval_rules(config)
     ne_values = expert_episode_counts(config)
     jobs = [(method, ne, rule, ck) for method in methods_of(config) for ne in ne_values
@@ -126,8 +126,6 @@ def expert_result(config, layout, settings):
     or a non-scripted policy). Comparable with the learners only when recorded under the
     evaluation's protocol and cap; otherwise expert-normalised scores are left empty.
     """
-    from ditto_jax.data.reader import dataset_summary
-    from ditto_jax.stages.evaluation import summarize
     _, expert, reader = data_sources(config, layout)
     kw = {}
     if config.data.source == "rlu":

@@ -3,8 +3,11 @@ import json
 import os
 import re
 
+from ditto_jax.core import viz
 from ditto_jax.core.args import non_negative_int, positive_int
+from ditto_jax.core.io import write_json_atomic
 from ditto_jax.errors import DittoError
+from ditto_jax.stages.evaluation import ExpertAgreement, expert_spec_of, reference_returns
 
 
 def add_arguments(p):
@@ -37,7 +40,6 @@ def add_arguments(p):
 
 def _expert_spec(meta):
     """The scripted expert behind the policy's demonstrations, if it can be asked live."""
-    from ditto_jax.stages.evaluation import expert_spec_of
     source = meta.get("expert", {}).get("source")
     if not source:
         return None
@@ -107,8 +109,6 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
         eval_PROTOCOL[-best].json/.mp4.
     """
     from ditto_jax.stages.policy_agents import evaluate_agent, load_policy
-    from ditto_jax.core import viz
-    from ditto_jax.stages.evaluation import ExpertAgreement, reference_returns
     if episodes < 1:
         raise DittoError("Nothing to evaluate", field="--episodes", expected=">= 1",
                          got=episodes)
@@ -164,7 +164,6 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
               video=frames if video else None, tag=f"eval/{tag}_episode",
               tracking=dict(config.get("tracking") or {}),
               scalars={prefix + k: result.get(k) for k in EVAL_SCALARS})
-    from ditto_jax.core.io import write_json_atomic
     write_json_atomic(os.path.join(workdir, f"eval_{tag}.json"), result)
     return result
 

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from ditto_jax.core.args import non_negative_int, positive_int, probability
+from ditto_jax.data.writer import EpisodeWriter
 from ditto_jax.errors import DittoError
 
 # Arguments that must match when a recording is resumed; the episode count and
@@ -88,7 +89,6 @@ def record(*, game, policy="expert", episodes, out, epsilon=0.0, protocol="ditto
            seed=0, max_steps=27_000, size=64, full_action_space=False, resume=False,
            progress=True, log=print):
     """Records `episodes` episodes into the RLDS dataset `out`; returns its path."""
-    from ditto_jax.data.writer import EpisodeWriter
     from ditto_jax.envs import atari
     from ditto_jax.experts.registry import make_policy
 

@@ -21,7 +21,8 @@ import numpy as np
 # build its parser and must not pay for jax (tests/test_cli.py checks it).
 from ditto_jax.core import resources
 from ditto_jax.core.args import positive_int
-from ditto_jax.core.config import check_fields
+from ditto_jax.core.config import check_fields, config_overrides, load_config, refuse_conflicts
+from ditto_jax.core.provenance import provenance
 from ditto_jax.errors import DittoError
 
 ACCEPTS_EXTRA_ARGS = True
@@ -165,7 +166,6 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
                                               load_expert, make_context)
     from ditto_jax.stages.policy_probes import make_policy_probes
     from ditto_jax.stages.policy_loop import _stack_data, _with_seed, make_advance, vmap_pays
-    from ditto_jax.core.provenance import provenance
     from ditto_jax.stages.wm_io import load_world_model
     m, config = resolve(config, method, steps)
     if not os.path.exists(expert) and "/" not in expert:
@@ -255,7 +255,6 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
 
 def main(args):
     from ditto_jax.core import parallel
-    from ditto_jax.core.config import config_overrides, load_config, refuse_conflicts
     overrides = config_overrides(args.extra_args)
     config = load_config(args.config, overrides)
     refuse_conflicts(config, overrides, [("--method", args.method, "method"),

@@ -12,10 +12,13 @@ import numpy as np
 # module to build its parser and must not pay for jax (tests/test_cli.py checks it).
 from ditto_jax.core import resources
 from ditto_jax.core.args import non_negative_int, positive_int
-from ditto_jax.core.config import check_fields
+from ditto_jax.core.config import check_fields, config_overrides, load_config, refuse_conflicts
+from ditto_jax.core.devices import AUTO, COMPUTE_DTYPES, apply_device_defaults
+from ditto_jax.core.provenance import provenance
 from ditto_jax.errors import DittoError
-from ditto_jax.stages.wm_data import (_apply_image_scale, _model_inputs, check_sources_agree,
-                                      data_sources, dataset_fingerprint, load_training_data)
+from ditto_jax.stages.wm_data import (IMAGE_SCALES, _apply_image_scale, _model_inputs,
+                                      check_sources_agree, data_sources, dataset_fingerprint,
+                                      load_training_data)
 
 ACCEPTS_EXTRA_ARGS = True  # --config.KEY=VALUE overrides
 DEFAULT_CONFIG = resources.config_path("wm.py") + ":small"  # any cwd, any install
@@ -44,12 +47,10 @@ def validate_wm_config(config, prefix="config."):
     """The world-model config block (`ditto train-wm`, `config.wm` of `ditto run`), checked
     before any data or checkpoint is read. The allowed values are the models' own tuples."""
     # flax: the model modules define the choices; imported here to keep jax out of --help
-    from ditto_jax.core.devices import AUTO, COMPUTE_DTYPES
     from ditto_jax.models.networks import CONV_IMPLS, DECODER_KINDS
     from ditto_jax.models.rssm import LATENT_MODES
     from ditto_jax.models.train_step import OPTIMIZERS
     from ditto_jax.models.world_model import RECON_KINDS
-    from ditto_jax.stages.wm_data import IMAGE_SCALES
     choices = {
         "model.decoder": DECODER_KINDS,
         "model.latent": LATENT_MODES,
@@ -121,7 +122,6 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
     if steps is not None:
         config.train.steps = int(steps)
     validate_wm_config(config)  # before any data or checkpoint is read
-    from ditto_jax.core.devices import apply_device_defaults  # "auto" fields, saved in meta
     apply_device_defaults(config, log=log if is_main else None)
     mesh = parallel.make_mesh()
     local_batch = parallel.local_batch_size(config.train.batch_size, mesh)
@@ -163,7 +163,6 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
     state = parallel.replicate(state, mesh)
 
     from ditto_jax.engine import Hook, Loop, Run, fit
-    from ditto_jax.core.provenance import provenance
     rep, bsh = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     train_step = jax.jit(wm.train_step, in_shardings=(rep, bsh, rep),
                          out_shardings=(rep, rep), donate_argnums=0)
@@ -208,7 +207,6 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
 
 def main(args):
     from ditto_jax.core import parallel
-    from ditto_jax.core.config import config_overrides, load_config, refuse_conflicts
     overrides = config_overrides(args.extra_args)
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     config = load_config(args.config, overrides)

@@ -5,8 +5,8 @@ import os
 import jax
 import numpy as np
 
+from ditto_jax.core import io, viz
 from ditto_jax.engine import checkpoint as ckpt_lib
-from ditto_jax.core import io
 from ditto_jax.errors import DittoError
 from ditto_jax.stages.wm_data import _model_inputs
 
@@ -53,7 +53,6 @@ def write_open_loop_strip(wm, state, store, config, workdir, step, *, context=5,
     Writes strips/open_loop_STEP.{png,gif} and, with a `writer`, the PNG to
     TensorBoard (and wandb) as the image `world_model/open_loop`.
     """
-    from ditto_jax.core import viz
     length = context + horizon
     rng = np.random.default_rng([config.train.seed, 7, 0])  # the same windows every time
     batch = store.sample_windows(rng, count, length)

@@ -32,11 +32,11 @@ import time
 
 from ditto_jax.core.args import non_negative_int, positive_int
 from ditto_jax.core.config import config_overrides, load_config
+from ditto_jax.core.io import write_json_atomic
 from ditto_jax.errors import DittoError
 from ditto_jax.pipeline.plan import check_pipeline_config
 from ditto_jax.sweep.grid import load_grid
-from ditto_jax.sweep.jobs import (COMMAND_ENV, RESULTS, WM_STAGES, _slug, expand,
-                                  override_args)
+from ditto_jax.sweep.jobs import COMMAND_ENV, RESULTS, WM_STAGES, _slug, expand, override_args
 from ditto_jax.sweep.launch import LocalBackend, SlurmBackend
 
 ACCEPTS_EXTRA_ARGS = True  # --config.KEY=VALUE overrides for every run
@@ -75,7 +75,6 @@ class Status:
             counts[e["status"]] = counts.get(e["status"], 0) + 1
         data = {**self.meta, "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "counts": counts,
                 "runs": list(self.entries.values())}
-        from ditto_jax.core.io import write_json_atomic
         write_json_atomic(self.path, data, indent=1)
 
     def failed(self):

@@ -25,6 +25,7 @@ import json
 import os
 
 from ditto_jax.core.config import load_config
+from ditto_jax.core.devices import resolve_compute_dtype
 from ditto_jax.errors import DittoError
 from ditto_jax.sweep.jobs import override_args
 
@@ -74,7 +75,6 @@ def load_device_results(path):
 
 def _wm_part(result, wm_config):
     """(part name, record) of the world-model step in the dtype this device would use."""
-    from ditto_jax.core.devices import resolve_compute_dtype
     dtype = resolve_compute_dtype(wm_config.train.get("compute_dtype", "auto"),
                                   result.get("backend", "gpu"), result.get("device_kind"))
     parts = result["parts"]

@@ -85,6 +85,7 @@ def load_policy(workdir, *, greedy=False, wm=None, seed=0):
     greedy: argmax actions instead of sampling. wm: the world model's workdir if it moved
     since training (its recorded step must still be there). seed: the policy's key.
     """
+    # jax: imported on use, never by --help
     from ditto_jax.stages.policy_agents import load_policy as _load
     agent, config, meta = _load(workdir, greedy=greedy, wm=wm)
     return Policy(agent, config, meta, workdir=workdir, seed=seed, greedy=greedy)
@@ -92,6 +93,7 @@ def load_policy(workdir, *, greedy=False, wm=None, seed=0):
 
 def make_env(game, protocol="ditto", **kwargs):
     """A preprocessed Atari env (ditto_jax.envs.atari.make_env)."""
+    # gymnasium and ale-py: imported on use, never by --help
     from ditto_jax.envs.atari import make_env as _make_env
     return _make_env(game, protocol, **kwargs)
 

@@ -19,6 +19,7 @@ from ditto_jax.core import provenance as prov
 from ditto_jax.core.config import config_overrides, load_config
 from ditto_jax.core.io import lock_workdir, read_json, write_json
 from ditto_jax.data.schema import is_finished_dataset
+from ditto_jax.data.source import read_dataset_metadata
 from ditto_jax.errors import DittoError
 from ditto_jax.pipeline import results as results_lib
 from ditto_jax.pipeline.plan import (POLICY_UNSTAMPED, STAGES, Layout, check_pipeline_config,
@@ -93,7 +94,6 @@ def stage_data(config, layout, *, progress, log):
     """Records the scripted datasets (resuming an interrupted one); RLU needs nothing."""
     d = config.data
     if d.source != "scripted":
-        from ditto_jax.data.source import read_dataset_metadata
         _, source, reader = data_sources(config, layout)
         try:  # fail here, not after the first stage that needs it
             read_dataset_metadata(source, **reader)
@@ -186,6 +186,7 @@ def stage_policy(config, layout, *, progress, log):
     """Trains every method x N_E x seed (the cells); the pending seeds of a method and N_E
     train together, vmapped where it pays (those resuming from the same step share one
     program). The expert data is read once and encoded once per seed for all of them."""
+    # jax: imported on use, never by --help
     from ditto_jax.methods import get as get_method
     from ditto_jax.stages.policy_loop import vmap_pays
     _, expert, reader = data_sources(config, layout)
@@ -288,7 +289,7 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
 
 
 def main(args):
-    from ditto_jax.core import parallel
+    from ditto_jax.core import parallel  # jax: imported on use, never by --help
     overrides = config_overrides(args.extra_args)
     spec = args.config or f"{DEFAULT_CONFIG}:{args.preset or 'demo'}"
     if args.config and args.preset:

@@ -6,6 +6,7 @@ import re
 from ditto_jax.core import viz
 from ditto_jax.core.args import non_negative_int, positive_int
 from ditto_jax.core.io import write_json_atomic
+from ditto_jax.data.source import read_dataset_metadata
 from ditto_jax.errors import DittoError
 from ditto_jax.stages.evaluation import ExpertAgreement, expert_spec_of, reference_returns
 
@@ -44,7 +45,6 @@ def _expert_spec(meta):
     if not source:
         return None
     try:
-        from ditto_jax.data.source import read_dataset_metadata
         return expert_spec_of(read_dataset_metadata(source).get("policy"))
     except (DittoError, OSError, ValueError):
         return None  # the expert data is not here (a moved run): no live reference
@@ -108,6 +108,7 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
         the result's `checkpoint` records which step was evaluated. Its files are
         eval_PROTOCOL[-best].json/.mp4.
     """
+    # jax: imported on use, never by --help
     from ditto_jax.stages.policy_agents import evaluate_agent, load_policy
     if episodes < 1:
         raise DittoError("Nothing to evaluate", field="--episodes", expected=">= 1",
@@ -158,7 +159,7 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
         result["video"] = viz.save_video(frames, os.path.join(workdir, f"eval_{tag}.mp4"))
     # The scores (and the episode) in TensorBoard and wandb, at the evaluated checkpoint's
     # training step, so they line up with the training curves.
-    from ditto_jax.engine.metrics import log_media
+    from ditto_jax.engine.metrics import log_media  # jax: imported on use, never by --help
     prefix = f"eval/{tag}/{result['rule']}/"
     log_media(workdir, step=int(meta["checkpoint"]["step"]),
               video=frames if video else None, tag=f"eval/{tag}_episode",

@@ -154,6 +154,7 @@ def encode_store(wm_state, store, *, chunk=256, seed=0):
 
 def make_context(config, wm_state, wm_meta):
     """The `methods.Context` of this world model and game (shapes only, no params)."""
+    # methods imports this module back (the acting agents move to agents/)
     from ditto_jax.methods import Context
     model = wm_state.model
     dummy = model.apply(wm_state.params, 1, method=WorldModel.initial_state)

@@ -89,6 +89,7 @@ def record(*, game, policy="expert", episodes, out, epsilon=0.0, protocol="ditto
            seed=0, max_steps=27_000, size=64, full_action_space=False, resume=False,
            progress=True, log=print):
     """Records `episodes` episodes into the RLDS dataset `out`; returns its path."""
+    # gymnasium and ale-py: imported on use, never by --help
     from ditto_jax.envs import atari
     from ditto_jax.experts.registry import make_policy
 

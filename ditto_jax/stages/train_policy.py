@@ -93,7 +93,7 @@ def resolve(config, method=None, steps=None):
     """(method object, the checked and frozen config that will run). Called before any
     data or checkpoint is read, so a bad value exits at once."""
     import ml_collections
-    from ditto_jax import methods
+    from ditto_jax import methods  # jax: imported on use, never by --help
     if isinstance(config, ml_collections.FrozenConfigDict):
         config = config.as_configdict()
     config = config.copy_and_resolve_references()
@@ -108,6 +108,7 @@ def resolve(config, method=None, steps=None):
 
 def build_method(config, name, wm_state, wm_meta, *, key):
     """(initial state, pure step `(state, batch, rng, wm_params)`, actor apply) of a method."""
+    # jax: imported on use, never by --help
     from ditto_jax.stages.policy_agents import policy_method
     method, ctx = policy_method(name, config, wm_state, wm_meta)
     return (method.init(config, ctx, key), method.train_step(config, ctx),
@@ -115,7 +116,7 @@ def build_method(config, name, wm_state, wm_meta, *, key):
 
 
 def _agent_meta(config, wm_meta, wm_workdir, expert, expert_info, workdir, method):
-    from ditto_jax.stages.policy_agents import _relpath
+    from ditto_jax.stages.policy_agents import _relpath  # jax: imported on use, never by --help
     return {
         "method": config.method, "config": config.to_dict(),
         "agent_config": {k: v for k, v in config.to_dict().items() if k not in LOOP_FIELDS},
@@ -159,6 +160,7 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
     import jax
     import jax.numpy as jnp
 
+    # jax: imported on use, never by --help
     from ditto_jax.core import parallel
     from ditto_jax.engine import Hook, Loop, Run, Select, fit
     from ditto_jax.stages.policy_agents import evaluate_agent
@@ -254,7 +256,7 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
 
 
 def main(args):
-    from ditto_jax.core import parallel
+    from ditto_jax.core import parallel  # jax: imported on use, never by --help
     overrides = config_overrides(args.extra_args)
     config = load_config(args.config, overrides)
     refuse_conflicts(config, overrides, [("--method", args.method, "method"),

@@ -46,7 +46,7 @@ _WM_BOUNDS = {
 def validate_wm_config(config, prefix="config."):
     """The world-model config block (`ditto train-wm`, `config.wm` of `ditto run`), checked
     before any data or checkpoint is read. The allowed values are the models' own tuples."""
-    # flax: the model modules define the choices; imported here to keep jax out of --help
+    # jax: the model modules define the choices; imported on use, never by --help
     from ditto_jax.models.networks import CONV_IMPLS, DECODER_KINDS
     from ditto_jax.models.rssm import LATENT_MODES
     from ditto_jax.models.train_step import OPTIMIZERS
@@ -113,6 +113,7 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
     """
     import jax
 
+    # jax: imported on use, never by --help
     from ditto_jax import models as wm
     from ditto_jax.core import parallel
     from ditto_jax.stages.wm_io import write_open_loop_strip
@@ -162,7 +163,7 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
         state = wm.set_decoder_background(state, frames)
     state = parallel.replicate(state, mesh)
 
-    from ditto_jax.engine import Hook, Loop, Run, fit
+    from ditto_jax.engine import Hook, Loop, Run, fit  # jax: imported on use, never by --help
     rep, bsh = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     train_step = jax.jit(wm.train_step, in_shardings=(rep, bsh, rep),
                          out_shardings=(rep, rep), donate_argnums=0)
@@ -206,7 +207,7 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
 
 
 def main(args):
-    from ditto_jax.core import parallel
+    from ditto_jax.core import parallel  # jax: imported on use, never by --help
     overrides = config_overrides(args.extra_args)
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     config = load_config(args.config, overrides)

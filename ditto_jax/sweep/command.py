@@ -35,6 +35,7 @@ from ditto_jax.core.config import config_overrides, load_config
 from ditto_jax.core.io import write_json_atomic
 from ditto_jax.errors import DittoError
 from ditto_jax.pipeline.plan import check_pipeline_config
+from ditto_jax.sweep import estimate
 from ditto_jax.sweep.grid import load_grid
 from ditto_jax.sweep.jobs import COMMAND_ENV, RESULTS, WM_STAGES, _slug, expand, override_args
 from ditto_jax.sweep.launch import LocalBackend, SlurmBackend
@@ -171,7 +172,6 @@ def run_sweep(wm_jobs, runs, sweep_dir, backend, *, retries=1, meta=None, log=pr
             error = error_from_log(job.log)
         ok = rc == 0 and error is None
         if ok and job.phase == 1:
-            from ditto_jax.core.io import write_json_atomic
             write_json_atomic(job.marker, {"command": job.command, "time": time.time()},
                               indent=None)
         n = e["attempts"] + 1
@@ -283,7 +283,6 @@ def main(args):
     wm_jobs, runs = expand(grid, sweep_dir, extra_overrides=overrides, command=command,
                            shared_dir=args.shared_dir, only=args.only, grid_path=grid_path)
     if getattr(args, "estimate", False):
-        from ditto_jax.sweep import estimate
         return estimate.main(wm_jobs, runs, grid=args.grid,
                              device_results=args.device_results)
     if args.dry_run:

@@ -27,7 +27,7 @@ each peak memory figure is that part's own:
                     "auto" compute dtype), built by ditto_jax.stages.train_policy.build_method
                     as benchmarks/policy.py does.
   act               acting latency per step with 1 and 16 environments: encoder + RSSM
-                    posterior step + actor (train_policy.WorldModelAgent), on random frames;
+                    posterior step + actor (policy_agents.WorldModelAgent), on random frames;
                     no emulator.
   policy_vmap_seeds vmapped multi-seed policy training does not exist yet: null, with a note.
 

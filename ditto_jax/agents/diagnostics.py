@@ -53,7 +53,7 @@ def rollouts(model, params, start, actions, key):
 def action_gap(model, params, latents, store, *, horizon=15, gamma=0.95, batch=256,
                seed=0, parts=PARTS, rewards=REWARDS):
     """The action-gap table for held-out expert episodes in `store` (latents from
-    `train_policy.encode_store`)."""
+    `stages/policy_data.encode_store`)."""
     rng = np.random.default_rng(seed)
     num_actions = store.num_actions
     win = store.sample_expert_windows(rng, batch, horizon, with_observation=False)

@@ -47,7 +47,7 @@ from ditto_jax.pipeline.plan import (eval_checkpoints, eval_rules, expert_episod
                                      featured_method, methods_of, run_seeds)
 from ditto_jax.report.plots import plot_ne_curve
 from ditto_jax.report.run_results import (REFERENCES, SCHEMA_VERSION, baselines, label,
-                                          results_markdown)
+                                          ne_tables, results_markdown)
 from ditto_jax.report.stats import iqm_ci, probability_of_improvement
 from ditto_jax.stages.evaluate import reference_source
 

@@ -17,7 +17,8 @@ import numpy as np
 from ditto_jax.core.args import quiet_logs
 from ditto_jax.core.config import apply_overrides, load_config
 from ditto_jax.errors import DittoError
-from ditto_jax.pipeline.run import DEFAULT_CONFIG, STAGES, run_pipeline
+from ditto_jax.pipeline.plan import STAGES
+from ditto_jax.pipeline.run import DEFAULT_CONFIG, run_pipeline
 
 # As `ditto` does for its commands, before anything below imports TensorFlow, Orbax or
 # absl: TF's C++ start-up notes and absl's WARNING lines (Orbax, TFDS) stay quiet, errors

@@ -91,7 +91,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["ditto_jax", "ditto_jax.*"]),
     # Experiment configs and grids, found after a non-editable install by
-    # ditto_jax.resources under <prefix>/share/ditto_jax/experiments/.
+    # ditto_jax.core.resources under <prefix>/share/ditto_jax/experiments/.
     data_files=[(f"share/ditto_jax/experiments/{d}", sorted(glob.glob(f"experiments/{d}/*.py")))
                 for d in ("configs", "grids")],
     install_requires=[
@@ -116,7 +116,7 @@ setup(
         "ml_collections",
         "tqdm",
         "matplotlib",
-        "mediapy",   # episode videos (ditto_jax/viz.py); Pillow writes the GIF fallback
+        "mediapy",   # episode videos (ditto_jax/core/viz.py); Pillow writes the GIF fallback
         "pillow",
         "tensorboardX",
         "rliable",

@@ -1,4 +1,4 @@
-"""Reward action-gap diagnostic (ditto_jax/diagnostics.py) for a trained world model.
+"""Reward action-gap diagnostic (ditto_jax/agents/diagnostics.py) for a trained world model.
 
     python benchmarks/action_gap.py --wm runs/study/wm --expert runs/study/data/expert \
         [--heldout 1] [--horizon 15] [--batch 256] [--out benchmarks/results/action_gap.json]
@@ -20,8 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def measure(wm_state, held, *, horizon=15, gamma=0.95, batch=256, seed=0, **kw):
     """The action-gap table (diagnostics.action_gap) of a loaded world model on a store of
     held-out expert episodes, from their posterior latents; `kw`: parts, rewards."""
-    from ditto_jax import diagnostics
-    from ditto_jax.stages.train_policy import encode_store, inference_model
+    from ditto_jax.agents import diagnostics
+    from ditto_jax.stages.policy_data import encode_store, inference_model
     latents = encode_store(wm_state, held, seed=seed)
     return diagnostics.action_gap(inference_model(wm_state), wm_state.params, latents, held,
                                   horizon=horizon, gamma=gamma, batch=batch, seed=seed, **kw)
@@ -43,9 +43,9 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import ml_collections
-    from ditto_jax import diagnostics
-    from ditto_jax.stages.train_policy import load_expert
-    from ditto_jax.stages.train_wm import load_world_model
+    from ditto_jax.agents import diagnostics
+    from ditto_jax.stages.policy_data import load_expert
+    from ditto_jax.stages.wm_io import load_world_model
     t0 = time.perf_counter()
     wm_state, wm_meta = load_world_model(args.wm, step=args.wm_step)
     cfg = ml_collections.ConfigDict(dict(expert_episodes=0, expert_selection="first",

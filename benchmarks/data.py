@@ -26,7 +26,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ditto_jax.data import rlds  # noqa: E402
+from ditto_jax.data import png, reader, schema  # noqa: E402
+from ditto_jax.data.writer import EpisodeWriter  # noqa: E402
 from ditto_jax.data.store import EpisodeStore  # noqa: E402
 
 ACTIONS = ["NOOP", "FIRE", "UP", "RIGHT", "LEFT", "DOWN"]
@@ -103,7 +104,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     load_avg = os.getloadavg()
-    _, t_import = timed(rlds._tfds)
+    _, t_import = timed(schema._tfds)
     info = machine_info()
     info["load_average_at_start"] = list(load_avg)
     rng = np.random.default_rng(0)
@@ -112,7 +113,7 @@ def main(argv=None):
     tmp = tempfile.mkdtemp(prefix="ditto_bench_data_")
     out = os.path.join(tmp, "ds")
     try:
-        writer = rlds.EpisodeWriter(out, obs_shape=(64, 64, 1), action_meanings=ACTIONS,
+        writer = EpisodeWriter(out, obs_shape=(64, 64, 1), action_meanings=ACTIONS,
                                     dataset_metadata={"game": "synthetic"})
 
         def stage():
@@ -124,7 +125,7 @@ def main(argv=None):
 
         loads = []
         for _ in range(5):
-            eps, t_load = timed(lambda: rlds.load_episodes(out))
+            eps, t_load = timed(lambda: reader.load_episodes(out))
             store, t_store = timed(lambda: EpisodeStore.from_episodes(eps))
             loads.append((t_load, t_store))
             assert store.num_steps == n_steps
@@ -139,10 +140,10 @@ def main(argv=None):
 
         # RL Unplugged-like frames: 84x84 PNGs from TensorFlow's encoder (libpng adaptive
         # filters, so some frames need the OpenCV path), decoded and resized to 64x64.
-        tf = rlds._tf()
+        tf = schema._tf()
         big = atari_like_episode(np.random.default_rng(1), 1000, size=84)["observation"]
         pngs = [tf.io.encode_png(f).numpy() for f in big]
-        rlu_rate = rate(lambda: rlds._resize_frames(rlds.decode_png_frames(pngs), (64, 64)),
+        rlu_rate = rate(lambda: png._resize_frames(png.decode_png_frames(pngs), (64, 64)),
                         min_time=1.0) * len(pngs)
 
         res = {

@@ -124,8 +124,8 @@ def part_wm(s, work, limit_s):
     import numpy as np
     import ml_collections
     from benchmarks.wm_compare import open_loop_errors
-    from ditto_jax import parallel
-    from ditto_jax.configs import load_python_file
+    from ditto_jax.core import parallel
+    from ditto_jax.core.config import load_python_file
     from ditto_jax.models.world_model import background_frame
     from ditto_jax.stages.policy_data import load_expert
     from ditto_jax.stages.train_wm import train_world_model
@@ -182,7 +182,7 @@ def part_wm(s, work, limit_s):
 
 
 def policy_config(s, n_e):
-    from ditto_jax.configs import load_python_file
+    from ditto_jax.core.config import load_python_file
     c = load_python_file(os.path.join(ROOT, "experiments", "configs", "policy.py"),
                          "get_config").get_config("tiny" if s["tiny"] else "paper")
     # The study's settings, chosen offline (README "How DITTO's settings were chosen").
@@ -198,7 +198,7 @@ def policy_config(s, n_e):
 def part_policies(s, work, limit_s):
     """Every (N_E, method) for all seeds, each with an equal share of what is left."""
     t_start = time.perf_counter()
-    from ditto_jax import parallel
+    from ditto_jax.core import parallel
     from ditto_jax.stages.train_policy import train_policy_seeds
     parallel.enable_compilation_cache()
     paths = data_paths(s)
@@ -299,7 +299,7 @@ def _iqm_fn():
 def collect(s, work, speed, log_path):
     """results.json's content from the parts' files (whatever exists)."""
     import numpy as np
-    from ditto_jax.report_stats import stratified_bootstrap_ci
+    from ditto_jax.report.stats import stratified_bootstrap_ci
     iqm, iqm_impl = _iqm_fn()
     evals = [_read_json(p) for p in sorted(glob.glob(os.path.join(work, "eval", "*.json")))]
     evals = [e for e in evals if e]
@@ -336,7 +336,7 @@ def collect(s, work, speed, log_path):
         "eval": {"episodes": int(s["EVAL_EPISODES"]), "envs": int(s["EVAL_ENVS"]),
                  "max_steps": int(s["EVAL_MAX_STEPS"])},
         "iqm_impl": iqm_impl, "ci": "95% stratified bootstrap over episodes within seeds "
-                                    "(ditto_jax.report_stats), 2000 resamples",
+                                    "(ditto_jax.report.stats), 2000 resamples",
         "rows": rows,
         "speed": {"device_kind": (speed or {}).get("device_kind"),
                   "backend": (speed or {}).get("backend"),
@@ -524,7 +524,7 @@ def main(argv=None):
         plot_scores(res, os.path.join(args.out, "scores.png"))
     except Exception as e:  # noqa: BLE001 - a plot must not cost the numbers
         _log(f"scores.png: {type(e).__name__}: {e}", log_path)
-    from ditto_jax import provenance
+    from ditto_jax.core import provenance
     # launch/device_study.sh --tiny blocks these (a sitecustomize sets them to None), as
     # the GPU host lacks them; on the host itself they are simply not installed.
     blocked = [n for n in ("tensorflow", "tensorflow_datasets")

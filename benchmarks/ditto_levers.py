@@ -63,8 +63,8 @@ def main(argv=None):
     p.add_argument("--out", default="benchmarks/results/ditto_levers.json", help="JSON output")
     args = p.parse_args(argv)
 
-    from ditto_jax.configs import load_config
-    from ditto_jax.resources import config_path
+    from ditto_jax.core.config import load_config
+    from ditto_jax.core.resources import config_path
     from ditto_jax.stages.train_policy import train_policy
     names = [n for n in args.only.split(",") if n] or list(VARIANTS)
     results = {}

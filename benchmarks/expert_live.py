@@ -32,10 +32,10 @@ def main(argv=None):
     p.add_argument("--envs", type=int, default=10)
     p.add_argument("--out", default="benchmarks/results/breakout_tracker.json")
     args = p.parse_args(argv)
-    from ditto_jax import provenance
-    from ditto_jax.evaluation import reference_returns
+    from ditto_jax.core import provenance
+    from ditto_jax.stages.evaluation import reference_returns
     t0 = time.perf_counter()
-    seed = 12_345 + 1_000 * args.seed  # stages/run_eval.py's evaluation seed
+    seed = 12_345 + 1_000 * args.seed  # pipeline/run_eval.py's evaluation seed
     refs = reference_returns(args.game, protocol=args.protocol, max_steps=args.max_steps,
                              episodes=args.episodes, seed=seed, num_envs=args.envs,
                              expert_spec=args.policy)

@@ -101,8 +101,8 @@ def main(argv=None):
     p.add_argument("--runs", nargs="+", required=True, help="`ditto run` workdirs")
     p.add_argument("--out", required=True, help="folder for results.json/md and plots/")
     args = p.parse_args(argv)
-    from ditto_jax.report_plots import plot_ne_curve
-    from ditto_jax.results import results_markdown
+    from ditto_jax.report.plots import plot_ne_curve
+    from ditto_jax.report.run_results import results_markdown
     results = combine(args.runs)
     results["command"] = "python benchmarks/ne_combine.py " + " ".join(
         sys.argv[1:] if argv is None else argv)

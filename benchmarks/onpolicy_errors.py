@@ -30,10 +30,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def measure(workdir, *, episodes, envs, seed, max_steps, greedy=False):
     """One policy's returns and on-policy expert diagnostics (no files written)."""
     from ditto_jax.envs import atari
-    from ditto_jax.evaluation import ExpertAgreement
+    from ditto_jax.stages.evaluation import ExpertAgreement
     from ditto_jax.stages.evaluate import _expert_spec
     from ditto_jax.stages.policy_agents import evaluate_agent
-    from ditto_jax.stages.train_policy import load_policy
+    from ditto_jax.stages.policy_agents import load_policy
     agent, config, meta = load_policy(workdir, greedy=greedy)
     spec = _expert_spec(meta)
     if not spec:

@@ -5,7 +5,7 @@
 
 Writes a synthetic RLDS dataset of Atari-like 64x64 grayscale frames (benchmarks/data.py's
 generator; `encode_png`, as `ditto record` writes them) and reads it the way every stage
-does (`rlds.load_episodes` + `EpisodeStore.from_episodes`), with the reader's frame
+does (`reader.load_episodes` + `EpisodeStore.from_episodes`), with the reader's frame
 decoder swapped between
   - png.py:           `decode_png_frames` as the checkout has it;
   - cv2 loop:         `cv2.imdecode` per frame, one thread (the library, plainly);
@@ -34,7 +34,8 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from ditto_jax.data import png, reader, rlds  # noqa: E402
+from ditto_jax.data import png, reader, schema  # noqa: E402
+from ditto_jax.data.writer import EpisodeWriter  # noqa: E402
 from ditto_jax.data.store import EpisodeStore  # noqa: E402
 
 
@@ -87,22 +88,22 @@ def main(argv=None):
     out = os.path.join(tmp, "ds")
     times = {k: {"read_s": [], "decode_s": [], "rlu_s": []} for k in DECODERS}
     try:
-        writer = rlds.EpisodeWriter(out, obs_shape=(64, 64, 1), action_meanings=bench.ACTIONS,
+        writer = EpisodeWriter(out, obs_shape=(64, 64, 1), action_meanings=bench.ACTIONS,
                                     dataset_metadata={"game": "synthetic"})
         for i, e in enumerate(episodes):
             writer.write_episode(e, {"episode_id": i, "policy": "bench"})
         writer.finalize()
         pngs = [png.encode_png(f) for f in episodes[0]["observation"]]
-        tf = rlds._tf()
+        tf = schema._tf()
         big = bench.atari_like_episode(np.random.default_rng(1), 1000, size=84)["observation"]
         rlu = [tf.io.encode_png(f).numpy() for f in big]
-        reference = EpisodeStore.from_episodes(rlds.load_episodes(out))  # warm-up, and
+        reference = EpisodeStore.from_episodes(reader.load_episodes(out))  # warm-up, and
         for rep in range(args.reps + 1):                                 # the reference
             for name, decode in DECODERS.items():
                 reader.decode_png_frames = decode
                 try:
                     store, t_read = timed(
-                        lambda: EpisodeStore.from_episodes(rlds.load_episodes(out)))
+                        lambda: EpisodeStore.from_episodes(reader.load_episodes(out)))
                 finally:
                     reader.decode_png_frames = png.decode_png_frames
                 assert store.num_steps == n

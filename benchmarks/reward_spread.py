@@ -68,7 +68,7 @@ def main(argv=None):
 
     import ml_collections
     from ditto_jax.stages.policy_data import load_expert
-    from ditto_jax.stages.train_wm import load_world_model
+    from ditto_jax.stages.wm_io import load_world_model
     t0 = time.perf_counter()
     wm_state, wm_meta = load_world_model(args.wm, step=args.wm_step)
     cfg = ml_collections.ConfigDict(dict(expert_episodes=0, expert_selection="first",

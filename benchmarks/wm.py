@@ -223,8 +223,8 @@ def recon_worker(spec):
     import jax
     import jax.numpy as jnp
     from ditto_jax.models import init_train_state, train_step
-    from ditto_jax.models.world_model import (WorldModel, get_feat, prev_actions_onehot,
-                                              preprocess)
+    from ditto_jax.models.rssm import get_feat
+    from ditto_jax.models.world_model import WorldModel, prev_actions_onehot, preprocess
     recon, *extra = spec["recon"].split("+")  # e.g. object_weighted+model.decoder_kernel=2
     c = build_config(spec["preset"], spec["overrides"] + [f"loss.recon={recon}"] + extra)
     b, t = c.train.batch_size, c.train.seq_len

@@ -273,7 +273,8 @@ def compare(args, argv):
     import jax.numpy as jnp
     import ml_collections
     from tqdm import tqdm
-    from ditto_jax import parallel, provenance
+    from ditto_jax.core import parallel
+    from ditto_jax.core import provenance
     from ditto_jax.envs import atari
     from ditto_jax.errors import DittoError
     from ditto_jax.models.world_model import background_frame

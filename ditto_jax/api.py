@@ -14,8 +14,11 @@ INTER_AREA). `run(config, workdir)` is `ditto run` from Python.
 """
 import numpy as np
 
-from ditto_jax.cli import quiet_logs
+from ditto_jax.core.args import quiet_logs
+from ditto_jax.core.config import apply_overrides, load_config
 from ditto_jax.errors import DittoError
+from ditto_jax.pipeline.plan import STAGES
+from ditto_jax.pipeline.run import DEFAULT_CONFIG, run_pipeline
 
 # As `ditto` does for its commands, before anything below imports TensorFlow, Orbax or
 # absl: TF's C++ start-up notes and absl's WARNING lines (Orbax, TFDS) stay quiet, errors
@@ -83,13 +86,15 @@ def load_policy(workdir, *, greedy=False, wm=None, seed=0):
     greedy: argmax actions instead of sampling. wm: the world model's workdir if it moved
     since training (its recorded step must still be there). seed: the policy's key.
     """
-    from ditto_jax.stages.train_policy import load_policy as _load
+    # jax: imported on use, never by --help
+    from ditto_jax.stages.policy_agents import load_policy as _load
     agent, config, meta = _load(workdir, greedy=greedy, wm=wm)
     return Policy(agent, config, meta, workdir=workdir, seed=seed, greedy=greedy)
 
 
 def make_env(game, protocol="ditto", **kwargs):
     """A preprocessed Atari env (ditto_jax.envs.atari.make_env)."""
+    # gymnasium and ale-py: imported on use, never by --help
     from ditto_jax.envs.atari import make_env as _make_env
     return _make_env(game, protocol, **kwargs)
 
@@ -99,8 +104,6 @@ def run(config, workdir, *, overrides=(), stages=None, progress=True, log=print)
     ("smoke", "demo", "paper"); `overrides` are "KEY=VALUE" strings, as
     `--config.KEY=VALUE` on the command line (e.g. ["policy.horizon=9"]). Returns
     results.json's content."""
-    from ditto_jax.configs import apply_overrides, load_config
-    from ditto_jax.stages.run import DEFAULT_CONFIG, STAGES, run_pipeline
     if isinstance(config, str):
         config = load_config(f"{DEFAULT_CONFIG}:{config}")
     config = apply_overrides(config, list(overrides))

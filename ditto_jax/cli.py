@@ -7,28 +7,29 @@ command that needs it. Every option's help shows its default.
 import argparse
 import glob
 import importlib
-import logging
 import os
 import signal
 import sys
 import threading
 
+from ditto_jax.core.args import quiet_logs
 from ditto_jax.errors import DittoError, Terminated
-from ditto_jax.provenance import ditto_version
+from ditto_jax.core.provenance import ditto_version
 
 # name -> (module, one-line help). Each module defines `add_arguments(parser)`
 # and `main(args)`.
 COMMANDS = {
-    "record": ("ditto_jax.data.recorder", "record episodes of a policy as an RLDS dataset"),
-    "info": ("ditto_jax.data.info", "summarise an RLDS dataset (local directory or TFDS name)"),
+    "record": ("ditto_jax.stages.record", "record episodes of a policy as an RLDS dataset"),
+    "info": ("ditto_jax.stages.info",
+             "summarise an RLDS dataset (local directory or TFDS name)"),
     "train-wm": ("ditto_jax.stages.train_wm", "train the world model (stage 1)"),
     "train-policy": ("ditto_jax.stages.train_policy",
                      "train an imitation policy: ditto, dbc, dgail or bc (stage 2)"),
     "eval": ("ditto_jax.stages.evaluate", "evaluate a trained policy in the real game"),
-    "run": ("ditto_jax.stages.run",
+    "run": ("ditto_jax.pipeline.run",
             "the whole pipeline: data, world model, all methods, evaluation, results"),
-    "report": ("ditto_jax.report", "tables, IQM and plots for a sweep directory"),
-    "sweep": ("ditto_jax.sweep",
+    "report": ("ditto_jax.report.command", "tables, IQM and plots for a sweep directory"),
+    "sweep": ("ditto_jax.sweep.command",
               "run a grid of experiments (`ditto run` jobs), locally or on SLURM"),
 }
 
@@ -45,42 +46,6 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
                 or action.default == []):
             return text
         return f"{text} (default: %(default)s)"
-
-
-# -- argument types: bad numbers are refused by argparse, before anything runs -----------
-
-def _number(kind, text, low, inclusive, what):
-    try:
-        value = kind(text)
-    except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    if value < low or (not inclusive and value == low):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-    return value
-
-
-def positive_int(text):
-    """argparse type: an integer >= 1."""
-    return _number(int, text, 0, False, "a positive integer")
-
-
-def non_negative_int(text):
-    """argparse type: an integer >= 0."""
-    return _number(int, text, 0, True, "a non-negative integer")
-
-
-def probability(text):
-    """argparse type: a number in [0, 1]."""
-    value = _number(float, text, 0.0, True, "a number in [0, 1]")
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
-
-
-def quiet_logs():
-    """Silences TensorFlow's C++ start-up chatter and absl/TFDS/Orbax INFO lines."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def _command_in(argv):
@@ -136,7 +101,8 @@ def _what_was_kept(args):
 def _exit_past_stuck_writers(code):
     """Exits now when a checkpoint save passed its deadline: Python's normal exit joins
     every non-daemon thread, and Orbax's stuck writer threads would never end."""
-    checkpoint = sys.modules.get("ditto_jax.checkpoint")  # never import jax just for this
+    # never import jax just for this
+    checkpoint = sys.modules.get("ditto_jax.engine.checkpoint")
     if checkpoint is not None and checkpoint.abandoned_saves():
         sys.stdout.flush()
         sys.stderr.flush()

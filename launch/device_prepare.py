@@ -52,7 +52,7 @@ def fail(msg):
 
 
 def games_with_trackers(games):
-    from ditto_jax.experts.base import TRACKERS
+    from ditto_jax.experts.registry import TRACKERS
     return [g for g in games if g in TRACKERS], [g for g in games if g not in TRACKERS]
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Runs a grid of experiments: the same as `ditto sweep ...` (ditto_jax/sweep.py).
+"""Runs a grid of experiments: the same as `ditto sweep ...` (ditto_jax/sweep/command.py).
 
   python launch/sweep.py experiments/grids/local.py --workers 2
   python launch/sweep.py paper:games=breakout --backend slurm --partition gpu --gpus 1 \

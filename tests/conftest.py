@@ -28,7 +28,7 @@ def run_cli(*args, env=None, timeout=600, cwd=REPO):
 @pytest.fixture(scope="session")
 def pong_dataset(tmp_path_factory):
     """Four short Pong episodes (epsilon-noisy expert) as an RLDS dataset on disk."""
-    from ditto_jax.data.recorder import record
+    from ditto_jax.stages.record import record
     out = str(tmp_path_factory.mktemp("data") / "pong")
     record(game="pong", policy="expert", epsilon=0.3, episodes=4, out=out, seed=0,
            max_steps=120, progress=False, log=lambda *a: None)

@@ -14,8 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 def main(coordinator, process_id, data, workdir):
     import jax
     import numpy as np
-    from ditto_jax import parallel
-    from ditto_jax.configs import load_config
+    from ditto_jax.core import parallel
+    from ditto_jax.core.config import load_config
     from ditto_jax.stages.train_wm import train_world_model
 
     parallel.initialize_distributed(coordinator, 2, int(process_id))

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from ditto_jax import cli
+from ditto_jax.core.args import non_negative_int, positive_int
 from tests.conftest import REPO, run_cli
 
 
@@ -109,10 +110,10 @@ def test_bad_numbers_are_refused_by_argparse(argv, option, capsys):
 
 
 def test_positive_int_type():
-    assert cli.positive_int("3") == 3 and cli.non_negative_int("0") == 0
+    assert positive_int("3") == 3 and non_negative_int("0") == 0
     for bad in ("0", "-1", "1.5", "x"):
         with pytest.raises(argparse.ArgumentTypeError):
-            cli.positive_int(bad)
+            positive_int(bad)
 
 
 @pytest.mark.parametrize("command, extra", [
@@ -120,7 +121,7 @@ def test_positive_int_type():
     ("train-policy", ["--wm", "w", "--expert", "e", "--workdir", "w"]),
 ])
 def test_default_configs_load_from_any_directory(command, extra, tmp_path, monkeypatch):
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     monkeypatch.chdir(tmp_path)
     args = cli.build_parser(commands=[command]).parse_args([command, *extra])
     path = args.config.partition(":")[0]
@@ -144,10 +145,10 @@ def test_train_wm_runs_its_default_config_from_another_directory(tmp_path):
 @pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_library_use_is_quiet(tmp_path):
     """No ALE banner and no TensorFlow start-up lines when used from Python."""
-    code = ("from ditto_jax.data.recorder import record\n"
+    code = ("from ditto_jax.stages.record import record\n"
             f"record(game='pong', policy='random', episodes=1, max_steps=5, "
             f"out={str(tmp_path / 'd')!r}, progress=False, log=lambda *a: None)\n"
-            "from ditto_jax.data.rlds import dataset_summary\n"
+            "from ditto_jax.data.reader import dataset_summary\n"
             f"print(dataset_summary({str(tmp_path / 'd')!r})['episodes'])\n")
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -180,7 +181,7 @@ def test_a_flag_and_its_config_override_must_agree(argv, flag, key, tmp_path, ca
 def test_provenance_records_tensorflow_rliable_and_ditto_jax():
     from importlib import metadata
 
-    from ditto_jax.provenance import ditto_version, package_versions
+    from ditto_jax.core.provenance import ditto_version, package_versions
     packages = package_versions()
     assert packages["ditto_jax"] == ditto_version()
     assert packages["rliable"] == metadata.version("rliable")

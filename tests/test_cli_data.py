@@ -139,7 +139,7 @@ def test_info_refuses_a_corrupt_metadata_json(tmp_path):
     """A torn or mistyped metadata.json used to read as {} (blank action names, exit 0)."""
     import numpy as np
     import pytest
-    from ditto_jax.data.rlds import dataset_summary
+    from ditto_jax.data.reader import dataset_summary
     from ditto_jax.errors import DittoError
     from tests.test_rlds import ACTIONS, make_episode, write_dataset
     rng = np.random.default_rng(0)

@@ -42,9 +42,9 @@ def test_benchmark_and_its_modules_import_without_the_blocked_packages(tmp_path)
     code = (
         "import sys\n"
         "import benchmarks.device as d\n"
-        "import benchmarks.wm, ditto_jax.models, ditto_jax.devices\n"
+        "import benchmarks.wm, ditto_jax.models, ditto_jax.core.devices\n"
         "import ditto_jax.stages.train_policy, ditto_jax.agents.imitation\n"
-        "from ditto_jax.configs import load_python_file\n"
+        "from ditto_jax.core.config import load_python_file\n"
         "wm, pol = d.load_configs(True)\n"
         "wm_paper, pol_paper = d.load_configs(False)\n"
         "assert wm_paper.train.batch_size == 50 and pol_paper.batch_size == 512\n"

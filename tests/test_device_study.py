@@ -31,7 +31,8 @@ def exported(pong_dataset, tmp_path_factory):
 
 
 def test_export_round_trips_every_step_field_and_the_metadata(pong_dataset, exported):
-    from ditto_jax.data.rlds import load_episodes, read_dataset_metadata
+    from ditto_jax.data.reader import load_episodes
+    from ditto_jax.data.source import read_dataset_metadata
     from ditto_jax.data.schema import STEP_FIELDS
     assert exported["episodes"] == 4 and exported["bytes"] > 0
     ref = load_episodes(pong_dataset)
@@ -51,7 +52,8 @@ def test_export_round_trips_every_step_field_and_the_metadata(pong_dataset, expo
 
 def test_export_reads_without_tensorflow(exported):
     code = ("import sys\n"
-            "from ditto_jax.data.rlds import load_episodes, read_dataset_metadata\n"
+            "from ditto_jax.data.reader import load_episodes\n"
+            "from ditto_jax.data.source import read_dataset_metadata\n"
             f"eps = load_episodes({exported['path']!r}, expected_obs_shape=(64, 64, 1))\n"
             f"meta = read_dataset_metadata({exported['path']!r})\n"
             "assert len(eps) == 4 and meta['game'] == 'pong'\n"
@@ -62,7 +64,7 @@ def test_export_reads_without_tensorflow(exported):
 
 
 def test_bad_exports_give_clear_errors(exported, tmp_path):
-    from ditto_jax.data.export import load_episodes
+    from ditto_jax.data.npz import load_episodes
     from ditto_jax.errors import DittoError
     with pytest.raises(DittoError, match="not found"):
         load_episodes(str(tmp_path / "missing.npz"))

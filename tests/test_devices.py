@@ -1,10 +1,10 @@
-"""Device-aware world-model defaults (ditto_jax/devices.py), with faked backend names."""
+"""Device-aware world-model defaults (ditto_jax/core/devices.py), with faked backend names."""
 import json
 import os
 
 import pytest
 
-from ditto_jax import devices
+from ditto_jax.core import devices
 from tests.conftest import REPO, run_cli
 
 GIB = 2 ** 30
@@ -12,7 +12,7 @@ WM_CONFIG = os.path.join(REPO, "experiments/configs/wm.py")
 
 
 def _wm_config(preset):
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     return load_config(f"{WM_CONFIG}:{preset}")
 
 
@@ -159,6 +159,6 @@ def test_train_wm_prints_saves_and_resumes_resolved_defaults(pong_dataset, tmp_p
     proc = train(3)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resumed from step 2" in proc.stdout
-    from ditto_jax.stages.train_wm import load_world_model
+    from ditto_jax.stages.wm_io import load_world_model
     state, loaded = load_world_model(str(tmp_path))
     assert loaded["step"] == 3 and state.model.conv_impl == "matmul"

@@ -6,14 +6,8 @@ import pytest
 
 from ditto_jax.envs import make_env
 from ditto_jax.errors import DittoError
-from ditto_jax.experts import (
-    EpsilonPolicy,
-    Policy,
-    RandomPolicy,
-    expert_games,
-    make_policy,
-    run_episodes,
-)
+from ditto_jax.experts.base import EpsilonPolicy, Policy, RandomPolicy
+from ditto_jax.experts.registry import expert_games, make_policy, run_episodes
 
 
 class _Constant:
@@ -184,7 +178,7 @@ def test_on_policy_agreement_and_expert_probability_in_the_learners_states():
     agreement counts the actions taken; E[pi(a_E)] and argmax agreement read pi(.|s)."""
     from ditto_jax.envs import atari
     from ditto_jax.envs.vector import make_vector_env
-    from ditto_jax.evaluation import ExpertAgreement, ScriptedAgent, run_episodes as play
+    from ditto_jax.stages.evaluation import ExpertAgreement, ScriptedAgent, run_episodes as play
     n = len(atari.action_meanings("pong"))
 
     def measure(agent):
@@ -275,7 +269,7 @@ def test_breakout_tracker_on_policy_agreement():
     everywhere; uniform random play agrees about as often as chance allows."""
     from ditto_jax.envs import atari
     from ditto_jax.envs.vector import make_vector_env
-    from ditto_jax.evaluation import ExpertAgreement, ScriptedAgent, run_episodes as play
+    from ditto_jax.stages.evaluation import ExpertAgreement, ScriptedAgent, run_episodes as play
     n = len(atari.action_meanings("breakout"))
 
     def measure(agent):
@@ -298,7 +292,7 @@ def test_breakout_demo_preset_is_the_demo_on_breakout_with_its_tracker():
     """breakout_demo = the demo's data, world model and methods, on Breakout, evaluated
     with the recording cap; its `tracker` resolves to the Breakout tracker."""
     import os
-    from ditto_jax.configs import load_python_file
+    from ditto_jax.core.config import load_python_file
     from ditto_jax.experts.tracker import BreakoutTracker
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     presets = load_python_file(os.path.join(root, "experiments/configs/pipeline.py"),

@@ -18,7 +18,7 @@ import types
 import numpy as np
 import pytest
 
-from ditto_jax import io
+from ditto_jax.core import io
 from ditto_jax.errors import DittoError
 from tests.conftest import REPO, run_cli
 
@@ -32,7 +32,7 @@ def _tree(scale=1.0):
 
 
 def _checkpoints(directory, steps=(1, 2)):
-    from ditto_jax.checkpoint import Checkpointer
+    from ditto_jax.engine.checkpoint import Checkpointer
     ckpt = Checkpointer(directory, save_every=1, keep=5)
     for s in steps:
         ckpt.save(s, _tree(s), {"step": s})
@@ -55,7 +55,7 @@ def _garble(step_dir, how):
 
 @pytest.mark.parametrize("how", ["meta", "arrays", "missing"])
 def test_corrupt_newest_checkpoint_falls_back_to_previous(tmp_path, capsys, how):
-    from ditto_jax.checkpoint import Checkpointer
+    from ditto_jax.engine.checkpoint import Checkpointer
     directory = str(tmp_path / "checkpoints")
     _checkpoints(directory)
     _garble(os.path.join(directory, "2"), how)
@@ -86,7 +86,7 @@ def test_corrupt_newest_checkpoint_falls_back_to_previous(tmp_path, capsys, how)
 
 
 def test_no_readable_checkpoint_names_the_directory(tmp_path):
-    from ditto_jax.checkpoint import Checkpointer
+    from ditto_jax.engine.checkpoint import Checkpointer
     directory = str(tmp_path / "checkpoints")
     _checkpoints(directory)
     for s in ("1", "2"):
@@ -101,7 +101,7 @@ def test_no_readable_checkpoint_names_the_directory(tmp_path):
 
 def test_restore_failing_on_every_step_touches_nothing(tmp_path):
     import jax.numpy as jnp
-    from ditto_jax.checkpoint import Checkpointer
+    from ditto_jax.engine.checkpoint import Checkpointer
     directory = str(tmp_path / "checkpoints")
     _checkpoints(directory)
     wrong = {"w": jnp.ones((5,)), "b": {"k": jnp.zeros((2, 2))}}  # another shape
@@ -118,7 +118,7 @@ def test_only_reads_orphaned_by_a_failed_restore_are_silenced(monkeypatch):
     """A failed restore leaves Orbax read coroutines behind; when the garbage collector
     closes them they report through `sys.unraisablehook`. Exactly those are dropped, and
     only once a restore has failed; anything else still reaches the previous hook."""
-    from ditto_jax import checkpoint
+    from ditto_jax.engine import checkpoint
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
     monkeypatch.setattr(checkpoint, "_FAILED_RESTORES", [0])
@@ -151,7 +151,7 @@ def test_only_reads_orphaned_by_a_failed_restore_are_silenced(monkeypatch):
 
 def test_save_refuses_a_nonfinite_state_and_names_the_last_good_step(tmp_path):
     import jax.numpy as jnp
-    from ditto_jax.checkpoint import Checkpointer
+    from ditto_jax.engine.checkpoint import Checkpointer
     directory = str(tmp_path / "checkpoints")
     ckpt = Checkpointer(directory, save_every=1, keep=5)
     ckpt.save(1, _tree(), {})
@@ -169,7 +169,7 @@ def test_save_refuses_a_nonfinite_state_and_names_the_last_good_step(tmp_path):
 def test_nan_metric_advice_does_not_loop(tmp_path):
     """The metrics of update N come from the parameters after N-1: that checkpoint is
     poisoned too, and the advice must lead past it, not back to it."""
-    from ditto_jax.checkpoint import Checkpointer, fetch_checked_metrics
+    from ditto_jax.engine.checkpoint import Checkpointer, fetch_checked_metrics
     directory = str(tmp_path / "checkpoints")
     ckpt = Checkpointer(directory, save_every=1, keep=5)
     for s in (2, 4):
@@ -189,7 +189,7 @@ def test_nan_metric_advice_does_not_loop(tmp_path):
 
 
 def test_checkpoint_full_disk_is_a_ditto_error(tmp_path):
-    from ditto_jax.checkpoint import Checkpointer
+    from ditto_jax.engine.checkpoint import Checkpointer
     directory = str(tmp_path / "checkpoints")
     ckpt = Checkpointer(directory, save_every=1, keep=5)
     ckpt.save(1, _tree(), {})
@@ -231,7 +231,7 @@ def _noise(megabytes, seed=0):
 def test_checkpoint_save_on_a_real_full_disk_stops_with_a_clear_error(small_disk):
     """TensorStore reports ENOSPC from its writer threads as a ValueError; it must become
     a DittoError at once, and the step saved before must stay readable."""
-    from ditto_jax.checkpoint import Checkpointer
+    from ditto_jax.engine.checkpoint import Checkpointer
     directory = str(small_disk / "checkpoints")
     ckpt = Checkpointer(directory, save_every=1, keep=5)
     ckpt.save(1, _tree(), {"step": 1})
@@ -254,7 +254,7 @@ def test_checkpoint_save_on_a_real_full_disk_stops_with_a_clear_error(small_disk
 def test_a_checkpoint_save_past_its_deadline_is_an_error_not_a_hang(tmp_path, monkeypatch):
     """The wait on Orbax's writer threads has a deadline; past it the save is abandoned
     (the CLI then exits without joining those threads)."""
-    from ditto_jax import checkpoint as ckpt_lib
+    from ditto_jax.engine import checkpoint as ckpt_lib
     ckpt = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), save_every=1, keep=5)
     monkeypatch.setattr(ckpt_lib, "SAVE_DEADLINE_S", 1e-4)
     ckpt.manager.save(1, args=ckpt_lib.ocp.args.Composite(   # a real 16 MiB async save
@@ -273,7 +273,8 @@ def test_a_checkpoint_save_past_its_deadline_is_an_error_not_a_hang(tmp_path, mo
 def test_a_full_disk_while_finalising_a_recording_keeps_the_episodes(small_disk):
     """TFDS's writer fails with a TF error; it is one clear DittoError, the staged
     episodes stay, and finalising again with space works."""
-    from ditto_jax.data.rlds import EpisodeWriter, load_episodes
+    from ditto_jax.data.reader import load_episodes
+    from ditto_jax.data.writer import EpisodeWriter
     from tests.test_rlds import ACTIONS, make_episode
     out = str(small_disk / "ds")
     rng = np.random.default_rng(0)
@@ -341,7 +342,7 @@ def test_jsonl_torn_last_line_is_dropped_and_repaired(tmp_path, capsys):
 
 
 def test_metric_writer_survives_a_torn_log_and_a_full_disk(tmp_path, monkeypatch):
-    from ditto_jax.metrics import MetricWriter, read_jsonl
+    from ditto_jax.engine.metrics import MetricWriter, read_jsonl
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.0}\n{"step": 3, "lo')
     writer = MetricWriter(str(tmp_path), tensorboard=False)
@@ -365,7 +366,7 @@ def test_metric_writer_survives_a_torn_log_and_a_full_disk(tmp_path, monkeypatch
 
 # ----------------------------------------------------------------- workdir lock
 def _hold_lock(workdir):
-    code = ("import sys, time; from ditto_jax.io import lock_workdir; "
+    code = ("import sys, time; from ditto_jax.core.io import lock_workdir; "
             "l = lock_workdir(sys.argv[1], 'test holder'); print('held', flush=True); "
             "time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", code, str(workdir)], cwd=REPO,
@@ -394,7 +395,7 @@ def test_second_writer_is_refused_and_a_dead_holder_does_not_block(tmp_path):
 
 # -------------------------------------------------------------- compatibility
 def test_check_compatible_names_every_changed_field():
-    from ditto_jax.checkpoint import check_compatible
+    from ditto_jax.engine.checkpoint import check_compatible
     saved = {"optim": {"lr": 1e-3, "eps": 1e-5}, "train": {"batch_size": 8, "seed": 0},
              "loss": {"beta": 0.1}}
     now = {"optim": {"lr": 3e-4, "eps": 1e-5}, "train": {"batch_size": 16, "seed": 1},
@@ -454,7 +455,7 @@ def test_wandb_logging_offline_with_the_real_wandb(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     import glob
     from PIL import Image
-    from ditto_jax.metrics import MetricWriter
+    from ditto_jax.engine.metrics import MetricWriter
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -490,8 +491,8 @@ def test_wandb_logging_offline_with_the_real_wandb(tmp_path, monkeypatch):
 
 
 def test_wandb_off_by_default_and_missing_wandb_is_a_clear_error(tmp_path, monkeypatch):
-    from ditto_jax.configs import load_config
-    from ditto_jax.metrics import MetricWriter
+    from ditto_jax.core.config import load_config
+    from ditto_jax.engine.metrics import MetricWriter
     config = load_config(WM_CONFIG)
     assert config.tracking.wandb_project == ""
     monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` fails
@@ -510,8 +511,8 @@ def _event_bytes(workdir):
 
 
 def test_images_and_videos_go_to_tensorboard(tmp_path, monkeypatch, capsys):
-    from ditto_jax import metrics
-    from ditto_jax.metrics import MetricWriter
+    from ditto_jax.engine import metrics
+    from ditto_jax.engine.metrics import MetricWriter
     writer = MetricWriter(str(tmp_path))
     writer.add_image("world_model/open_loop", np.zeros((8, 12, 3), np.uint8), 3)
     monkeypatch.setattr(metrics, "has_moviepy", lambda: False)
@@ -529,7 +530,7 @@ def test_images_and_videos_go_to_tensorboard(tmp_path, monkeypatch, capsys):
 
 def test_prediction_strip_is_labelled(tmp_path):
     from PIL import Image
-    from ditto_jax import viz
+    from ditto_jax.core import viz
     truth = np.full((2, 6, 16, 16, 1), 128, np.uint8)
     png = viz.save_prediction_strip(truth, truth, str(tmp_path / "strip"), context=2)
     img = np.asarray(Image.open(png).convert("RGB")).astype(int)
@@ -623,7 +624,7 @@ def test_cli_sigterm_keeps_the_checkpoints_and_says_where(tmp_path, pong_dataset
     """SIGTERM used to end `ditto train-wm` silently; now the checkpoint saves finish,
     the lock is released and one line names the workdir, the newest checkpoint and how to
     resume; the exit code is 143 (128 + SIGTERM)."""
-    from ditto_jax.checkpoint import Checkpointer
+    from ditto_jax.engine.checkpoint import Checkpointer
     workdir = tmp_path / "wm"
     cmd = [sys.executable, "-m", "ditto_jax.cli", "train-wm", "--config", WM_CONFIG,
            "--data", pong_dataset, "--workdir", str(workdir), "--steps", "100000", "--quiet",

@@ -263,10 +263,10 @@ def test_changed_policy_config_retrains_and_relabels_truthfully(smoke_run):
 
 def test_world_model_fields_decide_reuse(tmp_path):
     """A world model trained under other model fields is moved aside, naming them."""
-    from ditto_jax.configs import load_config
-    from ditto_jax.provenance import STAMP
-    from ditto_jax.stages.run import (DEFAULT_CONFIG, _reuse_or_move_aside, _stamp_finished,
-                                      wm_fields)
+    from ditto_jax.core.config import load_config
+    from ditto_jax.core.provenance import STAMP
+    from ditto_jax.pipeline.plan import wm_fields
+    from ditto_jax.pipeline.run import DEFAULT_CONFIG, _reuse_or_move_aside, _stamp_finished
     config = load_config(f"{DEFAULT_CONFIG}:smoke")
     wm = str(tmp_path / "wm")
     _reuse_or_move_aside(wm, "wm", wm_fields(config), print)
@@ -461,10 +461,10 @@ def test_policies_on_an_older_world_model_are_retrained(smoke_run):
 
 def test_ne_preset_shares_the_study_data_and_world_model():
     """`--preset ne` reuses a study run's data and world model: the stamps are equal."""
-    from ditto_jax.configs import load_config
-    from ditto_jax.provenance import config_hash
-    from ditto_jax.stages.run import (DEFAULT_CONFIG, data_fields, expert_episode_counts,
-                                      wm_fields)
+    from ditto_jax.core.config import load_config
+    from ditto_jax.core.provenance import config_hash
+    from ditto_jax.pipeline.plan import data_fields, expert_episode_counts, wm_fields
+    from ditto_jax.pipeline.run import DEFAULT_CONFIG
     study, ne = (load_config(f"{DEFAULT_CONFIG}:{p}") for p in ("study", "ne"))
     assert data_fields(ne) == data_fields(study)
     assert config_hash(wm_fields(ne)) == config_hash(wm_fields(study))

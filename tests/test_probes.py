@@ -182,7 +182,7 @@ def test_dgail_alarm_is_judged_over_the_collapse_window_and_reported():
     metrics.jsonl only, judged per logged update. Now a row carries, per seed, the
     fraction of alarmed logs in the last `collapse_window` updates, and results.md says
     so; a method that logs no alarm carries none."""
-    from ditto_jax.results import windowed_alarm
+    from ditto_jax.pipeline.results import windowed_alarm
     ms = [{"step": s, "disc_alarm": a} for s, a in
           [(50, 0.0), (100, 0.0), (150, 1.0), (200, 1.0), (250, 0.0), (300, 1.0)]]
     assert windowed_alarm(ms, 300, 100) == pytest.approx(1 / 2)   # logs at 250 and 300
@@ -193,7 +193,7 @@ def test_dgail_alarm_is_judged_over_the_collapse_window_and_reported():
 
 
 def test_results_md_names_a_failed_adversarial_run():
-    from ditto_jax.results import results_markdown
+    from ditto_jax.report.run_results import results_markdown
     row = {"method": "dgail", "base_method": "dgail", "label": "D-GAIL", "rule": "sample",
            "checkpoint": "final", "seeds": [0, 1], "episodes": 4, "returns": [-20.0] * 4,
            "return_mean": -20.0, "return_se": 0.0, "length_mean": 900.0, "iqm": -20.0,

@@ -8,8 +8,8 @@ from scipy.stats import trim_mean
 
 from ditto_jax import cli
 from ditto_jax.errors import DittoError
-from ditto_jax.evaluation import HUMAN_RANDOM
-from ditto_jax.report import run_report
+from ditto_jax.stages.evaluation import HUMAN_RANDOM
+from ditto_jax.report.command import run_report
 
 GAMES = {"breakout": (380.0, 1.5), "spaceinvaders": (950.0, 150.0)}  # expert, random
 N_ES = (30, 125)
@@ -196,7 +196,7 @@ def test_empty_directory_is_a_clear_error(tmp_path, capsys):
 def _ne_row(method, ne, returns_by_seed, agreement):
     """A `ditto run` results.json row (results.aggregate_row's fields that the N_E
     section and `ditto report` read)."""
-    from ditto_jax.results import iqm_ci
+    from ditto_jax.report.stats import iqm_ci
     returns = [x for rs in returns_by_seed for x in rs]
     iqm, ci = iqm_ci(returns_by_seed, reps=200)
     norm = [[(x + 20.0) / 40.0 for x in rs] for rs in returns_by_seed]   # random -20, expert 20
@@ -230,7 +230,7 @@ def ne_rows():
 
 
 def test_ne_tables_probability_of_improvement_against_hand_values(ne_rows):
-    from ditto_jax.results import ne_tables
+    from ditto_jax.report.run_results import ne_tables
     tables = ne_tables(ne_rows)
     assert list(tables) == [1, 2]
     one = {e["base_method"]: e for e in tables[1]}
@@ -249,8 +249,8 @@ def test_ne_tables_probability_of_improvement_against_hand_values(ne_rows):
 
 
 def test_ne_markdown_and_curve(ne_rows, tmp_path):
-    from ditto_jax.report_plots import plot_ne_curve
-    from ditto_jax.results import ne_markdown
+    from ditto_jax.report.plots import plot_ne_curve
+    from ditto_jax.report.run_results import ne_markdown
     md = "\n".join(ne_markdown(ne_rows))
     assert "### N_E = 1" in md and "### N_E = 2" in md
     assert "| P(X > D-BC) [95% CI] | P(X > BC (pixels)) [95% CI] |" in md
@@ -278,8 +278,8 @@ def test_report_reads_a_multi_ne_run_per_row_and_per_seed(ne_rows, tmp_path):
 def test_schema_2_results_are_read_under_todays_names(tmp_path):
     """Schema 1-2 called the mean of per-seed means `expert_normalized`; it is read as
     `expert_normalized_mean_of_seed_means`, never mistaken for the IQM."""
-    from ditto_jax.report import load_runs
-    from ditto_jax.results import SCHEMA_VERSION, upgrade
+    from ditto_jax.report.command import load_runs
+    from ditto_jax.report.run_results import SCHEMA_VERSION, upgrade
     row = {"method": "ditto", "return_mean": -10.0, "expert_normalized": 0.289,
            "expert_normalized_iqm": 0.219, "per_seed": [{"expert_normalized": 0.3}]}
     doc = {"schema_version": 2, "game": "pong", "expert_episodes": 11, "rows": [row]}
@@ -304,7 +304,7 @@ def _committed_results():
 def test_every_committed_results_md_is_rendered_from_its_results_json():
     """`ditto report benchmarks/results --results-md` rewrote them; a hand edit or a json
     updated without its table (the pixel-BC rows once missing) fails here."""
-    from ditto_jax.results import results_markdown, upgrade
+    from ditto_jax.report.run_results import results_markdown, upgrade
     paths = _committed_results()
     assert len(paths) >= 6
     rendered = 0
@@ -351,7 +351,7 @@ def test_ne_combine_joins_single_ne_runs_and_refuses_other_differences(ne_rows, 
     import importlib.util
 
     from ditto_jax.errors import DittoError
-    from ditto_jax.results import ne_tables
+    from ditto_jax.report.run_results import ne_tables
     from tests.conftest import REPO
     spec = importlib.util.spec_from_file_location(
         "ne_combine", os.path.join(REPO, "benchmarks", "ne_combine.py"))
@@ -387,7 +387,7 @@ def test_ne_combine_joins_single_ne_runs_and_refuses_other_differences(ne_rows, 
 def test_every_curve_of_a_figure_gets_its_own_colour():
     """ditto_bctr once drew in D-BC's orange: a method without a fixed colour took
     tab10's i-th colour, which the fixed ones already use."""
-    from ditto_jax.report_plots import _color
+    from ditto_jax.report.plots import _color
     names = ["ditto", "ditto_bcinit", "ditto_bctr", "dgail", "dbc", "bc", "my_method"]
     colours = [_color(m, i) for i, m in enumerate(names)]
     assert len(set(colours)) == len(names), colours

@@ -5,8 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from ditto_jax.data import rlds
-from ditto_jax.data.rlds import EpisodeWriter, Selection, load_episodes
+from ditto_jax.data import png, reader, schema, source
+from ditto_jax.data.reader import load_episodes
+from ditto_jax.data.schema import Selection
+from ditto_jax.data.writer import EpisodeWriter
 from ditto_jax.errors import DittoError
 
 ACTIONS = ["NOOP", "FIRE", "UP", "DOWN"]
@@ -86,7 +88,7 @@ def _rlu_raw_example(tf, rng, ckpt, idx, length, terminal):
 def rlu(tmp_path_factory):
     """A tiny rlu_atari_checkpoints_ordered/Pong_run_1 written with TFDS's own builder
     features and its own raw-record -> RLDS conversion, under <tmp>/<name>/<config>/<ver>."""
-    tf = rlds._tf()
+    tf = schema._tf()
     import tensorflow_datasets as tfds
     from tensorflow_datasets.rl_unplugged import atari_utils
     data_dir = str(tmp_path_factory.mktemp("tfds"))
@@ -116,7 +118,7 @@ def test_round_trip(recorded):
     loaded = load_episodes(out)
     assert len(loaded) == len(eps)
     for i, (want, got) in enumerate(zip(eps, loaded)):
-        for k in rlds.STEP_FIELDS:
+        for k in schema.STEP_FIELDS:
             np.testing.assert_array_equal(getattr(got, k), want[k].astype(getattr(got, k).dtype),
                                           err_msg=k)
         assert got.observation.dtype == np.uint8 and got.action.dtype == np.int32
@@ -136,14 +138,14 @@ def test_standard_tfds_reader_loads_recording(recorded):
     ep = next(iter(builder.as_dataset(split="train").take(1)))
     obs = np.stack([s["observation"].numpy() for s in ep["steps"]])
     np.testing.assert_array_equal(obs, eps[0]["observation"])
-    meta = rlds.read_dataset_metadata(out)
+    meta = source.read_dataset_metadata(out)
     assert meta["action_meanings"] == ACTIONS and meta["game"] == "pong"
     assert meta["obs_shape"] == list(SHAPE) and builder.info.metadata["num_actions"] == 4
 
 
 def test_summary(recorded):
     out, eps, returns = recorded
-    s = rlds.dataset_summary(out)
+    s = reader.dataset_summary(out)
     assert s["episodes"] == 6
     assert s["steps"] == sum(len(e["action"]) - 1 for e in eps)
     assert s["frames"] == s["steps"] + 6
@@ -179,7 +181,7 @@ def test_rlu_splits_and_checkpoint_selection(rlu):
                              selection=Selection(checkpoints=(1, 1)))) == every[3:]
     assert ids(load_episodes(RLU, data_dir=data_dir, selection="checkpoints:1-1,top:1")) \
         == [(1, 2)]  # the highest return in checkpoint 1
-    s = rlds.dataset_summary(RLU, data_dir=data_dir, split="checkpoint_01")
+    s = reader.dataset_summary(RLU, data_dir=data_dir, split="checkpoint_01")
     assert s["episodes"] == 3 and s["checkpoints"] == [1, 1] and s["game"] == "Pong"
 
 
@@ -212,14 +214,14 @@ def test_sharding_across_hosts(recorded):
 def test_split_episodes(recorded):
     out, _, _ = recorded
     eps = load_episodes(out)
-    train, val = rlds.split_episodes(eps, val_count=2, seed=3)
-    again = rlds.split_episodes(eps, val_count=2, seed=3)
+    train, val = reader.split_episodes(eps, val_count=2, seed=3)
+    again = reader.split_episodes(eps, val_count=2, seed=3)
     ids = lambda es: [e.metadata["episode_id"] for e in es]
     assert len(val) == 2 and len(train) == 4 and ids(val) == ids(again[1])
     assert sorted(ids(train) + ids(val)) == list(range(6))
-    assert len(rlds.split_episodes(eps, val_fraction=0.5, seed=0)[1]) == 3
+    assert len(reader.split_episodes(eps, val_fraction=0.5, seed=0)[1]) == 3
     with pytest.raises(DittoError, match="Not enough episodes"):
-        rlds.split_episodes(eps, val_count=6)
+        reader.split_episodes(eps, val_count=6)
 
 
 def test_selection_parse():
@@ -412,24 +414,24 @@ def test_png_frames_decode_whatever_the_filter():
                 cv2.IMWRITE_PNG_FILTER_UP, cv2.IMWRITE_PNG_FILTER_PAETH):
         pngs = [cv2.imencode(".png", im[..., 0], [cv2.IMWRITE_PNG_FILTER, flt])[1].tobytes()
                 for im in imgs]
-        np.testing.assert_array_equal(rlds.decode_png_frames(pngs), imgs)
+        np.testing.assert_array_equal(png.decode_png_frames(pngs), imgs)
     rgb = rng.integers(0, 256, (3, 5, 7, 3), dtype=np.uint8)
-    np.testing.assert_array_equal(rlds.decode_png_frames([rlds.encode_png(f) for f in rgb]),
+    np.testing.assert_array_equal(png.decode_png_frames([png.encode_png(f) for f in rgb]),
                                   rgb)
 
 
 
 def test_png_decode_refuses_corrupt_and_mixed_frames():
-    good = rlds.encode_png(np.zeros((6, 5, 1), np.uint8))
-    other = rlds.encode_png(np.zeros((4, 5, 1), np.uint8))
+    good = png.encode_png(np.zeros((6, 5, 1), np.uint8))
+    other = png.encode_png(np.zeros((4, 5, 1), np.uint8))
     with pytest.raises(ValueError, match="could not decode"):
-        rlds.decode_png_frames([good, b"\x89PNG not really"])
+        png.decode_png_frames([good, b"\x89PNG not really"])
     with pytest.raises(ValueError, match="frame 1 has shape"):
-        rlds.decode_png_frames([good, other])
+        png.decode_png_frames([good, other])
     with pytest.raises(ValueError, match="channels"):
-        rlds.decode_png_frames([good], channels=3)
+        png.decode_png_frames([good], channels=3)
     with pytest.raises(ValueError, match="no frames"):
-        rlds.decode_png_frames([])
+        png.decode_png_frames([])
 
 
 # -- TFDS split expressions ------------------------------------------------------------------
@@ -465,7 +467,7 @@ def test_split_expressions_match_tfds(sharded, split, want):
     tfds_split = split.replace(",", "+")
     ds = tfds.builder_from_directory(sharded).as_dataset(split=tfds_split)
     assert got == [int(ex["episode_id"]) for ex in ds]  # TFDS reads the same episodes
-    s = rlds.dataset_summary(sharded, split=split)
+    s = reader.dataset_summary(sharded, split=split)
     assert s["episodes"] == len(want) and s["lengths"] == [2 + i for i in want]
 
 
@@ -475,7 +477,7 @@ def test_rlu_split_expressions(rlu):
     eps = load_episodes(RLU, data_dir=data_dir, split="checkpoint_00[:2]+checkpoint_01[-1:]")
     assert ids(eps) == [(0, 0), (0, 1), (1, 2)]
     np.testing.assert_array_equal(eps[2].observation, frames[(1, 2)])
-    assert rlds.dataset_summary(RLU, data_dir=data_dir, split="checkpoint_01[1:]")[
+    assert reader.dataset_summary(RLU, data_dir=data_dir, split="checkpoint_01[1:]")[
         "episodes"] == 2
     # The checkpoint-range shorthand still works, also next to TFDS parts (disjoint ones:
     # an overlap, e.g. with checkpoint_00[:1], is refused).
@@ -517,7 +519,7 @@ def test_info_refuses_a_split_that_counts_episodes_twice(sharded):
     """`ditto info` reads through the same parser: no summary with duplicates."""
     from tests.conftest import run_cli
     with pytest.raises(DittoError, match="more than once"):
-        rlds.dataset_summary(sharded, split="train[:3]+train[2:]")
+        reader.dataset_summary(sharded, split="train[:3]+train[2:]")
     proc = run_cli("info", sharded, "--split", "train+train", "--json")
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
@@ -564,8 +566,9 @@ def test_empty_stub_recording_is_started_afresh(tmp_path):
 def test_frame_size_the_world_model_cannot_take(tmp_path, size):
     """Expert data at another frame size than a 64x64 world model, without resize: the
     error names the dataset, the observation field, the expected and the actual shape."""
-    from ditto_jax.configs import load_config
-    from ditto_jax.stages.train_policy import DEFAULT_CONFIG, load_expert
+    from ditto_jax.core.config import load_config
+    from ditto_jax.stages.policy_data import load_expert
+    from ditto_jax.stages.train_policy import DEFAULT_CONFIG
     rng = np.random.default_rng(0)
     out = write_dataset(str(tmp_path / f"ds{size}"),
                         [make_episode(rng, 3, shape=(size, size, 1)) for _ in range(2)],
@@ -585,7 +588,7 @@ def test_32_pixel_frames_are_refused_before_the_model_is_built(tmp_path):
     """A valid 32x32 dataset: the encoder's four stride-2 convs would leave no pixel (a
     ZeroDivisionError inside flax init before); now a DittoError names the dataset, the
     field and the sizes this model takes."""
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     from ditto_jax.models.world_model import make_world_model
     from ditto_jax.stages.wm_data import load_training_data
     rng = np.random.default_rng(0)

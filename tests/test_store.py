@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ditto_jax.data.rlds import Episode
+from ditto_jax.data.schema import Episode
 from ditto_jax.data.store import EpisodeStore
 from ditto_jax.errors import DittoError
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from ditto_jax.configs import load_config
-from ditto_jax.resources import config_path
+from ditto_jax.core.config import load_config
+from ditto_jax.core.resources import config_path
 
 
 class _Store:
@@ -12,7 +12,7 @@ class _Store:
 
 
 def test_authors_image_scale_is_255_over_sigma_squared():
-    from ditto_jax.stages.train_wm import _apply_image_scale
+    from ditto_jax.stages.wm_data import _apply_image_scale
     c = load_config(config_path("wm.py") + ":tiny")
     c.loss.image_scale = "authors"
     _apply_image_scale(c, "Pong", _Store(np.zeros((4, 8, 8, 1), np.uint8)), None)
@@ -28,7 +28,7 @@ def test_authors_image_scale_is_255_over_sigma_squared():
 
 
 def test_probability_of_improvement_matches_pairwise_count():
-    from ditto_jax.results import probability_of_improvement
+    from ditto_jax.report.stats import probability_of_improvement
     x, y = np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 0.0])
     pairs = [(a > b) + 0.5 * (a == b) for a in x for b in y]
     p = probability_of_improvement(x, y, reps=200)
@@ -37,7 +37,7 @@ def test_probability_of_improvement_matches_pairwise_count():
 
 
 def test_iqm_ci_brackets_the_iqm_and_resamples_within_seeds():
-    from ditto_jax.results import iqm_ci
+    from ditto_jax.report.stats import iqm_ci
     from scipy import stats
     rng = np.random.default_rng(0)
     seeds = [rng.normal(m, 1.0, 20) for m in (0.0, 1.0, 2.0)]

@@ -13,8 +13,13 @@ import time
 import ml_collections
 import pytest
 
-from ditto_jax import cli, sweep
-from ditto_jax.configs import apply_overrides
+from ditto_jax import cli
+from ditto_jax.core.config import apply_overrides
+
+from ditto_jax.sweep import command as sweep
+from ditto_jax.sweep.grid import load_grid
+from ditto_jax.sweep.jobs import expand, override_args
+from ditto_jax.sweep.launch import SlurmBackend
 from ditto_jax.errors import DittoError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,8 +70,8 @@ def fake(tmp_path, monkeypatch):
 
 
 def _expand(spec, sweep_dir, **kw):
-    grid, path, _ = sweep.load_grid(spec)
-    return sweep.expand(grid, sweep_dir, grid_path=path, command=["ditto"], **kw)
+    grid, path, _ = load_grid(spec)
+    return expand(grid, sweep_dir, grid_path=path, command=["ditto"], **kw)
 
 
 def _opt(job, key):
@@ -150,18 +155,18 @@ def test_overrides_read_back_to_their_types():
         methods="ditto", seed=0, lr=1e-3, flag=False, data=dict(expert_checkpoints="0-1")))
     values = {"methods": "ditto,bc", "seed": 3, "lr": 2e-4, "flag": True,
               "data.expert_checkpoints": "45-49"}
-    out = apply_overrides(config, sweep.override_args(values))
+    out = apply_overrides(config, override_args(values))
     assert out.methods == "ditto,bc" and out.seed == 3 and out.lr == 2e-4 and out.flag is True
     assert out.data.expert_checkpoints == "45-49"
     # A string that Python would read as a number stays a string.
     config.methods = "x"
-    assert apply_overrides(config, sweep.override_args({"methods": "12"})).methods == "12"
+    assert apply_overrides(config, override_args({"methods": "12"})).methods == "12"
 
 
 @pytest.mark.parametrize("spec", ["local", "paper", "horizon", "reward"])
 def test_grid_overrides_fit_the_pipeline_config(spec, tmp_path):
     """Every key a grid sets exists in experiments/configs/pipeline.py with that type."""
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     if not os.path.exists(os.path.join(ROOT, "experiments", "configs", "pipeline.py")):
         pytest.skip("pipeline config not present")
     wm_jobs, runs = _expand(spec, tmp_path)
@@ -194,18 +199,18 @@ def test_cli_overrides_reach_every_job_and_only_filters(tmp_path):
 
 def test_bad_grids_are_clear_errors(tmp_path):
     with pytest.raises(DittoError, match="Grid file not found.*paper"):
-        sweep.load_grid("no_such_grid")
+        load_grid("no_such_grid")
     with pytest.raises(DittoError, match="Unknown grid variant setting.*bogus"):
-        sweep.load_grid("paper:bogus=1")
+        load_grid("paper:bogus=1")
     with pytest.raises(DittoError, match="Bad grid variant value.*seeds"):
-        sweep.load_grid("local:seeds=two")
+        load_grid("local:seeds=two")
     grid = {"config": "c.py:x", "axes": {"seed": [0, 1]}, "name": "same"}
     with pytest.raises(DittoError, match="same name"):
-        sweep.expand(grid, tmp_path, command=["ditto"])
+        expand(grid, tmp_path, command=["ditto"])
     bad = tmp_path / "bad.py"
     bad.write_text("x = 1\n")
     with pytest.raises(DittoError, match="no get_grid"):
-        sweep.load_grid(str(bad))
+        load_grid(str(bad))
 
 
 def test_finished_runs_and_world_models_are_skipped(tmp_path):
@@ -350,7 +355,7 @@ def test_slurm_parameters_make_a_valid_sbatch_script(tmp_path, monkeypatch):
     (fake_bin / "srun").write_text("#!/bin/sh\nexit 0\n")
     (fake_bin / "srun").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
-    backend = sweep.SlurmBackend(str(tmp_path), cluster="slurm", name="ditto-paper",
+    backend = SlurmBackend(str(tmp_path), cluster="slurm", name="ditto-paper",
                                  timeout_min=sweep._minutes("1-02:00:00"), gpus_per_node=2,
                                  slurm_partition="gpu", slurm_account=None,
                                  slurm_setup=["module load cuda"])

@@ -161,10 +161,10 @@ def test_wrong_kind_of_workdir_and_config_typos_are_named(tiny_wm, pong_dataset,
 def test_expert_subsets_are_nested_share_the_heldout_and_encode_once(tiny_wm, pong_dataset):
     """N_E subsets: the first N_E episodes (nested), the last episode held out for every
     N_E, and the cached pool encoding's prefix equal to encoding the subset alone."""
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     from ditto_jax.errors import DittoError
     from ditto_jax.stages.policy_data import encode_expert, encode_store, load_expert
-    from ditto_jax.stages.train_wm import load_world_model
+    from ditto_jax.stages.wm_io import load_world_model
     config = load_config(POLICY_CONFIG)      # heldout_episodes 1; the dataset has 4
     wm_state, wm_meta = load_world_model(tiny_wm)
     cache, ids = {}, {}
@@ -207,8 +207,8 @@ def test_a_policy_refuses_a_world_model_with_other_data_or_parameters(tiny_wm, p
     digest of the parameters must match too, for `ditto eval`, `--wm` and `load_policy`."""
     import shutil
     from ditto_jax.errors import DittoError
-    from ditto_jax.stages.train_policy import load_policy
-    from ditto_jax.stages.train_wm import load_world_model
+    from ditto_jax.stages.policy_agents import load_policy
+    from ditto_jax.stages.wm_io import load_world_model
     wm = tmp_path / "wm"
     shutil.copytree(tiny_wm, wm)
     policy = tmp_path / "dbc"

@@ -34,8 +34,8 @@ def _metrics(workdir):
 
 
 def _final_params(workdir):
-    from ditto_jax.checkpoint import Checkpointer
-    from ditto_jax.configs import load_config
+    from ditto_jax.engine.checkpoint import Checkpointer
+    from ditto_jax.core.config import load_config
     from ditto_jax import models as wm
     import jax
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), read_only=True)
@@ -120,7 +120,7 @@ def test_incompatible_config_is_refused(pong_dataset, tmp_path):
 
 @pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_different_dataset_is_refused(pong_dataset, tmp_path):
-    from ditto_jax.data.recorder import record
+    from ditto_jax.stages.record import record
     other = str(tmp_path / "other")
     record(game="pong", policy="random", episodes=4, out=other, max_steps=60, progress=False,
            log=lambda *a: None)

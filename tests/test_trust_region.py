@@ -93,7 +93,7 @@ def test_the_trust_region_adds_bc_weight_times_the_gradient_of_minus_log_pi():
 
 
 def test_bad_bc_weight_is_named(tmp_path):
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     from ditto_jax.errors import DittoError
     from ditto_jax.stages.train_policy import resolve
     config = load_config(os.path.join(REPO, "experiments/configs/policy.py:tiny"),

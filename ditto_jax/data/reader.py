@@ -14,11 +14,11 @@ import zlib
 
 import numpy as np
 
-from ditto_jax.data import export
+from ditto_jax.data import npz
 from ditto_jax.data.png import _resize_frames, decode_png_frames
-from ditto_jax.data.schema import STEP_FIELDS, Episode, _tf, _tfds
-from ditto_jax.data.source import (_CKPT, Selection, _record_refs, _resolve, _Source,
-                                   _plan_names, _split_plan)
+from ditto_jax.data.schema import STEP_FIELDS, Episode, Selection, _tf, _tfds, shard_list
+from ditto_jax.data.source import (_CKPT, _record_refs, _resolve, _Source, _plan_names,
+                                   _split_plan)
 from ditto_jax.errors import DittoError
 
 
@@ -208,26 +208,6 @@ def _select(src: _Source, split, selection, process_index, process_count):
     return shard_list(refs, process_index, process_count, path=src.path)
 
 
-def shard_list(items, process_index=0, process_count=1, *, path=None):
-    """Host `process_index` of `process_count` takes items[process_index::process_count].
-
-    Every host gets a disjoint share, sizes differ by at most one. Raises DittoError on
-    every host when some host would get nothing (fewer episodes than hosts), so that no
-    host goes on alone.
-    """
-    if not (0 <= process_index < process_count):
-        raise DittoError("Bad process index", field="process_index",
-                         expected=f"0 <= index < {process_count}", got=process_index)
-    items = list(items)
-    mine = items[process_index::process_count]
-    if len(items) < process_count:
-        raise DittoError("Too few episodes to give every host one", path=path,
-                         field="episodes", expected=f">= {process_count} (one per host)",
-                         got=len(items))
-    return mine
-
-
-
 def _to_episode(ex, ref, src, *, disk_shape, out_shape, resize, num_actions):
     st = ex["steps"]
     n = len(st["action"])
@@ -307,8 +287,8 @@ def load_episodes(source, *, data_dir=None, split=None, selection=None, resize=N
     process_index / process_count: host i takes the selected episodes i::count.
     A `.npz` episode export (ditto_jax.data.export) loads without TensorFlow.
     """
-    if export.is_export(source):
-        return export.load_episodes(source, selection=selection, resize=resize,
+    if npz.is_export(source):
+        return npz.load_episodes(source, selection=selection, resize=resize,
                                     expected_obs_shape=expected_obs_shape,
                                     num_actions=num_actions, process_index=process_index,
                                     process_count=process_count)

@@ -67,7 +67,7 @@ def _tfds():
     return tfds
 
 
-def _is_finished_dataset(path):
+def is_finished_dataset(path):
     """A complete dataset folder: only `EpisodeWriter.finalize` writes dataset_info.json."""
     return os.path.isfile(os.path.join(path, "dataset_info.json"))
 
@@ -158,3 +158,74 @@ class Episode:
     def length(self) -> int:
         """T, the number of transitions."""
         return len(self.action) - 1
+
+
+# ------------------------------------------------------------------ which episodes
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Which episodes to load, applied in this order:
+
+    - `checkpoints=(a, b)`: only checkpoints a..b inclusive (the `checkpoint_XX` splits
+      when the dataset has them, else the episodes' `checkpoint_id` metadata);
+    - `top=N`: the N episodes with the highest `episode_return` (ties: dataset order),
+      returned in dataset order; or `first=N`: the first N in dataset order.
+    """
+    first: int | None = None
+    top: int | None = None
+    checkpoints: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if self.first is not None and self.top is not None:
+            raise DittoError("Choose either first-N or top-N episodes, not both",
+                             field="selection")
+        for name in ("first", "top"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
+                raise DittoError("An episode count must be a positive integer",
+                                 field=f"selection.{name}", got=v)
+        if self.checkpoints is not None:
+            a, b = self.checkpoints
+            if not (0 <= int(a) <= int(b)):
+                raise DittoError("A checkpoint range needs 0 <= first <= last",
+                                 field="selection.checkpoints", got=self.checkpoints)
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Selection | None":
+        """From 'first:N', 'top:N', 'checkpoints:A-B', comma-separated; None/'' -> None."""
+        if not text:
+            return None
+        kw = {}
+        for part in str(text).split(","):
+            key, _, val = part.strip().partition(":")
+            try:
+                if key in ("first", "top"):
+                    kw[key] = int(val)
+                elif key in ("checkpoints", "checkpoint"):
+                    a, _, b = val.partition("-")
+                    kw["checkpoints"] = (int(a), int(b or a))
+                else:
+                    raise ValueError
+            except ValueError:
+                raise DittoError("Cannot parse the episode selection", field="selection",
+                                 expected="first:N, top:N or checkpoints:A-B "
+                                          "(comma-separated)", got=text) from None
+        return cls(**kw)
+
+
+def shard_list(items, process_index=0, process_count=1, *, path=None):
+    """Host `process_index` of `process_count` takes items[process_index::process_count].
+
+    Every host gets a disjoint share, sizes differ by at most one. Raises DittoError on
+    every host when some host would get nothing (fewer episodes than hosts), so that no
+    host goes on alone.
+    """
+    if not (0 <= process_index < process_count):
+        raise DittoError("Bad process index", field="process_index",
+                         expected=f"0 <= index < {process_count}", got=process_index)
+    items = list(items)
+    mine = items[process_index::process_count]
+    if len(items) < process_count:
+        raise DittoError("Too few episodes to give every host one", path=path,
+                         field="episodes", expected=f">= {process_count} (one per host)",
+                         got=len(items))
+    return mine

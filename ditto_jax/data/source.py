@@ -15,61 +15,9 @@ import os
 import re
 from typing import Any
 
-import numpy as np
-
-from ditto_jax.data import export
-from ditto_jax.data.schema import STAGING, _is_finished_dataset, _tfds
+from ditto_jax.data import npz
+from ditto_jax.data.schema import STAGING, is_finished_dataset, _tfds
 from ditto_jax.errors import DittoError
-
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    """Which episodes to load, applied in this order:
-
-    - `checkpoints=(a, b)`: only checkpoints a..b inclusive (the `checkpoint_XX` splits
-      when the dataset has them, else the episodes' `checkpoint_id` metadata);
-    - `top=N`: the N episodes with the highest `episode_return` (ties: dataset order),
-      returned in dataset order; or `first=N`: the first N in dataset order.
-    """
-    first: int | None = None
-    top: int | None = None
-    checkpoints: tuple[int, int] | None = None
-
-    def __post_init__(self):
-        if self.first is not None and self.top is not None:
-            raise DittoError("Choose either first-N or top-N episodes, not both",
-                             field="selection")
-        for name in ("first", "top"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, (int, np.integer)) or v < 1):
-                raise DittoError("An episode count must be a positive integer",
-                                 field=f"selection.{name}", got=v)
-        if self.checkpoints is not None:
-            a, b = self.checkpoints
-            if not (0 <= int(a) <= int(b)):
-                raise DittoError("A checkpoint range needs 0 <= first <= last",
-                                 field="selection.checkpoints", got=self.checkpoints)
-
-    @classmethod
-    def parse(cls, text: str | None) -> "Selection | None":
-        """From 'first:N', 'top:N', 'checkpoints:A-B', comma-separated; None/'' -> None."""
-        if not text:
-            return None
-        kw = {}
-        for part in str(text).split(","):
-            key, _, val = part.strip().partition(":")
-            try:
-                if key in ("first", "top"):
-                    kw[key] = int(val)
-                elif key in ("checkpoints", "checkpoint"):
-                    a, _, b = val.partition("-")
-                    kw["checkpoints"] = (int(a), int(b or a))
-                else:
-                    raise ValueError
-            except ValueError:
-                raise DittoError("Cannot parse the episode selection", field="selection",
-                                 expected="first:N, top:N or checkpoints:A-B "
-                                          "(comma-separated)", got=text) from None
-        return cls(**kw)
 
 
 @dataclasses.dataclass
@@ -85,7 +33,7 @@ def _find_dataset_dirs(path, depth=2):
     found = []
     if depth < 0 or not os.path.isdir(path):
         return found
-    if _is_finished_dataset(path):
+    if is_finished_dataset(path):
         return [path]
     for name in sorted(os.listdir(path)):
         if not name.startswith("."):
@@ -170,7 +118,7 @@ def _resolve(source, data_dir=None) -> _Source:
         if not os.path.isdir(local):
             raise DittoError("Not a TFDS dataset folder (this is a file)", path=local,
                              expected="a folder containing dataset_info.json")
-        if os.path.isdir(os.path.join(local, STAGING)) and not _is_finished_dataset(local):
+        if os.path.isdir(os.path.join(local, STAGING)) and not is_finished_dataset(local):
             raise DittoError("This recording is unfinished (it has a .staging folder and "
                              "no dataset_info.json). Finish it with `ditto record ... "
                              "--resume`", path=local)
@@ -211,7 +159,7 @@ def _resolve(source, data_dir=None) -> _Source:
                                   "rlu_atari_checkpoints_ordered/Pong_run_1",
             got=f"{type(e).__name__}: {' '.join(str(e).split())[:300]}") from None
     bdir = os.fspath(builder.data_dir)
-    if not _is_finished_dataset(bdir):
+    if not is_finished_dataset(bdir):
         # Another prepared version of the same dataset/config is fine too.
         others = _find_dataset_dirs(os.path.dirname(bdir), depth=1)
         if not others:
@@ -238,8 +186,8 @@ def read_dataset_metadata(source, *, data_dir=None) -> dict:
     For RL Unplugged names, `game` comes from the builder config. A `.npz` episode
     export (ditto_jax.data.export) is read without TensorFlow.
     """
-    if export.is_export(source):
-        return export.read_metadata(source)
+    if npz.is_export(source):
+        return npz.read_metadata(source)
     return dict(_resolve(source, data_dir).metadata)
 
 

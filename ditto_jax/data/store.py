@@ -4,7 +4,7 @@ All episodes are concatenated into flat per-step arrays (one contiguous uint8 fr
 of shape (N, H, W, C) plus action/reward/... of shape (N,)); `episode_bounds` gives each
 episode's [start, end) in that flat index space. Sampling is vectorised fancy indexing.
 
-Step convention (RLDS, see `ditto_jax.data.rlds`): step t holds o_t, the action a_t taken
+Step convention (RLDS, see `ditto_jax.data.schema`): step t holds o_t, the action a_t taken
 at o_t, the reward r_t received after a_t, discount, is_first, is_last, is_terminal. Each
 episode's final step (is_last) is stored too: its frame is real, but its action and reward
 are placeholders (0). Windows may end on that step, so
@@ -65,7 +65,7 @@ class EpisodeStore:
 
     @classmethod
     def from_episodes(cls, episodes, *, num_actions=None) -> "EpisodeStore":
-        """Concatenates `rlds.Episode`s (or objects with the same fields)."""
+        """Concatenates `schema.Episode`s (or objects with the same fields)."""
         episodes = list(episodes)
         if not episodes:
             raise DittoError("No episodes to store", field="episodes",

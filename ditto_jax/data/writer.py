@@ -15,8 +15,8 @@ import numpy as np
 from ditto_jax.data.png import encode_png
 from ditto_jax.data.schema import (DATASET_NAME, EPISODE_METADATA, FORMAT, RECORDING_JSON,
                                    STAGING, STEP_DTYPES, STEP_FIELDS, _dataset_level_metadata,
-                                   _is_finished_dataset, _tfds, make_dataset_info)
-from ditto_jax import io
+                                   is_finished_dataset, _tfds, make_dataset_info)
+from ditto_jax.core import io
 from ditto_jax.errors import DittoError
 
 DAMAGED = "damaged"  # staged episodes that failed `check_staged`, kept for inspection
@@ -74,7 +74,7 @@ class EpisodeWriter:
             "dataset_metadata": self.dataset_metadata,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
-        if _is_finished_dataset(self.out_dir):
+        if is_finished_dataset(self.out_dir):
             if resume:
                 raise DittoError(
                     "The dataset already exists and is complete (finalised); there is "

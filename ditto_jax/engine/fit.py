@@ -34,9 +34,10 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 
-from ditto_jax import checkpoint as ckpt_lib
-from ditto_jax import io
-from ditto_jax.metrics import MetricWriter
+from ditto_jax.core import io
+from ditto_jax.engine import checkpoint as ckpt_lib
+from ditto_jax.engine.metrics import MetricWriter
+from ditto_jax.errors import DittoError
 
 
 @dataclasses.dataclass
@@ -174,7 +175,6 @@ def fit(*, runs, state, advance, loop, compat_keys, what, hooks=(), stacked=Fals
         if start > loop.total:
             # Returning the longer training as if it had `loop.total` updates would
             # relabel it; there is no shorter checkpoint to fall back to in general.
-            from ditto_jax.errors import DittoError
             raise DittoError(
                 f"This workdir's {what} already holds {start} updates, more than the "
                 f"{loop.total} asked for", path=runs[0].ckpt.directory, field="steps",
@@ -216,7 +216,6 @@ def _resume(runs, state, compat_keys, what, stacked, log):
     if all(s is None for s in steps):
         return state, 0
     if len(set(steps)) > 1:
-        from ditto_jax.errors import DittoError
         raise DittoError("Runs trained together must resume from the same step",
                          path=", ".join(r.workdir for r in runs),
                          expected="one checkpoint step for all", got=steps)

@@ -1,25 +1,4 @@
-"""Policies that generate data: scripted experts (RAM + emulator look-ahead), random and
-epsilon-greedy wrappers, and `make_policy` to build any of them (or a trained agent's
-factory) by name. See docs/experts.md."""
-
-from ditto_jax.experts.base import (
-    EXPERTS,
-    Emulator,
-    EpsilonPolicy,
-    Policy,
-    RandomPolicy,
-    expert_games,
-    make_policy,
-    run_episodes,
-)
-
-__all__ = [
-    "EXPERTS",
-    "Emulator",
-    "EpsilonPolicy",
-    "Policy",
-    "RandomPolicy",
-    "expert_games",
-    "make_policy",
-    "run_episodes",
-]
+"""Policies that generate data: scripted experts (RAM + emulator look-ahead: pong.py,
+breakout.py; screen-inferable trackers: tracker.py), random and epsilon-greedy play
+(base.py), and `make_policy` / `run_episodes` to build and play any of them by name
+(registry.py). See docs/experts.md."""

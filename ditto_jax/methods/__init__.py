@@ -11,6 +11,7 @@ methods up here, so adding a method is one `register(...)` call:
 Built in: ditto, ditto_bcinit, ditto_bctr (methods/trust_region.py), dgail (DITTO's actor-critic with a discriminator reward
 plugged in), dbc and bc (pixel behaviour cloning).
 """
+from ditto_jax.errors import DittoError
 from ditto_jax.methods.base import Context, Method, WindowTable  # noqa: F401
 
 _REGISTRY = {}
@@ -47,7 +48,6 @@ def get(name):
     """The registered method `name`; a DittoError naming the choices otherwise."""
     _load_builtins()
     if name not in _REGISTRY:
-        from ditto_jax.errors import DittoError
         raise DittoError("Unknown imitation method", field="method",
                          expected=", ".join(names()), got=name)
     return _REGISTRY[name]

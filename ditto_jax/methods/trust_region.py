@@ -15,6 +15,7 @@ and `critic_warmup_steps` critic-only updates first, so that `ditto_bctr` agains
 import jax
 import jax.numpy as jnp
 
+from ditto_jax.agents import imitation
 from ditto_jax.errors import DittoError
 from ditto_jax.methods.imagination import DittoBCInit
 
@@ -52,7 +53,6 @@ class DittoBCTrustRegion(DittoBCInit):
         return config
 
     def make_step(self, config, **kw):
-        from ditto_jax.agents import imitation
         actor_apply = imitation.policy_logits(config, kw["num_actions"])
         extra = trust_region_loss(actor_apply, kw["feat"], float(config.bc_weight))
         return imitation.make_bcinit_ditto_step(config, actor_extra_loss=extra, **kw)

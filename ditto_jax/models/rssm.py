@@ -28,6 +28,8 @@ import jax.numpy as jnp
 
 from ditto_jax.models.networks import Norm, get_act
 
+LATENT_MODES = ("sample", "probs")  # how z is read from the logits (`latent_sample`)
+
 Dtype = Any
 sg = jax.lax.stop_gradient
 

@@ -15,9 +15,12 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from ditto_jax.core import devices
 from ditto_jax.errors import DittoError
 from ditto_jax.models.world_model import (LossConfig, WorldModel, make_world_model, preprocess,
                                           prev_actions_onehot, to_uint8, world_model_loss)
+
+OPTIMIZERS = ("adam", "adamw")  # config.optim.name (make_optimizer)
 
 
 class TrainState(struct.PyTreeNode):
@@ -45,8 +48,8 @@ def make_optimizer(config):
 
 
 def make_model(config, obs_shape, num_actions):
-    """The WorldModel of `config`; "auto" device defaults resolved here (ditto_jax/devices.py)."""
-    from ditto_jax import devices
+    """The WorldModel of `config`; "auto" device defaults resolved here
+    (ditto_jax/core/devices.py)."""
     import math
     t = config.train
     frames = None

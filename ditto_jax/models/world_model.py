@@ -42,6 +42,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ditto_jax.core.devices import resolve_for_build
 from ditto_jax.errors import DittoError
 from ditto_jax.models.networks import MLP, Decoder, Encoder
 from ditto_jax.models.rssm import RSSM, get_feat
@@ -255,9 +256,8 @@ def make_world_model(model_cfg, obs_shape, num_actions, compute_dtype="float32")
     """Build a WorldModel from `config.model` (an ml_collections ConfigDict or dict).
 
     "auto" conv_impl / frame_chunk / compute_dtype are resolved for this process's backend
-    (ditto_jax/devices.py; `train_step.make_model` resolves them knowing the batch).
+    (ditto_jax/core/devices.py; `train_step.make_model` resolves them knowing the batch).
     """
-    from ditto_jax.devices import resolve_for_build
     m, compute_dtype = resolve_for_build(model_cfg, compute_dtype)
     if num_actions > m["action_dim"]:
         raise DittoError("the dataset has more actions than the world model's action_dim",

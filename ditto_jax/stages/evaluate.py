@@ -3,11 +3,15 @@ import json
 import os
 import re
 
+from ditto_jax.core import viz
+from ditto_jax.core.args import non_negative_int, positive_int
+from ditto_jax.core.io import write_json_atomic
+from ditto_jax.data.source import read_dataset_metadata
 from ditto_jax.errors import DittoError
+from ditto_jax.stages.evaluation import ExpertAgreement, expert_spec_of, reference_returns
 
 
 def add_arguments(p):
-    from ditto_jax.cli import non_negative_int, positive_int
     p.add_argument("--workdir", required=True, help="workdir of `ditto train-policy`")
     p.add_argument("--episodes", type=positive_int, default=10, help="episodes to play")
     p.add_argument("--envs", type=positive_int, default=8, help="parallel environments")
@@ -37,12 +41,10 @@ def add_arguments(p):
 
 def _expert_spec(meta):
     """The scripted expert behind the policy's demonstrations, if it can be asked live."""
-    from ditto_jax.evaluation import expert_spec_of
     source = meta.get("expert", {}).get("source")
     if not source:
         return None
     try:
-        from ditto_jax.data.rlds import read_dataset_metadata
         return expert_spec_of(read_dataset_metadata(source).get("policy"))
     except (DittoError, OSError, ValueError):
         return None  # the expert data is not here (a moved run): no live reference
@@ -106,9 +108,8 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
         the result's `checkpoint` records which step was evaluated. Its files are
         eval_PROTOCOL[-best].json/.mp4.
     """
-    from ditto_jax.stages.train_policy import evaluate_agent, load_policy
-    from ditto_jax import viz
-    from ditto_jax.evaluation import ExpertAgreement, reference_returns
+    # jax: imported on use, never by --help
+    from ditto_jax.stages.policy_agents import evaluate_agent, load_policy
     if episodes < 1:
         raise DittoError("Nothing to evaluate", field="--episodes", expected=">= 1",
                          got=episodes)
@@ -158,13 +159,12 @@ def evaluate_workdir(workdir, *, episodes=10, envs=8, protocol="ditto", seed=123
         result["video"] = viz.save_video(frames, os.path.join(workdir, f"eval_{tag}.mp4"))
     # The scores (and the episode) in TensorBoard and wandb, at the evaluated checkpoint's
     # training step, so they line up with the training curves.
-    from ditto_jax.metrics import log_media
+    from ditto_jax.engine.metrics import log_media  # jax: imported on use, never by --help
     prefix = f"eval/{tag}/{result['rule']}/"
     log_media(workdir, step=int(meta["checkpoint"]["step"]),
               video=frames if video else None, tag=f"eval/{tag}_episode",
               tracking=dict(config.get("tracking") or {}),
               scalars={prefix + k: result.get(k) for k in EVAL_SCALARS})
-    from ditto_jax.io import write_json_atomic
     write_json_atomic(os.path.join(workdir, f"eval_{tag}.json"), result)
     return result
 

@@ -4,15 +4,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ditto_jax.agents.rewards import latent_part
+from ditto_jax.data.reader import load_episodes
+from ditto_jax.data.schema import Selection
+from ditto_jax.data.source import read_dataset_metadata
+from ditto_jax.data.store import EpisodeStore
 from ditto_jax.errors import DittoError
+from ditto_jax.models.rssm import get_feat
+from ditto_jax.models.world_model import WorldModel
 
 
 def load_expert(config, expert, wm_meta, *, data_dir=None, split=None, progress=False,
                 cache=None):
     """Expert episodes checked against the world model: (train store, held-out store, info).
     `cache` (a dict shared by the N_E values of one `ditto run`): the dataset is read once."""
-    from ditto_jax.data.rlds import Selection, load_episodes, read_dataset_metadata
-    from ditto_jax.data.store import EpisodeStore
     obs_shape = tuple(wm_meta["obs_shape"])
     ds_meta = read_dataset_metadata(expert, data_dir=data_dir)
     wm_game, ds_game = wm_meta.get("game"), ds_meta.get("game")
@@ -120,7 +125,6 @@ def encode_store(wm_state, store, *, chunk=256, seed=0):
     and `is_first` resets it at each episode start, so every episode is filtered
     from its first frame as in acting.
     """
-    from ditto_jax.models.world_model import WorldModel
     model = inference_model(wm_state)
     n = store.num_steps
     pad = (-n) % chunk
@@ -150,10 +154,8 @@ def encode_store(wm_state, store, *, chunk=256, seed=0):
 
 def make_context(config, wm_state, wm_meta):
     """The `methods.Context` of this world model and game (shapes only, no params)."""
-    from ditto_jax.agents.rewards import latent_part
+    # methods imports this module back (the acting agents move to agents/)
     from ditto_jax.methods import Context
-    from ditto_jax.models.rssm import get_feat
-    from ditto_jax.models.world_model import WorldModel
     model = wm_state.model
     dummy = model.apply(wm_state.params, 1, method=WorldModel.initial_state)
     return Context(num_actions=int(wm_meta["num_actions"]),
@@ -172,7 +174,6 @@ def heldout_diagnostics(actor_apply, actor_params, latents, store):
     These see expert states only, so they cannot show covariate shift; the on-policy
     expert agreement measured during evaluation does.
     """
-    from ditto_jax.models.rssm import get_feat
     valid = np.flatnonzero(~store.is_last)
     feat = get_feat(jax.tree.map(lambda x: x[valid], latents))
     logp = jax.nn.log_softmax(actor_apply(actor_params, feat))

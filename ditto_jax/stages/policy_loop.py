@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ditto_jax import parallel
+from ditto_jax.core import parallel
 
 
 def make_advance(method, config, ctx, data_axes, mesh):

@@ -17,6 +17,8 @@ import numpy as np
 
 from ditto_jax.agents import probes
 from ditto_jax.agents import rewards as reward_lib
+from ditto_jax.models.rssm import get_feat
+from ditto_jax.models.world_model import WorldModel
 
 _LATENT = ("maxcos", "cosine", "l2", "sparse")
 
@@ -32,8 +34,6 @@ def make_policy_probes(config, ctx, actor_apply, wm_params, train_latents, held_
     """`probe(actor_params) -> dict of floats`, or None when nothing is held out, the
     method does not act on latents (`actor_apply` None) or `config.probe_every` is 0.
     One jitted program, compiled on its first call."""
-    from ditto_jax.models.rssm import get_feat
-    from ditto_jax.models.world_model import WorldModel
     every = int(config.get("probe_every", 0) or 0)
     if (every <= 0 or actor_apply is None or held_latents is None or held_store is None
             or ctx.wm_model is None):

@@ -12,7 +12,6 @@ checkpoints, metrics and evaluation; its expert latents are encoded with its own
 when trained alone. The batch is sharded over the same data-parallel mesh as the
 world-model stage; params, latents and the world model are replicated.
 """
-import importlib
 import os
 
 import numpy as np
@@ -20,37 +19,57 @@ import numpy as np
 # jax, orbax and the stage modules that import them are imported inside the functions
 # that use them, never at module level: `ditto train-policy --help` imports this module to
 # build its parser and must not pay for jax (tests/test_cli.py checks it).
-from ditto_jax import resources
+from ditto_jax.core import resources
+from ditto_jax.core.args import positive_int
+from ditto_jax.core.config import check_fields, config_overrides, load_config, refuse_conflicts
+from ditto_jax.core.provenance import provenance
 from ditto_jax.errors import DittoError
-
-# Re-exported: the policy stage's public helpers, imported on first use (PEP 562).
-_LAZY = {name: f"ditto_jax.stages.{module}" for module, names in (
-    ("policy_agents", ("PixelBCAgent", "WorldModelAgent", "evaluate_agent",
-                       "load_pinned_world_model", "load_policy", "policy_method",
-                       "resolve_wm_path")),
-    ("policy_data", ("encode_expert", "encode_store", "heldout_accuracy",
-                     "heldout_diagnostics", "inference_model", "load_expert", "make_context")),
-    ("policy_loop", ("_stack_data", "_with_seed", "make_advance", "vmap_pays")))
-    for name in names}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 ACCEPTS_EXTRA_ARGS = True
 DEFAULT_CONFIG = resources.config_path("policy.py") + ":small"  # any cwd, any install
 _COMPAT_KEYS = ("method", "agent_config", "world_model", "expert", "state_version")
 SELECT_METRIC = "heldout_expert_prob"  # the offline signal behind `--checkpoint best`
-_LOOP_FIELDS = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_every",
+# Loop settings, free to change when resuming (and left out of `ditto run`'s stamps).
+LOOP_FIELDS = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_every",
                 "eval_episodes", "eval_envs", "eval_max_steps", "tracking", "probe_every",
                 "probe_batch", "drift_length", "time_limit_s")
 
 
+# Checked when a config is loaded, before any data or checkpoint is read, so a typo costs
+# seconds, not a training run. `method` is checked against the method registry.
+_POLICY_CHOICES = {
+    "reward": ("maxcos", "cosine", "l2", "sparse", "gail"),
+    "latent": ("h", "z", "h+z"),
+    "first_step": ("sample", "all_actions"),
+    "expert_selection": ("first", "top"),
+    "eval_protocol": ("ditto", "machado"),
+}
+_POLICY_BOUNDS = {
+    "lr": (0, True), "disc_lr": (0, True), "eps": (0, True), "clip": (0, True),
+    "horizon": (1, False), "batch_size": (1, False), "bc_batch_size": (1, False),
+    "steps": (0, False), "log_every": (1, False), "save_every": (1, False),
+    "target_every": (1, False), "gamma": (0, False), "lam": (0, False),
+    "entropy": (0, False), "dbc_entropy": (0, False), "expert_episodes": (0, False),
+    "heldout_episodes": (0, False), "eval_every": (0, False), "eval_episodes": (1, False),
+    "eval_envs": (1, False), "eval_max_steps": (1, False), "bc_init_steps": (0, False),
+    "critic_warmup_steps": (0, False), "bc_frame_stack": (1, False),
+    "probe_every": (0, False), "probe_batch": (1, False), "drift_length": (1, False),
+}
+
+
+def validate_policy_config(config, prefix="config."):
+    """The policy config block (`ditto train-policy`, `config.policy` of `ditto run`)."""
+    from ditto_jax import methods  # the registry: built-in and user-registered methods
+    check_fields(config, dict(_POLICY_CHOICES, method=methods.names()), _POLICY_BOUNDS,
+                 prefix)
+    gamma = config.get("gamma")
+    if gamma is not None and not 0 <= gamma <= 1:
+        raise DittoError("Config value out of range", field=f"{prefix}gamma",
+                         expected="in [0, 1]", got=gamma)
+    return config
+
+
 def add_arguments(p):
-    from ditto_jax.cli import positive_int
     p.add_argument("--method", default=None,
                    help="imitation method: ditto, ditto_bcinit, dgail, dbc, bc, or one "
                         "registered in ditto_jax.methods (default: the config's)")
@@ -74,8 +93,7 @@ def resolve(config, method=None, steps=None):
     """(method object, the checked and frozen config that will run). Called before any
     data or checkpoint is read, so a bad value exits at once."""
     import ml_collections
-    from ditto_jax import methods
-    from ditto_jax.configs import validate_policy_config
+    from ditto_jax import methods  # jax: imported on use, never by --help
     if isinstance(config, ml_collections.FrozenConfigDict):
         config = config.as_configdict()
     config = config.copy_and_resolve_references()
@@ -90,6 +108,7 @@ def resolve(config, method=None, steps=None):
 
 def build_method(config, name, wm_state, wm_meta, *, key):
     """(initial state, pure step `(state, batch, rng, wm_params)`, actor apply) of a method."""
+    # jax: imported on use, never by --help
     from ditto_jax.stages.policy_agents import policy_method
     method, ctx = policy_method(name, config, wm_state, wm_meta)
     return (method.init(config, ctx, key), method.train_step(config, ctx),
@@ -97,10 +116,10 @@ def build_method(config, name, wm_state, wm_meta, *, key):
 
 
 def _agent_meta(config, wm_meta, wm_workdir, expert, expert_info, workdir, method):
-    from ditto_jax.stages.policy_agents import _relpath
+    from ditto_jax.stages.policy_agents import _relpath  # jax: imported on use, never by --help
     return {
         "method": config.method, "config": config.to_dict(),
-        "agent_config": {k: v for k, v in config.to_dict().items() if k not in _LOOP_FIELDS},
+        "agent_config": {k: v for k, v in config.to_dict().items() if k not in LOOP_FIELDS},
         "state_version": method.state_version,
         # The step, dataset fingerprint and a digest of the parameters too: a policy is
         # never resumed or evaluated on a world model trained further, on other data or
@@ -141,15 +160,15 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
     import jax
     import jax.numpy as jnp
 
-    from ditto_jax import parallel
+    # jax: imported on use, never by --help
+    from ditto_jax.core import parallel
     from ditto_jax.engine import Hook, Loop, Run, Select, fit
     from ditto_jax.stages.policy_agents import evaluate_agent
     from ditto_jax.stages.policy_data import (encode_expert, encode_store, heldout_diagnostics,
                                               load_expert, make_context)
     from ditto_jax.stages.policy_probes import make_policy_probes
     from ditto_jax.stages.policy_loop import _stack_data, _with_seed, make_advance, vmap_pays
-    from ditto_jax.provenance import provenance
-    from ditto_jax.stages.train_wm import load_world_model
+    from ditto_jax.stages.wm_io import load_world_model
     m, config = resolve(config, method, steps)
     if not os.path.exists(expert) and "/" not in expert:
         raise DittoError("Expert dataset not found", path=expert)
@@ -237,8 +256,7 @@ def train_policy_seeds(config, *, method=None, wm, expert, workdirs, data_dir=No
 
 
 def main(args):
-    from ditto_jax import parallel
-    from ditto_jax.configs import config_overrides, load_config, refuse_conflicts
+    from ditto_jax.core import parallel  # jax: imported on use, never by --help
     overrides = config_overrides(args.extra_args)
     config = load_config(args.config, overrides)
     refuse_conflicts(config, overrides, [("--method", args.method, "method"),

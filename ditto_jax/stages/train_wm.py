@@ -10,22 +10,15 @@ import numpy as np
 # jax, orbax and the modules that import them (parallel, wm_io) are imported inside the
 # functions that use them, never at module level: `ditto train-wm --help` imports this
 # module to build its parser and must not pay for jax (tests/test_cli.py checks it).
-from ditto_jax import resources
+from ditto_jax.core import resources
+from ditto_jax.core.args import non_negative_int, positive_int
+from ditto_jax.core.config import check_fields, config_overrides, load_config, refuse_conflicts
+from ditto_jax.core.devices import AUTO, COMPUTE_DTYPES, apply_device_defaults
+from ditto_jax.core.provenance import provenance
 from ditto_jax.errors import DittoError
-# Re-exported: the stage's public helpers.
-from ditto_jax.stages.wm_data import (AUTHORS_PIXEL_STATS, _apply_image_scale,  # noqa: F401
-                                      _model_inputs, check_sources_agree, data_sources,
-                                      dataset_fingerprint, load_training_data)
-
-_LAZY = {"load_world_model": "ditto_jax.stages.wm_io",  # re-exported, imported on first use
-         "write_open_loop_strip": "ditto_jax.stages.wm_io"}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from ditto_jax.stages.wm_data import (IMAGE_SCALES, _apply_image_scale, _model_inputs,
+                                      check_sources_agree, data_sources, dataset_fingerprint,
+                                      load_training_data)
 
 ACCEPTS_EXTRA_ARGS = True  # --config.KEY=VALUE overrides
 DEFAULT_CONFIG = resources.config_path("wm.py") + ":small"  # any cwd, any install
@@ -34,15 +27,44 @@ DEFAULT_CONFIG = resources.config_path("wm.py") + ":small"  # any cwd, any insta
 # checkpoint written with different values cannot be resumed. "train" is the
 # train group without the loop settings below (batch size, sequence length, seed, ...).
 _COMPAT_KEYS = ("model", "dataset", "obs_shape", "num_actions", "loss", "optim", "train")
-# Loop settings, free to change when resuming.
-_LOOP_KEYS = ("steps", "log_every", "eval_every", "save_every", "strip_every",
+# Loop settings, free to change when resuming (and left out of `ditto run`'s stamps).
+LOOP_KEYS = ("steps", "log_every", "eval_every", "save_every", "strip_every",
               "keep_checkpoints", "time_limit_s")
 # Also free: the activation dtype (parameters stay float32, so the checkpoint fits either).
-_FREE_TRAIN_KEYS = _LOOP_KEYS + ("compute_dtype",)
+_FREE_TRAIN_KEYS = LOOP_KEYS + ("compute_dtype",)
+
+
+_WM_BOUNDS = {
+    "optim.lr": (0, True), "optim.eps": (0, True), "optim.clip": (0, True),
+    "loss.beta": (0, False), "loss.image_weight": (0, True), "train.batch_size": (1, False),
+    "train.seq_len": (2, False), "train.steps": (0, False), "train.log_every": (1, False),
+    "train.save_every": (1, False), "model.deter": (1, False), "model.stoch": (1, False),
+    "model.classes": (1, False),
+}
+
+
+def validate_wm_config(config, prefix="config."):
+    """The world-model config block (`ditto train-wm`, `config.wm` of `ditto run`), checked
+    before any data or checkpoint is read. The allowed values are the models' own tuples."""
+    # jax: the model modules define the choices; imported on use, never by --help
+    from ditto_jax.models.networks import CONV_IMPLS, DECODER_KINDS
+    from ditto_jax.models.rssm import LATENT_MODES
+    from ditto_jax.models.train_step import OPTIMIZERS
+    from ditto_jax.models.world_model import RECON_KINDS
+    choices = {
+        "model.decoder": DECODER_KINDS,
+        "model.latent": LATENT_MODES,
+        "model.conv_impl": (AUTO,) + CONV_IMPLS,
+        "loss.recon": RECON_KINDS,
+        "optim.name": OPTIMIZERS,
+        "train.compute_dtype": (AUTO,) + COMPUTE_DTYPES,
+        "loss.image_scale": IMAGE_SCALES,
+    }
+    check_fields(config, choices, _WM_BOUNDS, prefix)
+    return config
 
 
 def add_arguments(p):
-    from ditto_jax.cli import non_negative_int, positive_int
     p.add_argument("--config", default=DEFAULT_CONFIG, type=resources.resolve_config_spec,
                    help="config file and preset, e.g. experiments/configs/wm.py:paper; "
                         "override fields with --config.KEY=VALUE")
@@ -91,17 +113,16 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
     """
     import jax
 
+    # jax: imported on use, never by --help
     from ditto_jax import models as wm
-    from ditto_jax import parallel
+    from ditto_jax.core import parallel
     from ditto_jax.stages.wm_io import write_open_loop_strip
 
     process_index, process_count = jax.process_index(), jax.process_count()
     is_main = process_index == 0
     if steps is not None:
         config.train.steps = int(steps)
-    from ditto_jax.configs import validate_wm_config
     validate_wm_config(config)  # before any data or checkpoint is read
-    from ditto_jax.devices import apply_device_defaults  # "auto" fields, saved in meta
     apply_device_defaults(config, log=log if is_main else None)
     mesh = parallel.make_mesh()
     local_batch = parallel.local_batch_size(config.train.batch_size, mesh)
@@ -142,8 +163,7 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
         state = wm.set_decoder_background(state, frames)
     state = parallel.replicate(state, mesh)
 
-    from ditto_jax.engine import Hook, Loop, Run, fit
-    from ditto_jax.provenance import provenance
+    from ditto_jax.engine import Hook, Loop, Run, fit  # jax: imported on use, never by --help
     rep, bsh = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     train_step = jax.jit(wm.train_step, in_shardings=(rep, bsh, rep),
                          out_shardings=(rep, rep), donate_argnums=0)
@@ -187,8 +207,7 @@ def train_world_model(config, *, data, workdir, data_dir=None, split=None, selec
 
 
 def main(args):
-    from ditto_jax import parallel
-    from ditto_jax.configs import config_overrides, load_config, refuse_conflicts
+    from ditto_jax.core import parallel  # jax: imported on use, never by --help
     overrides = config_overrides(args.extra_args)
     parallel.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
     config = load_config(args.config, overrides)

@@ -6,8 +6,13 @@ import os
 
 import numpy as np
 
-from ditto_jax import io
+from ditto_jax.core import io
+from ditto_jax.data.reader import load_episodes, split_episodes
+from ditto_jax.data.source import read_dataset_metadata
+from ditto_jax.data.store import EpisodeStore
 from ditto_jax.errors import DittoError
+
+IMAGE_SCALES = ("none", "authors")  # config.loss.image_scale (_apply_image_scale)
 
 
 def data_sources(data):
@@ -44,8 +49,6 @@ def dataset_fingerprint(source, split, selection):
 def load_training_data(config, data, *, data_dir=None, split=None, selection=None,
                        process_index=0, process_count=1, progress=True):
     """Episodes for this host, split into train/validation stores."""
-    from ditto_jax.data.rlds import load_episodes, split_episodes
-    from ditto_jax.data.store import EpisodeStore
     size = tuple(config.data.size) if "data" in config and config.data.get("size") else None
     episodes = []
     for source in data_sources(data):
@@ -111,7 +114,6 @@ class _nullcontext:
 
 def check_sources_agree(sources, data_dir):
     """The metadata of the first source; every other must be the same game and actions."""
-    from ditto_jax.data.rlds import read_dataset_metadata
     ds_meta = read_dataset_metadata(sources[0], data_dir=data_dir)
     for other in sources[1:]:
         other_meta = read_dataset_metadata(other, data_dir=data_dir)

@@ -5,8 +5,9 @@ import os
 import jax
 import numpy as np
 
-from ditto_jax import checkpoint as ckpt_lib
-from ditto_jax import io
+from ditto_jax.core import io, viz
+from ditto_jax.core.devices import resolve_loaded_config
+from ditto_jax.engine import checkpoint as ckpt_lib
 from ditto_jax.errors import DittoError
 from ditto_jax.stages.wm_data import _model_inputs
 
@@ -20,7 +21,7 @@ def load_world_model(workdir, step=None):
     (`checkpoint.params_digest`), which a policy records to pin its world model.
     """
     import ml_collections
-    from ditto_jax import models as wm
+    from ditto_jax import models as wm  # flax: imported on use
     ckpt_dir = os.path.join(workdir, "checkpoints")
     if not os.path.isdir(ckpt_dir):
         raise DittoError("No world-model checkpoint here", path=ckpt_dir,
@@ -34,8 +35,7 @@ def load_world_model(workdir, step=None):
                 path=workdir, field="--wm",
                 expected="the --workdir of `ditto train-wm` (or RUN/wm of `ditto run`)")
         config = ml_collections.ConfigDict(meta["config"])
-        from ditto_jax.devices import resolve_loaded_config  # "auto" fields, this backend
-        resolve_loaded_config(config)
+        resolve_loaded_config(config)  # "auto" fields, for this backend
         abstract = jax.eval_shape(lambda: wm.init_train_state(
             config, tuple(meta["obs_shape"]), int(meta["num_actions"]), jax.random.key(0)))
         state, meta = ckpt.restore(abstract, step)
@@ -53,7 +53,6 @@ def write_open_loop_strip(wm, state, store, config, workdir, step, *, context=5,
     Writes strips/open_loop_STEP.{png,gif} and, with a `writer`, the PNG to
     TensorBoard (and wandb) as the image `world_model/open_loop`.
     """
-    from ditto_jax import viz
     length = context + horizon
     rng = np.random.default_rng([config.train.seed, 7, 0])  # the same windows every time
     batch = store.sample_windows(rng, count, length)

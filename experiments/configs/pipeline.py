@@ -27,7 +27,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _load(name, preset):
-    from ditto_jax.configs import load_python_file
+    from ditto_jax.core.config import load_python_file
     return load_python_file(os.path.join(_HERE, f"{name}.py"), "get_config").get_config(preset)
 
 

@@ -8,7 +8,7 @@ Groups:
   optim.*  optimizer (clip_by_global_norm + adam / adamw)
   train.*  loop settings read by the training driver
 
-Device-aware defaults (ditto_jax/devices.py): model.conv_impl="auto", model.frame_chunk=-1
+Device-aware defaults (ditto_jax/core/devices.py): model.conv_impl="auto", model.frame_chunk=-1
 and train.compute_dtype="auto" resolve from jax.default_backend() when training starts
 (CPU: matmul convs, 250-frame remat chunks, float32; GPU/TPU: XLA convs, no chunking
 unless memory needs it, bfloat16 activations with float32 parameters). Set a value to

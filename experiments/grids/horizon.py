@@ -5,7 +5,7 @@
 Data and world models are those of paper.py; pass `--shared-dir SWEEP_OF_PAPER/shared` to
 reuse the paper sweep's world models instead of training new ones.
 """
-from ditto_jax.sweep import rlu_ablation_grid
+from ditto_jax.sweep.grid import rlu_ablation_grid
 
 HORIZONS = (3, 9, 15, 21)
 

@@ -4,7 +4,7 @@
 then 4 runs (2 seeds x N_E in {2, 3}), each training DITTO and BC.
 VARIANT e.g. seeds=1,ne=2,methods=ditto
 """
-from ditto_jax.sweep import parse_variant, seeds_list
+from ditto_jax.sweep.grid import parse_variant, seeds_list
 
 
 def get_grid(variant=""):

@@ -8,7 +8,7 @@ top-return episodes of the late checkpoints, the world model trains on a mixture
 checkpoints. Seed s reads DQN run s+1 of the dataset (rlu_run=0), or the one run given.
 One dataset + world model per (game, seed), shared by all N_E and methods.
 """
-from ditto_jax.sweep import parse_variant, seeds_list
+from ditto_jax.sweep.grid import parse_variant, seeds_list
 
 GAMES = ("breakout", "beamrider", "spaceinvaders", "mspacman", "qbert")  # + pong: games=...
 N_E = (4, 8, 15, 30, 60, 125, 250, 500, 1000)

@@ -4,7 +4,7 @@
   rewards=maxcos+l2,games=breakout+beamrider,seeds=5,ne=125
 Data and world models are those of paper.py (`--shared-dir` reuses the paper sweep's).
 """
-from ditto_jax.sweep import rlu_ablation_grid
+from ditto_jax.sweep.grid import rlu_ablation_grid
 
 REWARDS = ("maxcos", "cosine", "l2", "sparse")
 

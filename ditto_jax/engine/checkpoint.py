@@ -15,7 +15,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from ditto_jax import io
+from ditto_jax.core import io
+from ditto_jax.engine.metrics import first_nonfinite
 from ditto_jax.errors import DittoError
 
 CORRUPT_DIR = "checkpoints.corrupt"  # sibling of the checkpoint directory
@@ -496,7 +497,6 @@ def fetch_checked_metrics(metrics, step, ckpt, workdir, *, change=None):
     `change` is the advice on what to change (e.g. "lower config.optim.lr (now 0.001)").
     Saved states are themselves checked for NaN/inf by `Checkpointer.save`.
     """
-    from ditto_jax.metrics import first_nonfinite
     metrics = jax.device_get(metrics)
     bad = first_nonfinite(metrics)
     if bad is not None:

@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 
+from ditto_jax.core.args import non_negative_int, positive_int, probability
+from ditto_jax.data.writer import EpisodeWriter
 from ditto_jax.errors import DittoError
 
 # Arguments that must match when a recording is resumed; the episode count and
@@ -17,7 +19,6 @@ _RESUME_KEYS = ("game", "policy", "protocol", "epsilon", "seed", "size", "full_a
 
 
 def add_arguments(p):
-    from ditto_jax.cli import non_negative_int, positive_int, probability
     p.add_argument("--game", required=True, help="Atari game, e.g. pong, breakout")
     p.add_argument("--policy", default="expert",
                    help="'expert' (scripted, emulator look-ahead), 'tracker' (Pong, Breakout: RAM "
@@ -88,9 +89,9 @@ def record(*, game, policy="expert", episodes, out, epsilon=0.0, protocol="ditto
            seed=0, max_steps=27_000, size=64, full_action_space=False, resume=False,
            progress=True, log=print):
     """Records `episodes` episodes into the RLDS dataset `out`; returns its path."""
-    from ditto_jax.data.rlds import EpisodeWriter
+    # gymnasium and ale-py: imported on use, never by --help
     from ditto_jax.envs import atari
-    from ditto_jax.experts import make_policy
+    from ditto_jax.experts.registry import make_policy
 
     if episodes < 1:
         raise DittoError("Nothing to record", field="--episodes", expected="a positive integer",

@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+from ditto_jax.core.io import write_json_atomic
 
 STAMP = "ditto_stage.json"
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy",
@@ -24,7 +25,7 @@ _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "nump
 # first one installed is recorded as "tensorflow" (and its name as "tensorflow_dist").
 _TENSORFLOW = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel",
                "tf-nightly", "tf-nightly-cpu")
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _plain(x):
@@ -78,7 +79,6 @@ def read_stamp(directory):
 def write_stamp(directory, stage, fields):
     os.makedirs(directory, exist_ok=True)
     stamp = {"stage": stage, "fingerprint": config_hash(fields), "fields": _plain(fields)}
-    from ditto_jax.io import write_json_atomic
     write_json_atomic(os.path.join(directory, STAMP), stamp, default=str)
     return stamp
 

@@ -3,7 +3,7 @@ world-model jobs, phase-2 runs), each a `Job` with its `ditto run` command, work
 
 Runs sharing a `paths.wm` get one `--stages data,wm` job (phase 1); `format_value` and
 `override_args` write config values as `--config.KEY=VALUE` arguments that
-ditto_jax.configs reads back to the same type.
+ditto_jax.core.config reads back to the same type.
 """
 import ast
 import dataclasses
@@ -48,7 +48,7 @@ class _Raw(str):
 
 
 def format_value(value):
-    """Text for `--config.KEY=VALUE`, read back to the same type by ditto_jax.configs."""
+    """Text for `--config.KEY=VALUE`, read back to the same type by ditto_jax.core.config."""
     if isinstance(value, _Raw):
         return str(value)
     if isinstance(value, bool):

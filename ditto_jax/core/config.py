@@ -116,42 +116,9 @@ def refuse_conflicts(config, overrides, options):
 
 
 # ------------------------------------------------------------------ validation
-# Checked when a config is loaded, before any data or checkpoint is read, so a typo costs
-# seconds, not a training run. (field, allowed values) and (field, lower bound, strict).
-_POLICY_CHOICES = {
-    "reward": ("maxcos", "cosine", "l2", "sparse", "gail"),
-    "latent": ("h", "z", "h+z"),
-    "first_step": ("sample", "all_actions"),
-    "expert_selection": ("first", "top"),
-    "eval_protocol": ("ditto", "machado"),
-}
-_POLICY_BOUNDS = {
-    "lr": (0, True), "disc_lr": (0, True), "eps": (0, True), "clip": (0, True),
-    "horizon": (1, False), "batch_size": (1, False), "bc_batch_size": (1, False),
-    "steps": (0, False), "log_every": (1, False), "save_every": (1, False),
-    "target_every": (1, False), "gamma": (0, False), "lam": (0, False),
-    "entropy": (0, False), "dbc_entropy": (0, False), "expert_episodes": (0, False),
-    "heldout_episodes": (0, False), "eval_every": (0, False), "eval_episodes": (1, False),
-    "eval_envs": (1, False), "eval_max_steps": (1, False), "bc_init_steps": (0, False),
-    "critic_warmup_steps": (0, False), "bc_frame_stack": (1, False),
-    "probe_every": (0, False), "probe_batch": (1, False), "drift_length": (1, False),
-}
-_WM_CHOICES = {
-    "model.decoder": ("conv_transpose", "upsample", "depth_to_space"),
-    "model.latent": ("sample", "probs"),
-    "model.conv_impl": ("auto", "matmul", "lax"),
-    "loss.recon": ("mse", "object_weighted", "motion_weighted", "object_motion"),
-    "optim.name": ("adam", "adamw"),
-    "train.compute_dtype": ("auto", "float32", "bfloat16"),
-    "loss.image_scale": ("none", "authors"),
-}
-_WM_BOUNDS = {
-    "optim.lr": (0, True), "optim.eps": (0, True), "optim.clip": (0, True),
-    "loss.beta": (0, False), "loss.image_weight": (0, True), "train.batch_size": (1, False),
-    "train.seq_len": (2, False), "train.steps": (0, False), "train.log_every": (1, False),
-    "train.save_every": (1, False), "model.deter": (1, False), "model.stoch": (1, False),
-    "model.classes": (1, False),
-}
+# Each config block is validated by the layer that owns it, against that layer's own
+# tuples (stages/train_wm.py, stages/train_policy.py, pipeline/plan.py); here only the
+# check itself: (field, allowed values) and (field, lower bound, strict).
 
 
 def _get(config, dotted):
@@ -163,7 +130,9 @@ def _get(config, dotted):
     return node
 
 
-def _check(config, choices, bounds, prefix):
+def check_fields(config, choices, bounds, prefix="config."):
+    """Refuses a value outside `choices` {dotted field: allowed values} or below `bounds`
+    {dotted field: (lower bound, strict)}; fields the config lacks are skipped."""
     for key, allowed in choices.items():
         value = _get(config, key)
         if value is not None and value not in allowed:
@@ -176,28 +145,3 @@ def _check(config, choices, bounds, prefix):
         if (value <= low) if strict else (value < low):
             raise DittoError("Config value out of range", field=f"{prefix}{key}",
                              expected=f"{'>' if strict else '>='} {low}", got=value)
-
-
-def validate_policy_config(config, prefix="config."):
-    from ditto_jax import methods  # the registry: built-in and user-registered methods
-    _check(config, dict(_POLICY_CHOICES, method=methods.names()), _POLICY_BOUNDS, prefix)
-    if _get(config, "gamma") is not None and not 0 <= config.gamma <= 1:
-        raise DittoError("Config value out of range", field=f"{prefix}gamma",
-                         expected="in [0, 1]", got=config.gamma)
-    return config
-
-
-def validate_wm_config(config, prefix="config."):
-    _check(config, _WM_CHOICES, _WM_BOUNDS, prefix)
-    return config
-
-
-def validate_pipeline_config(config):
-    """The whole `ditto run` config, including the embedded wm and policy configs."""
-    validate_wm_config(config.wm, "config.wm.")
-    validate_policy_config(config.policy, "config.policy.")
-    _check(config, {"eval.protocol": ("ditto", "machado"), "data.protocol": ("ditto", "machado"),
-                    "data.source": ("scripted", "rlu"), "eval.expert": ("live", "demos")},
-           {"eval.episodes": (1, False), "eval.envs": (1, False), "eval.max_steps": (1, False),
-            "data.max_steps": (1, False), "data.size": (16, False)}, "config.")
-    return config

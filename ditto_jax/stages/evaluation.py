@@ -174,7 +174,7 @@ class ScriptedAgent:
         self.spec, self.game, self.num_actions = spec, game, num_actions
 
     def bind(self, env, seed):
-        from ditto_jax.experts.base import make_policy
+        from ditto_jax.experts.registry import make_policy
         self.envs = _sub_envs(env)
         self.seed = int(seed)
         self.policies = [make_policy(self.spec, game=self.game, num_actions=self.num_actions,

@@ -18,8 +18,8 @@ skipped. Every job is listed in `SWEEP/sweep_status.json`; a failed job is retri
 `--retries` times and the command exits 1 if any job failed finally.
 
 This module holds the command (`add_arguments`, `main`) and the driver (`run_sweep`, the
-status file); grid files are loaded in ditto_jax/sweep_grid.py, expanded into jobs in
-ditto_jax/sweep_jobs.py and run by the backends in ditto_jax/sweep_launch.py. Their public
+status file); grid files are loaded in ditto_jax/sweep/grid.py, expanded into jobs in
+ditto_jax/sweep/jobs.py and run by the backends in ditto_jax/sweep/launch.py. Their public
 names are importable from here too.
 """
 import argparse
@@ -30,30 +30,19 @@ import sys
 import threading
 import time
 
-from ditto_jax.configs import config_overrides, load_config
+from ditto_jax.core.args import non_negative_int, positive_int
+from ditto_jax.core.config import config_overrides, load_config
+from ditto_jax.core.io import write_json_atomic
 from ditto_jax.errors import DittoError
-from ditto_jax.sweep_grid import (GRID_DIRS, load_grid, parse_variant, resolve_grid_path,
-                                  rlu_ablation_grid, seeds_list)
-from ditto_jax.sweep_jobs import (AFTER_WM_STAGES, COMMAND_ENV, RESULTS, WM_MARKER, WM_STAGES,
-                                  Job, _slug, default_command, expand, format_value,
-                                  override_args)
-from ditto_jax.stages.run import check_pipeline_config
-from ditto_jax.sweep_launch import LocalBackend, SlurmBackend, execute
-
-__all__ = [  # the names defined here and those re-exported from the modules above
-    "ACCEPTS_EXTRA_ARGS", "REPO_ROOT", "Status", "check_jobs", "error_from_log", "print_plan",
-    "run_sweep", "add_arguments",
-    "main",
-    "GRID_DIRS", "load_grid", "parse_variant", "resolve_grid_path", "rlu_ablation_grid",
-    "seeds_list",
-    "AFTER_WM_STAGES", "COMMAND_ENV", "RESULTS", "WM_MARKER", "WM_STAGES", "Job",
-    "default_command", "expand", "format_value", "override_args",
-    "LocalBackend", "SlurmBackend", "execute",
-]
+from ditto_jax.pipeline.plan import check_pipeline_config
+from ditto_jax.sweep import estimate
+from ditto_jax.sweep.grid import load_grid
+from ditto_jax.sweep.jobs import COMMAND_ENV, RESULTS, WM_STAGES, _slug, expand, override_args
+from ditto_jax.sweep.launch import LocalBackend, SlurmBackend
 
 ACCEPTS_EXTRA_ARGS = True  # --config.KEY=VALUE overrides for every run
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 # ---------------------------------------------------------------------------- the sweep
@@ -87,7 +76,6 @@ class Status:
             counts[e["status"]] = counts.get(e["status"], 0) + 1
         data = {**self.meta, "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "counts": counts,
                 "runs": list(self.entries.values())}
-        from ditto_jax.io import write_json_atomic
         write_json_atomic(self.path, data, indent=1)
 
     def failed(self):
@@ -184,7 +172,6 @@ def run_sweep(wm_jobs, runs, sweep_dir, backend, *, retries=1, meta=None, log=pr
             error = error_from_log(job.log)
         ok = rc == 0 and error is None
         if ok and job.phase == 1:
-            from ditto_jax.io import write_json_atomic
             write_json_atomic(job.marker, {"command": job.command, "time": time.time()},
                               indent=None)
         n = e["attempts"] + 1
@@ -237,7 +224,6 @@ def _minutes(text):
 
 
 def add_arguments(p):
-    from ditto_jax.cli import non_negative_int, positive_int
     p.add_argument("grid", help="grid file[:variant], e.g. experiments/grids/paper.py:games="
                                 "breakout+pong,seeds=5, or a grid name (paper, horizon, reward, "
                                 "local); --config.KEY=VALUE overrides apply to every run")
@@ -297,7 +283,6 @@ def main(args):
     wm_jobs, runs = expand(grid, sweep_dir, extra_overrides=overrides, command=command,
                            shared_dir=args.shared_dir, only=args.only, grid_path=grid_path)
     if getattr(args, "estimate", False):
-        from ditto_jax import estimate
         return estimate.main(wm_jobs, runs, grid=args.grid,
                              device_results=args.device_results)
     if args.dry_run:

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ditto_jax.report_refs import PAPER_RETURNS, REFERENCE_METHODS, _method_key
+from ditto_jax.report.refs import PAPER_RETURNS, REFERENCE_METHODS, _method_key
 
 _COLORS = {"ditto": "#1f77b4", "dbc": "#ff7f0e", "dgail": "#2ca02c", "bc": "#d62728",
            "expert": "#444444", "random": "#999999"}

@@ -11,8 +11,8 @@ Runs that differ in preset, protocol or an extra top-level setting (e.g. "horizo
 "reward") are reported as separate groups, never pooled.
 
 This module holds the command, loading results.json files, the tables and report.md;
-the statistics are in ditto_jax/report_stats.py, the plots in ditto_jax/report_plots.py
-and the paper's reference numbers in ditto_jax/report_refs.py. Their public names are
+the statistics are in ditto_jax/report/stats.py, the plots in ditto_jax/report/plots.py
+and the paper's reference numbers in ditto_jax/report/refs.py. Their public names are
 importable from here too.
 """
 import json
@@ -23,22 +23,15 @@ import sys
 
 import numpy as np
 
+from ditto_jax.core.args import non_negative_int, positive_int
+from ditto_jax.core.io import write_json_atomic
 from ditto_jax.errors import DittoError
-from ditto_jax.evaluation import HUMAN_RANDOM, normalized
-from ditto_jax.report_plots import plot_group
-from ditto_jax.report_refs import (PAPER_EXPERT, PAPER_HORIZON_BREAKOUT, PAPER_RETURNS,
+from ditto_jax.report.plots import plot_group
+from ditto_jax.report.refs import (PAPER_EXPERT, PAPER_HORIZON_BREAKOUT, PAPER_RETURNS,
                                    PAPER_SETTING, REFERENCE_METHODS, _method_key)
-from ditto_jax.report_stats import aggregate, mean_se, stratified_bootstrap_ci
-from ditto_jax.results import upgrade
-
-__all__ = [  # the names defined here and those re-exported from the modules above
-    "add_arguments", "canonical_game", "find_results", "setting_label", "load_runs",
-    "build_report", "format_markdown", "run_report", "main",
-    "plot_group",
-    "PAPER_EXPERT", "PAPER_HORIZON_BREAKOUT", "PAPER_RETURNS", "PAPER_SETTING",
-    "REFERENCE_METHODS",
-    "aggregate", "mean_se", "stratified_bootstrap_ci",
-]
+from ditto_jax.report.run_results import rewrite_markdown, upgrade
+from ditto_jax.report.stats import aggregate, mean_se
+from ditto_jax.stages.evaluation import HUMAN_RANDOM, normalized
 
 # Top-level keys of results.json that are not settings to group by.
 _NOT_SETTINGS = {"game", "seed", "expert_episodes", "rows", "config", "wall_time_s",
@@ -47,7 +40,6 @@ _NOT_SETTINGS = {"game", "seed", "expert_episodes", "rows", "config", "wall_time
 
 
 def add_arguments(p):
-    from ditto_jax.cli import non_negative_int, positive_int
     p.add_argument("sweep_dir", help="sweep directory (searched recursively for "
                                      "results.json) or a single run directory")
     p.add_argument("--reps", type=positive_int, default=2000,
@@ -370,14 +362,12 @@ def run_report(sweep_dir, *, reps=2000, seed=0, out_dir=None, plots=True):
     report["markdown"] = os.path.join(out_dir, "report.md")
     with open(report["markdown"], "w") as f:
         f.write(format_markdown(report))
-    from ditto_jax.io import write_json_atomic
     write_json_atomic(os.path.join(out_dir, "report.json"), report)
     return report
 
 
 def main(args):
     if args.results_md:
-        from ditto_jax.results import rewrite_markdown
         paths = find_results(args.sweep_dir)
         if not paths:
             raise DittoError("No results.json found (searched recursively)",

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ditto_jax.agents import rewards as reward_lib
+from ditto_jax.models.world_model import WorldModel
 
 PARTS = ("h", "z", "h+z")
 REWARDS = ("maxcos", "cosine", "l2")
@@ -35,7 +36,6 @@ REWARDS = ("maxcos", "cosine", "l2")
 def rollouts(model, params, start, actions, key):
     """Prior rollouts of action sequences: start (B, ...) state dict, actions (V, B, H) ->
     states dict of (V, H, B, ...). Every variant v uses the same per-step keys."""
-    from ditto_jax.models.world_model import WorldModel
     horizon = actions.shape[-1]
     keys = jax.random.split(key, horizon)
 
@@ -53,7 +53,7 @@ def rollouts(model, params, start, actions, key):
 def action_gap(model, params, latents, store, *, horizon=15, gamma=0.95, batch=256,
                seed=0, parts=PARTS, rewards=REWARDS):
     """The action-gap table for held-out expert episodes in `store` (latents from
-    `train_policy.encode_store`)."""
+    `stages/policy_data.encode_store`)."""
     rng = np.random.default_rng(seed)
     num_actions = store.num_actions
     win = store.sample_expert_windows(rng, batch, horizon, with_observation=False)

@@ -2,7 +2,7 @@
 
 Reads a JSON written by benchmarks/device.py (default: the newest
 benchmarks/results/device-*.json that is not a --tiny run) and prices every job of the
-expanded grid (ditto_jax.sweep.expand) with its own pipeline config:
+expanded grid (ditto_jax.sweep.command.expand) with its own pipeline config:
 
   world model   (shared world-model jobs + runs that train their own) x wm.train.steps x
                 the benchmark's seconds per frame x wm.train.batch_size * seq_len, in the
@@ -24,10 +24,13 @@ import glob
 import json
 import os
 
+from ditto_jax.core.config import load_config
+from ditto_jax.core.devices import resolve_compute_dtype
 from ditto_jax.errors import DittoError
+from ditto_jax.sweep.jobs import override_args
 
 EPISODE_STEPS = 5_000  # assumed agent steps per evaluation episode (cap: eval.max_steps)
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RESULTS_DIR = os.path.join(REPO_ROOT, "benchmarks", "results")
 
 
@@ -72,7 +75,6 @@ def load_device_results(path):
 
 def _wm_part(result, wm_config):
     """(part name, record) of the world-model step in the dtype this device would use."""
-    from ditto_jax.devices import resolve_compute_dtype
     dtype = resolve_compute_dtype(wm_config.train.get("compute_dtype", "auto"),
                                   result.get("backend", "gpu"), result.get("device_kind"))
     parts = result["parts"]
@@ -108,8 +110,7 @@ def _config_spec(job):
 def estimate(wm_jobs, runs, result):
     """(stages, notes): stage -> {jobs, units, unit, per_unit_s, seconds} (jobs: how many
     jobs of the grid contribute), and the assumptions made on the way."""
-    from ditto_jax.configs import load_config
-    from ditto_jax.sweep import override_args
+    from ditto_jax import methods as registry  # jax: imported here to keep it out of --help
     parts = result["parts"]
     upd = parts["ditto_update"]
     act = parts["act"]
@@ -150,9 +151,10 @@ def estimate(wm_jobs, runs, result):
         methods = [m.strip() for m in str(config.methods).split(",") if m.strip()]
         for m in methods:
             stage = "policy: " + m
-            if m in ("dbc", "bc"):
-                notes.add("dbc and bc updates are not measured: priced as a DITTO update "
-                          "(an upper bound)")
+            if registry.get(m).baseline:  # the benchmark measures the DITTO update only
+                unmeasured = [n for n in registry.names() if registry.get(n).baseline]
+                notes.add(f"{' and '.join(unmeasured)} updates are not measured: priced as "
+                          f"a DITTO update (an upper bound)")
             add(stage, steps * per_update, steps, per_update, "updates", job.name)
             # Evaluation: in training, then the eval stage.
             for episodes, envs in (

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+from ditto_jax.data.reader import dataset_summary
 
 
 def add_arguments(p):
@@ -51,7 +52,6 @@ def format_summary(s):
 
 
 def main(args):
-    from ditto_jax.data.rlds import dataset_summary
     summary = dataset_summary(args.source, data_dir=args.data_dir, split=args.split)
     summary.setdefault("source", args.source)
     if args.json:

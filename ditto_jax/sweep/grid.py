@@ -2,14 +2,14 @@
 
 `load_grid("paper:games=breakout")` finds the grid file (a path, or a name looked up in
 experiments/grids/ here, then in the installed grids) and calls its `get_grid(variant)`;
-the returned dict is described in ditto_jax/sweep.py. Grid files read their variant
+the returned dict is described in ditto_jax/sweep/command.py. Grid files read their variant
 string with `parse_variant` and `seeds_list`; `rlu_ablation_grid` builds the RL Unplugged
 ablation grids (horizon, reward).
 """
 import os
 
-from ditto_jax.configs import load_python_file
-from ditto_jax import resources
+from ditto_jax.core.config import load_python_file
+from ditto_jax.core import resources
 from ditto_jax.errors import DittoError
 
 GRID_DIRS = ("experiments/grids", resources.grids_dir())  # cwd, then the installed grids

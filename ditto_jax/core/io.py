@@ -95,6 +95,12 @@ def write_json_atomic(path, obj, *, indent=2, default=None):
     return path
 
 
+def write_json(path, obj):
+    """A run's JSON record (`ditto run`'s files): atomic (tmp + fsync + replace, so a killed
+    run never leaves half a file, and a full disk is named), numpy scalars as floats."""
+    return write_json_atomic(path, obj, default=float)
+
+
 def _fsync_dir(directory):
     try:
         fd = os.open(directory, os.O_RDONLY)

@@ -64,3 +64,31 @@ def aggregate(score_lists, *, reps, seed, tau):
                   "profile_ci": [[float(v) for v in plo], [float(v) for v in phi]]}
     return out
 
+
+def iqm_ci(per_seed, *, reps=2000, seed=0):
+    """(IQM, [low, high]) over seeds x episodes, episodes resampled within each seed."""
+    from rliable import metrics  # scipy: imported on use, not by `ditto report --help`
+    per_seed = [np.asarray(x, np.float64) for x in per_seed if len(x)]
+    if not per_seed:
+        return None, None
+    point, (lo, hi) = stratified_bootstrap_ci(
+        per_seed, lambda x: np.array([metrics.aggregate_iqm(x)]), reps=reps,
+        rng=np.random.default_rng(seed))
+    return float(point[0]), [float(lo[0]), float(hi[0])]
+
+
+def probability_of_improvement(x, y, *, reps=2000, seed=0):
+    """P(X > Y) + P(X = Y) / 2 over episode returns (rliable's definition, one task), with
+    a 95% bootstrap CI."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if not len(x) or not len(y):
+        return None
+
+    def p(a, b):
+        return float(((a[:, None] > b[None]).mean() + 0.5 * (a[:, None] == b[None]).mean()))
+
+    rng = np.random.default_rng(seed)
+    stats = [p(x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))])
+             for _ in range(reps)]
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return {"p": p(x, y), "ci": [float(lo), float(hi)]}

@@ -5,38 +5,14 @@ import json
 import os
 import time
 
-from ditto_jax.errors import DittoError
-from ditto_jax.stages.run import (_checkpoint_range, _checkpoint_step, _policy_meta,
-                                  data_sources, expert_episode_counts, featured_method,
-                                  methods_of, run_seeds)
-
-
-def _write_json(path, obj):
-    from ditto_jax.io import write_json_atomic  # tmp + fsync + replace; full disk named
-    write_json_atomic(path, obj, default=float)  # a killed run never leaves half a file
-
-
-def eval_rules(config):
-    rule = str(config.eval.policy)
-    if rule not in ("sample", "greedy", "both"):
-        raise DittoError("Unknown evaluation action rule", field="config.eval.policy",
-                         expected="sample, greedy or both", got=rule)
-    return ["sample", "greedy"] if rule == "both" else [rule]
-
-
-def eval_checkpoints(config, method=None):
-    """Which checkpoint(s) of a policy are evaluated (`config.eval.checkpoint`): final,
-    best (by held-out E[pi(a_E)], offline selection) or both. `best` exists only for
-    methods acting on world-model latents (pixel BC has no held-out signal: final only)."""
-    from ditto_jax.methods import get
-    which = str(config.eval.get("checkpoint", "final"))
-    if which not in ("final", "best", "both"):
-        raise DittoError("Unknown checkpoint choice", field="config.eval.checkpoint",
-                         expected="final, best or both", got=which)
-    out = ["final", "best"] if which == "both" else [which]
-    if method is not None and not get(method).uses_latents:
-        out = ["final"]
-    return out
+from ditto_jax.core import provenance as prov
+from ditto_jax.core.io import write_json
+from ditto_jax.data.reader import dataset_summary
+from ditto_jax.pipeline.plan import (checkpoint_range, checkpoint_step, data_sources,
+                                     eval_checkpoints, eval_rules, expert_episode_counts,
+                                     featured_method, methods_of, policy_meta, run_seeds)
+from ditto_jax.stages.evaluate import evaluate_workdir, reference_source
+from ditto_jax.stages.evaluation import expert_spec_of, reference_returns, summarize
 
 
 def _eval_settings(config, seed):
@@ -48,7 +24,6 @@ def _eval_settings(config, seed):
 
 def _expert_spec(config):
     """The scripted expert measured live as the expert reference, if there is one."""
-    from ditto_jax.evaluation import expert_spec_of
     if config.data.source != "scripted" or str(config.eval.expert) != "live":
         return None
     return expert_spec_of(config.data.expert_policy)
@@ -69,7 +44,6 @@ def _fresh(path, settings):
 def references(config, layout, seed, *, log):
     """eval/random[-sN].json and eval/expert[-sN].json for one evaluation seed: measured
     under the learners' own protocol, cap, seeds and loop (`reference_returns`)."""
-    from ditto_jax.evaluation import reference_returns, summarize
     settings = _eval_settings(config, seed)
     suffix = layout.seed_suffix(seed)
     paths = {k: os.path.join(layout.eval, f"{k}{suffix}.json") for k in ("random", "expert")}
@@ -93,15 +67,13 @@ def references(config, layout, seed, *, log):
                            expert_return=exp if comparable else None, random_return=rnd,
                            max_steps=settings["max_steps"]))
         r.update(method=name, settings=settings, seed=int(seed))
-        _write_json(paths[name], r)
+        write_json(paths[name], r)
         log(f"eval/{name}{suffix}: return {r['return_mean']:.2f} ± {r['return_se']:.2f}"
             + (f" ({r['source']})" if r.get("source") else ""))
     return refs
 
 
 def stage_eval(config, layout, *, progress, log):
-    from ditto_jax import provenance as prov
-    from ditto_jax.stages.evaluate import evaluate_workdir, reference_source
     rules = eval_rules(config)
     ne_values = expert_episode_counts(config)
     jobs = [(method, ne, rule, ck) for method in methods_of(config) for ne in ne_values
@@ -120,10 +92,10 @@ def stage_eval(config, layout, *, progress, log):
             # Redone when the policy, its config or its world model changed since.
             settings = dict(_eval_settings(config, seed), rule=rule,
                             **({"checkpoint": ck} if ck != "final" else {}),
-                            policy_step=_checkpoint_step(workdir),
+                            policy_step=checkpoint_step(workdir),
                             policy_stamp=(prov.read_stamp(workdir) or {}).get(
                                 "fingerprint"),
-                            wm_step=_policy_meta(workdir).get("world_model", {}).get(
+                            wm_step=policy_meta(workdir).get("world_model", {}).get(
                                 "step"),
                             references=[exp, rnd])
             if _fresh(out, settings):
@@ -141,7 +113,7 @@ def stage_eval(config, layout, *, progress, log):
                 agreement=settings["expert"] if bool(config.eval.agreement) else None,
                 progress=progress)
             result.update(settings=settings, seed=int(seed), rule=rule)
-            _write_json(out, result)
+            write_json(out, result)
             agree = result.get("expert_agreement")
             log(f"eval/{name}: return {result['return_mean']:.2f} ± "
                 f"{result['return_se']:.2f}, length {result['length_mean']:.0f}"
@@ -154,12 +126,10 @@ def expert_result(config, layout, settings):
     or a non-scripted policy). Comparable with the learners only when recorded under the
     evaluation's protocol and cap; otherwise expert-normalised scores are left empty.
     """
-    from ditto_jax.data.rlds import dataset_summary
-    from ditto_jax.evaluation import summarize
     _, expert, reader = data_sources(config, layout)
     kw = {}
     if config.data.source == "rlu":
-        lo, hi = _checkpoint_range(config.data.expert_checkpoints,
+        lo, hi = checkpoint_range(config.data.expert_checkpoints,
                                    "config.data.expert_checkpoints")
         kw = dict(split=f"checkpoint_{lo:02d}:checkpoint_{hi:02d}",
                   selection=f"top:{int(config.data.expert_episodes)}")

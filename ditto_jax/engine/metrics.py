@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from ditto_jax import io
+from ditto_jax.core import io
 from ditto_jax.errors import DittoError
 
 WANDB_RUN_FILE = "wandb_run.json"  # the wandb run id, so a resumed run continues it

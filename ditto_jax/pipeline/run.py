@@ -14,16 +14,26 @@ that could disagree with them.
 import os
 import time
 
-from ditto_jax import resources
+from ditto_jax.core import resources
+from ditto_jax.core import provenance as prov
+from ditto_jax.core.config import config_overrides, load_config
+from ditto_jax.core.io import lock_workdir, read_json, write_json
+from ditto_jax.data.schema import is_finished_dataset
+from ditto_jax.data.source import read_dataset_metadata
 from ditto_jax.errors import DittoError
+from ditto_jax.pipeline import results as results_lib
+from ditto_jax.pipeline.plan import (POLICY_UNSTAMPED, STAGES, Layout, check_pipeline_config,
+                                     checkpoint_range, checkpoint_step, data_fields,
+                                     data_sources, expert_episode_counts, methods_of,
+                                     policy_fields, policy_meta, run_seeds, wm_fields)
+from ditto_jax.pipeline.run_eval import stage_eval
+from ditto_jax.stages.record import record
+from ditto_jax.stages.train_policy import train_policy_seeds
+from ditto_jax.stages.train_wm import train_world_model
 
 ACCEPTS_EXTRA_ARGS = True
-STAGES = ("data", "wm", "policy", "eval", "report")
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_CONFIG = resources.config_path("pipeline.py")  # any cwd, any install
-# RL Unplugged's config names ({Game}_run_{n}).
-RLU_NAMES = {"pong": "Pong", "breakout": "Breakout", "mspacman": "MsPacman",
-             "beamrider": "BeamRider", "qbert": "Qbert", "spaceinvaders": "SpaceInvaders"}
 
 
 def add_arguments(p):
@@ -40,164 +50,12 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-# ----------------------------------------------------------------------- layout
-class Layout:
-    """Where every stage reads and writes inside a pipeline workdir."""
-
-    def __init__(self, config, workdir):
-        self.workdir = os.path.abspath(workdir)
-        self.data = os.path.abspath(config.paths.data or os.path.join(workdir, "data"))
-        self.wm = os.path.abspath(config.paths.wm or os.path.join(workdir, "wm"))
-        self.eval = os.path.join(self.workdir, "eval")
-        self.plots = os.path.join(self.workdir, "plots")
-        self.primary_seed = int(config.seed)
-        self.expert_episodes = expert_episode_counts(config)
-        self.multi_ne = len(self.expert_episodes) > 1
-
-    def seed_suffix(self, seed):
-        """'' for the run's own seed (config.seed), '-sN' for the other policy seeds."""
-        return "" if int(seed) == self.primary_seed else f"-s{int(seed)}"
-
-    def name(self, method, seed=None, rule="sample", checkpoint="final", ne=None,
-             multi=None):
-        """`method[-neN][-sN][-greedy][-best]`: the policy's (and its evaluation file's)
-        name; `-neN` (N_E) only when the run has several N_E values (`multi`)."""
-        seed = self.primary_seed if seed is None else seed
-        ne = self.expert_episodes[0] if ne is None else int(ne)
-        multi = self.multi_ne if multi is None else multi
-        return (method + (f"-ne{ne}" if multi else "") + self.seed_suffix(seed)
-                + ("-greedy" if rule == "greedy" else "")
-                + ("-best" if checkpoint == "best" else ""))
-
-    def policy(self, method, seed=None, ne=None, multi=None):
-        return os.path.join(self.workdir, "policies", self.name(method, seed, ne=ne,
-                                                                multi=multi))
-
-
-def methods_of(config):
-    from ditto_jax.methods import names
-    methods = [m.strip() for m in str(config.methods).split(",") if m.strip()]
-    bad = [m for m in methods if m not in names()]
-    if bad or not methods:
-        raise DittoError("Unknown imitation method", field="config.methods",
-                         expected=f"a comma-separated subset of {','.join(names())}",
-                         got=config.methods)
-    return methods
-
-
-def expert_episode_counts(config):
-    """The N_E values of `config.expert_episodes` ("11", "1,2,4,11"; 0 = every recorded
-    training episode), in the order given. Each N_E trains on the first N_E training
-    episodes (nested subsets) and is checked against the same held-out episodes."""
-    text = str(config.get("expert_episodes", 0)).strip().strip("()[]")
-    try:
-        values = [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        values = []
-    if not values or any(v < 0 for v in values) or len(set(values)) != len(values):
-        raise DittoError("N_E is a non-negative integer or a list of distinct ones",
-                         field="config.expert_episodes",
-                         expected="e.g. 11, or 1,2,4,11 (0 = every recorded episode)",
-                         got=config.get("expert_episodes"))
-    if len(values) > 1 and (0 in values or str(config.policy.expert_selection) != "first"):
-        raise DittoError("A list of N_E values needs explicit counts and nested subsets",
-                         field="config.expert_episodes",
-                         expected="positive counts with config.policy.expert_selection="
-                                  "first", got=f"{config.expert_episodes} with "
-                                               f"expert_selection="
-                                               f"{config.policy.expert_selection}")
-    if config.data.source == "scripted":  # refused before hours of training, not after
-        recorded, held = int(config.data.expert_episodes), int(config.policy.heldout_episodes)
-        available = recorded - held if held < recorded else recorded
-        if max(values) > available:
-            raise DittoError("The expert dataset has fewer episodes than requested",
-                             field="config.expert_episodes",
-                             expected=f"at most {available} (config.data.expert_episodes "
-                                      f"{recorded} recorded, the last {held} held out)",
-                             got=config.expert_episodes)
-    return values
-
-
-def featured_method(config):
-    """The method whose agent video the run shows: the first of `config.methods`."""
-    return methods_of(config)[0]
-
-
-def data_sources(config, layout):
-    """(world-model sources, expert source, kwargs for the readers) for the data config."""
-    d = config.data
-    if d.source == "scripted":
-        wm = [os.path.join(layout.data, n) for n, count in
-              (("expert", d.expert_episodes), ("noisy", d.noisy_episodes),
-               ("random", d.random_episodes)) if count > 0]
-        return wm, os.path.join(layout.data, "expert"), {}
-    if d.source == "rlu":
-        name = RLU_NAMES.get(config.game, config.game)
-        tfds_name = f"{d.rlu_name}/{name}_run_{int(d.rlu_run)}"
-        reader = {"data_dir": d.rlu_data_dir or None}
-        return [tfds_name], tfds_name, reader
-    raise DittoError("Unknown data source", field="config.data.source",
-                     expected="scripted or rlu", got=d.source)
-
-
-def _checkpoint_range(text, field):
-    a, _, b = str(text).partition("-")
-    try:
-        return int(a), int(b or a)
-    except ValueError:
-        raise DittoError("A checkpoint range looks like A-B", field=field, got=text) from None
-
-
 # ----------------------------------------------------------------------- stages
-# Config fields that do not shape a stage's output (loop settings, logging): changing them
-# never invalidates a finished stage.
-_WM_LOOP = ("steps", "log_every", "eval_every", "save_every", "keep_checkpoints",
-            "strip_every", "time_limit_s")
-_POLICY_LOOP = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_every",
-                "eval_episodes", "eval_envs", "eval_max_steps", "eval_protocol", "method",
-                "tracking", "probe_every", "probe_batch", "drift_length", "time_limit_s")
-
-
-def data_fields(config, name=None):
-    """The fields that shape the recorded datasets (all of them, or dataset `name`)."""
-    d = config.data
-    if d.source != "scripted":
-        return {"source": d.source, "game": config.game,
-                **{k: d[k] for k in ("rlu_name", "rlu_run", "expert_checkpoints",
-                                     "wm_checkpoints", "wm_episodes", "expert_episodes")}}
-    plan = {"expert": (d.expert_policy, 0.0, d.expert_episodes),
-            "noisy": (d.noisy_policy or d.expert_policy, d.noisy_epsilon, d.noisy_episodes),
-            "random": ("random", 0.0, d.random_episodes)}
-    out = {n: {"game": config.game, "seed": int(config.seed), "policy": pol,
-               "epsilon": float(eps), "episodes": int(n_ep), "protocol": d.protocol,
-               "max_steps": int(d.max_steps), "size": int(d.size)}
-           for n, (pol, eps, n_ep) in plan.items() if int(n_ep) > 0}
-    return out[name] if name else out
-
-
-def wm_fields(config):
-    wm = config.wm.to_dict()
-    wm.pop("tracking", None)  # logging only
-    wm["train"] = {k: v for k, v in wm["train"].items() if k not in _WM_LOOP}
-    wm["train"]["seed"] = int(config.seed)
-    return {"game": config.game, "data": data_fields(config), "wm": wm}
-
-
-def policy_fields(config, method, seed, ne=None):
-    """What shapes one policy cell (method x seed x N_E): its stamp."""
-    ne = expert_episode_counts(config)[0] if ne is None else int(ne)
-    pc = {k: v for k, v in config.policy.to_dict().items() if k not in _POLICY_LOOP}
-    pc.update(seed=int(seed), expert_episodes=ne)
-    from ditto_jax.provenance import config_hash
-    return {"method": method, "policy": pc, "wm": config_hash(wm_fields(config))}
-
-
 def _reuse_or_move_aside(directory, stage, fields, log, legacy=None):
     """Keeps `directory` if it was produced with `fields`; else moves it aside (the stage
     is then retrained) and says which fields changed. Writes nothing into `directory`:
     the stamp goes onto finished outputs only (`_stamp_finished`), so a vacated folder
     stays absent and the stage starts there from nothing."""
-    from ditto_jax import provenance as prov
     if not os.path.isdir(directory):
         return
     if os.listdir(directory) == [prov.STAMP]:
@@ -216,7 +74,6 @@ def _reuse_or_move_aside(directory, stage, fields, log, legacy=None):
 
 def _stamp_finished(directory, stage, fields):
     """Stamps a stage's finished output with the fields that produced it."""
-    from ditto_jax import provenance as prov
     if os.path.isdir(directory) and os.listdir(directory):  # (not on a process that
         prov.write_stamp(directory, stage, fields)           # wrote nothing there)
 
@@ -225,7 +82,6 @@ def _move_aside_overtrained(directory, stage, at, steps, log):
     """A finished stage holding more updates than `steps` asks for is moved aside and
     retrained to `steps`, so the run never labels a longer training with a shorter
     budget. Returns the checkpoint step left in `directory` (None after a move)."""
-    from ditto_jax import provenance as prov
     if at is None or at <= steps:
         return at
     moved = prov.move_aside(directory, f"{at}steps")
@@ -236,11 +92,8 @@ def _move_aside_overtrained(directory, stage, at, steps, log):
 
 def stage_data(config, layout, *, progress, log):
     """Records the scripted datasets (resuming an interrupted one); RLU needs nothing."""
-    from ditto_jax.data.recorder import record
-    from ditto_jax.data.rlds import _is_finished_dataset
     d = config.data
     if d.source != "scripted":
-        from ditto_jax.data.rlds import read_dataset_metadata
         _, source, reader = data_sources(config, layout)
         try:  # fail here, not after the first stage that needs it
             read_dataset_metadata(source, **reader)
@@ -253,10 +106,10 @@ def stage_data(config, layout, *, progress, log):
     seed_offsets = {"expert": 0, "noisy": 10_000, "random": 20_000}
     for name, f in data_fields(config).items():
         out = os.path.join(layout.data, name)
-        if _is_finished_dataset(out) or not os.path.isdir(os.path.join(out, ".staging")):
+        if is_finished_dataset(out) or not os.path.isdir(os.path.join(out, ".staging")):
             # (An unfinished recording resumes; the recorder refuses changed arguments.)
             _reuse_or_move_aside(out, f"data/{name}", f, log)
-        if _is_finished_dataset(out):
+        if is_finished_dataset(out):
             _stamp_finished(out, f"data/{name}", f)  # (a dataset from before stamps)
             log(f"data/{name}: done ({out})")
             continue
@@ -268,18 +121,11 @@ def stage_data(config, layout, *, progress, log):
         _stamp_finished(out, f"data/{name}", f)
 
 
-def _checkpoint_step(workdir):
-    """The newest readable checkpoint step of a stage's workdir (None: none yet)."""
-    from ditto_jax.engine import resume_step
-    return resume_step(workdir)
-
-
 def stage_wm(config, layout, *, progress, log):
-    from ditto_jax.stages.train_wm import train_world_model
     steps = int(config.wm.train.steps)
     fields = wm_fields(config)
     _reuse_or_move_aside(layout.wm, "wm", fields, log)
-    at = _move_aside_overtrained(layout.wm, "wm", _checkpoint_step(layout.wm), steps, log)
+    at = _move_aside_overtrained(layout.wm, "wm", checkpoint_step(layout.wm), steps, log)
     if at == steps:
         _stamp_finished(layout.wm, "wm", fields)
         log(f"wm: done ({layout.wm}, {steps} steps)")
@@ -287,7 +133,7 @@ def stage_wm(config, layout, *, progress, log):
     sources, _, reader = data_sources(config, layout)
     kw = {}
     if config.data.source == "rlu":
-        lo, hi = _checkpoint_range(config.data.wm_checkpoints, "config.data.wm_checkpoints")
+        lo, hi = checkpoint_range(config.data.wm_checkpoints, "config.data.wm_checkpoints")
         kw = dict(split=f"checkpoint_{lo:02d}:checkpoint_{hi:02d}",
                   selection=f"first:{int(config.data.wm_episodes)}")
     wm_config = config.wm.copy_and_resolve_references()
@@ -295,21 +141,6 @@ def stage_wm(config, layout, *, progress, log):
     train_world_model(wm_config, data=sources, workdir=layout.wm, progress=progress, log=log,
                       **reader, **kw)
     _stamp_finished(layout.wm, "wm", fields)
-
-
-def run_seeds(config):
-    """The policy seeds: `config.seeds` ("0,1,2"), or just `config.seed`."""
-    text = str(config.get("seeds", "") or "").strip()
-    if not text:
-        return [int(config.seed)]
-    try:
-        seeds = [int(x) for x in text.replace(" ", "").split(",") if x]
-    except ValueError:
-        raise DittoError("Seeds are comma-separated integers", field="config.seeds",
-                         expected="e.g. 0,1,2", got=text) from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise DittoError("Seeds must be distinct integers", field="config.seeds", got=text)
-    return seeds
 
 
 def _policy_config(config, seed, ne=None):
@@ -321,10 +152,10 @@ def _policy_config(config, seed, ne=None):
 
 def _legacy_policy_fields(workdir, config, method, seed, ne=None):
     """Fields recoverable from a policy trained before stamps existed (its config.json)."""
-    meta = _policy_meta(workdir)
+    meta = policy_meta(workdir)
     if not meta.get("agent_config"):
         return None
-    pc = {k: v for k, v in meta["agent_config"].items() if k not in _POLICY_LOOP}
+    pc = {k: v for k, v in meta["agent_config"].items() if k not in POLICY_UNSTAMPED}
     fields = policy_fields(config, method, seed, ne)
     fields["policy"] = {k: pc.get(k, v) for k, v in fields["policy"].items()}
     return fields
@@ -334,7 +165,6 @@ def _adopt_cell(config, layout, method, seed, ne, log):
     """A cell finished under the other naming (`policies/ditto` from a run with one N_E,
     `policies/ditto-ne1` from a run with several) is moved to this run's name, with its
     evaluation files, when its stamp says it was trained with exactly these settings."""
-    from ditto_jax import provenance as prov
     target = layout.policy(method, seed, ne)
     other = layout.policy(method, seed, ne, multi=not layout.multi_ne)
     if os.path.exists(target) or not os.path.isdir(other) or prov.read_stamp(other) is None \
@@ -356,15 +186,16 @@ def stage_policy(config, layout, *, progress, log):
     """Trains every method x N_E x seed (the cells); the pending seeds of a method and N_E
     train together, vmapped where it pays (those resuming from the same step share one
     program). The expert data is read once and encoded once per seed for all of them."""
+    # jax: imported on use, never by --help
     from ditto_jax.methods import get as get_method
-    from ditto_jax.stages.train_policy import train_policy_seeds, vmap_pays
+    from ditto_jax.stages.policy_loop import vmap_pays
     _, expert, reader = data_sources(config, layout)
     kw = dict(reader)
     if config.data.source == "rlu":
-        lo, hi = _checkpoint_range(config.data.expert_checkpoints,
+        lo, hi = checkpoint_range(config.data.expert_checkpoints,
                                    "config.data.expert_checkpoints")
         kw["split"] = f"checkpoint_{lo:02d}:checkpoint_{hi:02d}"
-    wm_step = _checkpoint_step(layout.wm)
+    wm_step = checkpoint_step(layout.wm)
     if wm_step is not None and wm_step != int(config.wm.train.steps):
         raise DittoError(
             "The world model does not hold the updates this run asks for, so the policies "
@@ -380,7 +211,7 @@ def stage_policy(config, layout, *, progress, log):
                 pc = _policy_config(config, seed, ne)
                 workdir = layout.policy(method, seed, ne)
                 name = layout.name(method, seed, ne=ne)
-                trained_on = _policy_meta(workdir).get("world_model", {}).get("step")
+                trained_on = policy_meta(workdir).get("world_model", {}).get("step")
                 if trained_on is not None and trained_on != wm_step:
                     # Trained on an older world model: keep it, but out of the way.
                     stale = f"{workdir}.stale-wm{trained_on}"
@@ -393,7 +224,7 @@ def stage_policy(config, layout, *, progress, log):
                     legacy=lambda w=workdir, m=method, sd=seed, n=ne:
                     _legacy_policy_fields(w, config, m, sd, n))
                 at = _move_aside_overtrained(workdir, f"policy/{name}",
-                                             _checkpoint_step(workdir), int(pc.steps),
+                                             checkpoint_step(workdir), int(pc.steps),
                                              log) or 0
                 if at == int(pc.steps):
                     _stamp_finished(workdir, f"policy/{name}", fields)
@@ -415,25 +246,7 @@ def stage_policy(config, layout, *, progress, log):
                                     policy_fields(config, method, seed, ne))
 
 
-def _policy_meta(workdir):
-    """A policy's config.json ({} before it exists; rebuilt from its checkpoint if deleted)."""
-    from ditto_jax import io
-    meta = io.read_json(os.path.join(workdir, "config.json"), what="policy config.json",
-                        default=None)
-    if meta is None and os.path.isdir(os.path.join(workdir, "checkpoints")):
-        from ditto_jax.engine.fit import rebuild_config_json  # jax: only when needed
-        meta = rebuild_config_json(workdir)
-    return meta or {}
-
-
-# The evaluation stage (imports the helpers above, so imported here, after them).
-from ditto_jax.stages.run_eval import (_eval_settings, _expert_spec, _fresh,  # noqa: E402,F401
-                                       _write_json, eval_checkpoints, eval_rules,
-                                       expert_result, references, stage_eval)
-
-
 def stage_report(config, layout, *, progress, log, timings=None):
-    from ditto_jax import results as results_lib
     return results_lib.write_report(config, layout, timings=timings or {}, log=log)
 
 
@@ -442,34 +255,13 @@ STAGE_FUNCS = {"data": stage_data, "wm": stage_wm, "policy": stage_policy,
                "eval": stage_eval}
 
 
-def check_pipeline_config(config, stages=STAGES):
-    """Every check `ditto run` makes before it touches the workdir (also `ditto sweep
-    --dry-run`'s): the game, the stages, value bounds and choices, methods, seeds, rules.
-    Sets `config.game` to its canonical name."""
-    from ditto_jax.envs.atari import canonical_game
-    config.game = canonical_game(config.game)
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown:
-        raise DittoError("Unknown pipeline stage", field="--stages",
-                         expected=f"a comma-separated subset of {','.join(STAGES)}",
-                         got=",".join(unknown))
-    from ditto_jax.configs import validate_pipeline_config
-    validate_pipeline_config(config)
-    methods_of(config)
-    run_seeds(config)
-    expert_episode_counts(config)
-    eval_rules(config)
-    eval_checkpoints(config)
-
-
 def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
     """Runs the requested stages in order; returns results.json's content (or None)."""
     check_pipeline_config(config, stages)  # fail on bad values before hours of training
     layout = Layout(config, workdir)
     os.makedirs(layout.workdir, exist_ok=True)
-    from ditto_jax.io import lock_workdir, read_json
     lock = lock_workdir(layout.workdir, "ditto run")  # one writer per workdir, until return
-    _write_json(os.path.join(layout.workdir, "pipeline_config.json"), config.to_dict())
+    write_json(os.path.join(layout.workdir, "pipeline_config.json"), config.to_dict())
     timings_path = os.path.join(layout.workdir, "stage_seconds.json")
     timings = read_json(timings_path, what="stage timings", default={}, tolerate=True)
     t_start = time.perf_counter()
@@ -489,7 +281,7 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
             # A skipped stage keeps the time it took when it actually ran.
             if seconds > 5 or stage not in timings:
                 timings[stage] = seconds
-            _write_json(timings_path, timings)
+            write_json(timings_path, timings)
     log(f"ditto run: finished {','.join(todo)} in {(time.perf_counter() - t_start) / 60:.1f} "
         f"min; results in {layout.workdir}")
     lock.release()
@@ -497,8 +289,7 @@ def run_pipeline(config, workdir, *, stages=STAGES, progress=True, log=print):
 
 
 def main(args):
-    from ditto_jax import parallel
-    from ditto_jax.configs import config_overrides, load_config
+    from ditto_jax.core import parallel  # jax: imported on use, never by --help
     overrides = config_overrides(args.extra_args)
     spec = args.config or f"{DEFAULT_CONFIG}:{args.preset or 'demo'}"
     if args.config and args.preset:

@@ -14,7 +14,7 @@ import functools
 import os
 import sys
 
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _SHARE = os.path.join("share", "ditto_jax", "experiments")
 
 

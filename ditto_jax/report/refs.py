@@ -34,7 +34,7 @@ REFERENCE_METHODS = ("expert", "random")
 
 def _method_key(m):
     """Registered methods in their report order, then unknown names, then references."""
-    from ditto_jax import methods
+    from ditto_jax import methods  # jax: imported on use, never by --help
     if m in REFERENCE_METHODS:
         return (2, REFERENCE_METHODS.index(m), m)
     if m in methods.names():

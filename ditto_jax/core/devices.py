@@ -38,7 +38,6 @@ import math
 AUTO = "auto"
 FRAME_CHUNK_AUTO = -1
 CPU_FRAME_CHUNK = 250
-CONV_IMPLS = ("matmul", "lax")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 # Activation memory of the encoder + decoder, forward and backward without chunking:

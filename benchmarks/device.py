@@ -314,7 +314,8 @@ def part_act(tiny, steps, env_counts=(1, 16)):
     """Acting latency: encoder + RSSM posterior step + actor per step, no emulator."""
     import jax
     import numpy as np
-    from ditto_jax.stages.train_policy import WorldModelAgent, build_method
+    from ditto_jax.agents.acting import WorldModelAgent
+    from ditto_jax.stages.train_policy import build_method
     t0 = time.perf_counter()
     wm_config, policy_cfg = load_configs(tiny)
     wstate = wm_state(wm_config)

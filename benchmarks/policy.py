@@ -69,7 +69,8 @@ def bench_update(wm_state, policy_cfg, num_actions, updates):
 
 def bench_acting(wm_state, policy_cfg, num_actions, num_envs, steps):
     from ditto_jax.envs.vector import make_vector_env
-    from ditto_jax.stages.train_policy import WorldModelAgent, build_method
+    from ditto_jax.agents.acting import WorldModelAgent
+    from ditto_jax.stages.train_policy import build_method
     meta = {"num_actions": num_actions, "obs_shape": list(wm_state.model.obs_shape)}
     state, _, actor_apply = build_method(policy_cfg, "ditto", wm_state, meta,
                                          key=jax.random.key(1))

@@ -147,6 +147,93 @@ def test_pixel_bc_training_matches_the_pin(pins, current):
     assert pins["bc_train"][0]["bc_loss"] != pins["bc_train"][-1]["bc_loss"]
 
 
+# ----------------------------------------------------------------- the protocol
+def test_every_agent_implements_the_protocol():
+    from ditto_jax.agents import acting
+    wm_state = _world_model()
+    agents = [acting.RandomAgent(NUM_ACTIONS, 0), acting.PythonPolicyAgent(lambda o: 0),
+              acting.ScriptedAgent("tracker", "pong", NUM_ACTIONS)]
+    for name in ("ditto", "bc"):
+        method, config, ctx, state = _method(name, wm_state)
+        agents.append(method.make_agent(config, ctx, wm_state, state))
+    assert {type(a).__name__ for a in agents} == {
+        "RandomAgent", "PythonPolicyAgent", "ScriptedAgent", "WorldModelAgent",
+        "PixelBCAgent"}
+    for agent in agents:
+        assert isinstance(agent, acting.Agent), type(agent).__name__
+    assert not isinstance(object(), acting.Agent)
+    # The loop's contract: (carry, one int action per env); random play draws from the
+    # full action set.
+    obs, first = _rollout_inputs()
+    rand = acting.RandomAgent(NUM_ACTIONS, 0)
+    seen = np.concatenate([rand.act(None, obs[0], first[0], None)[1] for _ in range(50)])
+    assert seen.shape == (100,) and set(seen.tolist()) == set(range(NUM_ACTIONS))
+
+
+# ----------------------------------------------------------------- train against act
+def test_encode_store_is_the_acting_filter_over_episodes():
+    """The expert latents DITTO trains on are the posteriors the acting agent computes
+    when it sees the same frames and actions, step by step across an episode start."""
+    from ditto_jax.models.world_model import WorldModel
+    from ditto_jax.stages.policy_data import encode_store
+    wm_state = _world_model()
+    method, config, ctx, state = _method("ditto", wm_state)
+    agent = method.make_agent(config, ctx, wm_state, state)
+    store = _fake_store(lengths=(14, 9), seed=4)
+    seed, chunk = 7, 256
+    latents = encode_store(wm_state, store, chunk=chunk, seed=seed)
+    # encode_store filters chunk 0 with key fold_in(key(seed), 0), one key per step.
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(seed), 0), chunk)
+    post = wm_state.model.apply(wm_state.params, 1, method=WorldModel.initial_state)
+    deter = []
+    for t in range(store.num_steps):
+        prev = jax.nn.one_hot(store.prev_action[t:t + 1], ctx.action_dim)
+        post = agent.filter(agent.params, post, prev, store.observation[t:t + 1],
+                            store.is_first[t:t + 1], keys[t])
+        for k in ("deter", "stoch", "logits"):
+            np.testing.assert_allclose(np.asarray(post[k][0]), latents[k][t], rtol=1e-5,
+                                       atol=1e-5, err_msg=f"{k} at step {t}")
+        deter.append(np.asarray(post["deter"][0]))
+    # Not vacuous: the state moves, and the second episode starts afresh.
+    assert np.abs(np.diff(deter, axis=0)).max() > 1e-3
+
+
+def _stack_by_definition(store, t, k):
+    """Frames t-k+1..t of t's episode, its first frame repeated before it (B=1)."""
+    start = store.starts[store.episode_of(np.array([t]))[0]]
+    return np.concatenate([store.observation[max(t - k + 1 + j, start)] for j in range(k)],
+                          -1)
+
+
+def test_pixel_bc_trains_on_the_frames_its_agent_stacks_across_an_episode_start():
+    from ditto_jax.agents.bc import PixelPolicy, stack_frames
+    wm_state = _world_model()
+    method, config, ctx, state = _method("bc", wm_state)
+    k = int(config.bc_frame_stack)
+    store = _fake_store(lengths=(3, 8, 6), seed=5)       # one episode shorter than k
+    data = jax.tree.map(jax.numpy.asarray, method.make_data(config, ctx, store, None))
+    index = np.arange(store.num_steps)
+    batch = method.batch_at(config, data, jax.numpy.asarray(index))
+    frames = np.asarray(batch["frames"])
+    assert frames.shape == (store.num_steps,) + OBS_SHAPE[:2] + (k * OBS_SHAPE[2],)
+    net = PixelPolicy(NUM_ACTIONS, config.bc_depth)
+    logp_train = np.asarray(jax.nn.log_softmax(net.apply(state.params, frames)))
+    agent = method.make_agent(config, ctx, wm_state, state, greedy=True)
+    carry = agent.init(1)
+    for t in index:
+        want = _stack_by_definition(store, t, k)
+        np.testing.assert_array_equal(frames[t], want, err_msg=f"training frames, step {t}")
+        carry, _ = agent.act(carry, store.observation[t:t + 1], store.is_first[t:t + 1],
+                             jax.random.key(0))
+        np.testing.assert_array_equal(np.asarray(stack_frames(*carry))[0], want,
+                                      err_msg=f"acting frames, step {t}")
+        np.testing.assert_allclose(np.log(np.asarray(agent.last_probs[0])), logp_train[t],
+                                   rtol=1e-5, atol=1e-5)
+    # Not vacuous: the first episode's start is repeated, and stacks differ from step to step.
+    assert (frames[1][..., 0] == frames[1][..., 1]).all()
+    assert not (frames[1][..., 2] == frames[1][..., 3]).all()
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--write"]:
         os.makedirs(os.path.dirname(PINS), exist_ok=True)

@@ -3,7 +3,6 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 
@@ -59,12 +58,19 @@ def make_bc(config, num_actions):
     return net, init, train_step
 
 
-def stack_frames(observation, episode_start, index, k):
-    """Frames index-k+1..index (repeating the episode's first frame), channels last.
+def stack_frames(window, age):
+    """The policy's input from the last k frames: the one frame stacking of pixel BC,
+    used by training (`methods/cloning.PixelBC.sample`) and acting (`PixelBCAgent`).
 
-    observation: (N, H, W, 1) flat store frames; episode_start: (N,) flat index of
-    each step's episode start; index: (B,) flat step indices. Returns (B, H, W, k).
+    window: (B, k, H, W, C) the last k frames, oldest first, the current one last (frames
+        before the episode's start may be anything); age: (B,) steps since the episode's
+        first frame (0 at it). Frames before the episode's start are replaced by its first
+        frame. Returns (B, H, W, k*C), channels ordered (frame, channel).
     """
-    offsets = np.arange(-k + 1, 1)
-    idx = np.maximum(index[:, None] + offsets[None], episode_start[index][:, None])
-    return np.concatenate([observation[idx[:, j]] for j in range(k)], axis=-1)
+    k = window.shape[1]
+    first = k - 1 - jnp.minimum(age, k - 1)                               # (B,)
+    src = jnp.maximum(jnp.arange(k)[None], first[:, None])                # (B, k)
+    frames = jnp.take_along_axis(window, src.reshape(src.shape + (1,) * (window.ndim - 2)),
+                                 axis=1)
+    frames = jnp.moveaxis(frames, 1, -2)                                  # (B, H, W, k, C)
+    return frames.reshape(frames.shape[:3] + (-1,))

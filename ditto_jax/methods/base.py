@@ -87,7 +87,7 @@ class Method:
         return None
 
     def make_agent(self, config, ctx, wm_state, state, *, greedy=False):
-        from ditto_jax.stages.policy_agents import WorldModelAgent
+        from ditto_jax.agents.acting import WorldModelAgent
         return WorldModelAgent(wm_state, self.actor_apply(config, ctx),
                                self.actor_params(state), greedy=greedy)
 

@@ -65,12 +65,16 @@ class PixelBC(Method):
                 "valid": np.flatnonzero(~store.is_last).astype(np.int32)}
 
     def sample(self, config, data, key):
-        index = uniform_index(key, data["valid"], int(config.bc_batch_size))
+        return self.batch_at(config, data,
+                             uniform_index(key, data["valid"], int(config.bc_batch_size)))
+
+    def batch_at(self, config, data, index):
+        """The training batch of flat steps `index`: their stacked frames (as the agent
+        stacks them when acting, `bc.stack_frames`) and the expert's actions."""
+        from ditto_jax.agents.bc import stack_frames
         k = int(config.bc_frame_stack)
-        idx = jnp.maximum(index[:, None] + jnp.arange(-k + 1, 1)[None],
-                          data["episode_start"][index][:, None])          # (B, k)
-        frames = jnp.moveaxis(data["observation"][idx], 1, -2)            # (B, H, W, k, C)
-        frames = frames.reshape(frames.shape[:3] + (-1,))                 # (B, H, W, k*C)
+        window = data["observation"][jnp.maximum(index[:, None] + jnp.arange(-k + 1, 1), 0)]
+        frames = stack_frames(window, index - data["episode_start"][index])
         return {"frames": frames, "action": data["action"][index]}
 
     def train_step(self, config, ctx):
@@ -83,6 +87,6 @@ class PixelBC(Method):
 
     def make_agent(self, config, ctx, wm_state, state, *, greedy=False):
         from ditto_jax.agents.bc import PixelPolicy
-        from ditto_jax.stages.policy_agents import PixelBCAgent
+        from ditto_jax.agents.acting import PixelBCAgent
         net = PixelPolicy(int(ctx.num_actions), config.bc_depth)
         return PixelBCAgent(net, state.params, config.bc_frame_stack, greedy=greedy)

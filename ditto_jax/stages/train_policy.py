@@ -25,9 +25,8 @@ from ditto_jax.errors import DittoError
 
 # Re-exported: the policy stage's public helpers, imported on first use (PEP 562).
 _LAZY = {name: f"ditto_jax.stages.{module}" for module, names in (
-    ("policy_agents", ("PixelBCAgent", "WorldModelAgent", "evaluate_agent",
-                       "load_pinned_world_model", "load_policy", "policy_method",
-                       "resolve_wm_path")),
+    ("policy_agents", ("evaluate_agent", "load_pinned_world_model", "load_policy",
+                       "policy_method", "resolve_wm_path")),
     ("policy_data", ("encode_expert", "encode_store", "heldout_accuracy",
                      "heldout_diagnostics", "inference_model", "load_expert", "make_context")),
     ("policy_loop", ("_stack_data", "_with_seed", "make_advance", "vmap_pays")))

@@ -49,7 +49,9 @@ class PixelBC(Method):
     # XLA's CPU backend runs convolutions ~25x slower inside a while loop (measured:
     # 22.5 s against 0.87 s per update at the small preset), and vmap over per-seed conv
     # weights becomes a grouped convolution: one update per host call (still sampled on
-    # device, and jitted with no loop around it), seeds one after another.
+    # device, and jitted with no loop around it), seeds one after another. (On CPU the
+    # policy now trains with matmul convolutions, `bc.PixelPolicy.conv_impl`; the loop
+    # measured no faster then: benchmarks/results/pixel_bc.json.)
     vmap_seeds = False
     device_loop = False
 
@@ -88,5 +90,6 @@ class PixelBC(Method):
     def make_agent(self, config, ctx, wm_state, state, *, greedy=False):
         from ditto_jax.agents.bc import PixelPolicy
         from ditto_jax.agents.acting import PixelBCAgent
-        net = PixelPolicy(int(ctx.num_actions), config.bc_depth)
+        # Forward only: XLA's own convolution is the fast one there (at any batch).
+        net = PixelPolicy(int(ctx.num_actions), config.bc_depth, conv_impl="lax")
         return PixelBCAgent(net, state.params, config.bc_frame_stack, greedy=greedy)

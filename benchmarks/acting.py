@@ -37,6 +37,10 @@ import numpy as np  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HARNESS = "/work/shared/tools/authors_bench.py"
+NOTE = ("The authors' harness runs torch with 2 OpenMP threads; on this shared 2-core machine "
+        "its acting time grows far faster with the load than ours (recorded per figure), so "
+        "ratios taken at a 1-minute load above ~2 favour us and are not comparable with "
+        "figures taken at load ~2.")
 
 
 def _agent(wm_preset, policy_preset, conv_impl):
@@ -130,7 +134,7 @@ def main():
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                        "jax": jax.__version__, "backend": jax.default_backend()},
            "wm_preset": args.wm_preset, "policy_preset": args.policy_preset,
-           "steps": args.steps, "passes": []}
+           "steps": args.steps, "passes": [], "note": NOTE}
     for i in range(args.passes):
         ours = {impl: {str(n): time_policy(a, n, args.steps) for n in (1, 16)}
                 for impl, a in agents.items()}

@@ -178,7 +178,8 @@ def test_on_policy_agreement_and_expert_probability_in_the_learners_states():
     agreement counts the actions taken; E[pi(a_E)] and argmax agreement read pi(.|s)."""
     from ditto_jax.envs import atari
     from ditto_jax.envs.vector import make_vector_env
-    from ditto_jax.stages.evaluation import ExpertAgreement, ScriptedAgent, run_episodes as play
+    from ditto_jax.agents.acting import ScriptedAgent
+    from ditto_jax.stages.evaluation import ExpertAgreement, run_episodes as play
     n = len(atari.action_meanings("pong"))
 
     def measure(agent):
@@ -269,7 +270,8 @@ def test_breakout_tracker_on_policy_agreement():
     everywhere; uniform random play agrees about as often as chance allows."""
     from ditto_jax.envs import atari
     from ditto_jax.envs.vector import make_vector_env
-    from ditto_jax.stages.evaluation import ExpertAgreement, ScriptedAgent, run_episodes as play
+    from ditto_jax.agents.acting import ScriptedAgent
+    from ditto_jax.stages.evaluation import ExpertAgreement, run_episodes as play
     n = len(atari.action_meanings("breakout"))
 
     def measure(agent):

@@ -3,21 +3,39 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 
+def _same_pad(x, kernel=4, stride=2):
+    """Zero padding that makes a VALID strided conv compute SAME's output (as nn.Conv)."""
+    pads = []
+    for n in x.shape[1:3]:
+        total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
+        pads.append((total // 2, total - total // 2))
+    return jnp.pad(x, ((0, 0), *pads, (0, 0)))
+
+
 class PixelPolicy(nn.Module):
-    """Four 4x4 stride-2 convs (depth d, 2d, 4d, 8d) and a 2-layer MLP -> logits."""
+    """Four 4x4 stride-2 SAME convs (depth d, 2d, 4d, 8d) and a 2-layer MLP -> logits.
+
+    conv_impl: "lax" (XLA's convolution) or "matmul" (the same convolution as im2col
+    matmuls, `networks.conv2d`); "auto": matmul on CPU, where XLA's convolution backward
+    pass is slow, lax elsewhere. The parameters (nn.Conv's layout) and the maths are the
+    same for every choice.
+    """
     num_actions: int
     depth: int = 16
     units: int = 256
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, frames):
+        from ditto_jax.core.devices import resolve_conv_impl
+        from ditto_jax.models.networks import Conv
+        impl = resolve_conv_impl(self.conv_impl, jax.default_backend())
         x = frames.astype(jnp.float32) / 255.0 - 0.5      # (B, H, W, k)
         for i in range(4):
-            x = nn.relu(nn.Conv(self.depth * 2 ** i, (4, 4), strides=(2, 2))(x))
+            x = nn.relu(Conv(self.depth * 2 ** i, 4, 2, "VALID", impl=impl)(_same_pad(x)))
         x = x.reshape(x.shape[0], -1)
         x = nn.relu(nn.Dense(self.units)(x))
         x = nn.relu(nn.Dense(self.units)(x))
@@ -31,8 +49,8 @@ class BCState:
     opt_state: optax.OptState
 
 
-def make_bc(config, num_actions):
-    net = PixelPolicy(num_actions, config.bc_depth)
+def make_bc(config, num_actions, conv_impl="auto"):
+    net = PixelPolicy(num_actions, config.bc_depth, conv_impl=conv_impl)
     opt = optax.chain(optax.clip_by_global_norm(config.clip), optax.adam(config.lr,
                                                                          eps=config.eps))
 
@@ -59,12 +77,19 @@ def make_bc(config, num_actions):
     return net, init, train_step
 
 
-def stack_frames(observation, episode_start, index, k):
-    """Frames index-k+1..index (repeating the episode's first frame), channels last.
+def stack_frames(window, age):
+    """The policy's input from the last k frames: the one frame stacking of pixel BC,
+    used by training (`methods/cloning.PixelBC.sample`) and acting (`PixelBCAgent`).
 
-    observation: (N, H, W, 1) flat store frames; episode_start: (N,) flat index of
-    each step's episode start; index: (B,) flat step indices. Returns (B, H, W, k).
+    window: (B, k, H, W, C) the last k frames, oldest first, the current one last (frames
+        before the episode's start may be anything); age: (B,) steps since the episode's
+        first frame (0 at it). Frames before the episode's start are replaced by its first
+        frame. Returns (B, H, W, k*C), channels ordered (frame, channel).
     """
-    offsets = np.arange(-k + 1, 1)
-    idx = np.maximum(index[:, None] + offsets[None], episode_start[index][:, None])
-    return np.concatenate([observation[idx[:, j]] for j in range(k)], axis=-1)
+    k = window.shape[1]
+    first = k - 1 - jnp.minimum(age, k - 1)                               # (B,)
+    src = jnp.maximum(jnp.arange(k)[None], first[:, None])                # (B, k)
+    frames = jnp.take_along_axis(window, src.reshape(src.shape + (1,) * (window.ndim - 2)),
+                                 axis=1)
+    frames = jnp.moveaxis(frames, 1, -2)                                  # (B, H, W, k, C)
+    return frames.reshape(frames.shape[:3] + (-1,))

@@ -6,8 +6,8 @@ A method is used in three places, always through this interface:
             `(state, batch, rng, wm_params) -> (state, metrics)`. Sampling and the step
             run inside one `lax.fori_loop` on device (engine/fit.py drives K of them per
             host call), vmapped over seeds.
-  acting    `make_agent(...)` -> an object with `init(num_envs)` / `act(carry, obs,
-            is_first, key)` for evaluation in the real game.
+  acting    `make_agent(...)` -> an `agents.acting.Agent` (`init(num_envs)` / `act(carry,
+            obs, is_first, key)`) for evaluation in the real game.
   reports   `name`, `label`, `order`, `uses_latents`, `host_metrics`.
 
 Layouts: `data` is a dict of device arrays over the FLAT expert store (steps of all
@@ -87,7 +87,7 @@ class Method:
         return None
 
     def make_agent(self, config, ctx, wm_state, state, *, greedy=False):
-        from ditto_jax.stages.policy_agents import WorldModelAgent
+        from ditto_jax.agents.acting import WorldModelAgent
         return WorldModelAgent(wm_state, self.actor_apply(config, ctx),
                                self.actor_params(state), greedy=greedy)
 

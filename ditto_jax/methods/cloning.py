@@ -49,7 +49,9 @@ class PixelBC(Method):
     # XLA's CPU backend runs convolutions ~25x slower inside a while loop (measured:
     # 22.5 s against 0.87 s per update at the small preset), and vmap over per-seed conv
     # weights becomes a grouped convolution: one update per host call (still sampled on
-    # device, and jitted with no loop around it), seeds one after another.
+    # device, and jitted with no loop around it), seeds one after another. (On CPU the
+    # policy now trains with matmul convolutions, `bc.PixelPolicy.conv_impl`; the loop
+    # measured no faster then: benchmarks/results/pixel_bc.json.)
     vmap_seeds = False
     device_loop = False
 
@@ -65,12 +67,16 @@ class PixelBC(Method):
                 "valid": np.flatnonzero(~store.is_last).astype(np.int32)}
 
     def sample(self, config, data, key):
-        index = uniform_index(key, data["valid"], int(config.bc_batch_size))
+        return self.batch_at(config, data,
+                             uniform_index(key, data["valid"], int(config.bc_batch_size)))
+
+    def batch_at(self, config, data, index):
+        """The training batch of flat steps `index`: their stacked frames (as the agent
+        stacks them when acting, `bc.stack_frames`) and the expert's actions."""
+        from ditto_jax.agents.bc import stack_frames
         k = int(config.bc_frame_stack)
-        idx = jnp.maximum(index[:, None] + jnp.arange(-k + 1, 1)[None],
-                          data["episode_start"][index][:, None])          # (B, k)
-        frames = jnp.moveaxis(data["observation"][idx], 1, -2)            # (B, H, W, k, C)
-        frames = frames.reshape(frames.shape[:3] + (-1,))                 # (B, H, W, k*C)
+        window = data["observation"][jnp.maximum(index[:, None] + jnp.arange(-k + 1, 1), 0)]
+        frames = stack_frames(window, index - data["episode_start"][index])
         return {"frames": frames, "action": data["action"][index]}
 
     def train_step(self, config, ctx):
@@ -83,6 +89,7 @@ class PixelBC(Method):
 
     def make_agent(self, config, ctx, wm_state, state, *, greedy=False):
         from ditto_jax.agents.bc import PixelPolicy
-        from ditto_jax.stages.policy_agents import PixelBCAgent
-        net = PixelPolicy(int(ctx.num_actions), config.bc_depth)
+        from ditto_jax.agents.acting import PixelBCAgent
+        # Forward only: XLA's own convolution is the fast one there (at any batch).
+        net = PixelPolicy(int(ctx.num_actions), config.bc_depth, conv_impl="lax")
         return PixelBCAgent(net, state.params, config.bc_frame_stack, greedy=greedy)

@@ -1,9 +1,7 @@
 """Real-environment evaluation: vectorised rollouts and the SPEC §6 scores.
 
-An agent is three pure functions over a batch of environments:
-  init(num_envs) -> carry
-  act(carry, obs (N,H,W,1) uint8, is_first (N,) bool, key) -> (carry, actions (N,))
-Scripted or random policies plug in through `python_policy_agent`.
+`run_episodes` plays any `agents.acting.Agent` (init(num_envs) -> carry;
+act(carry, obs, is_first, key) -> (carry, actions)) in a vector env.
 """
 import math
 import time
@@ -133,19 +131,6 @@ def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=2
         env.close()
 
 
-class python_policy_agent:
-    """Wraps a per-env Python policy with `act(obs)` (random play, baselines)."""
-
-    def __init__(self, act_one):
-        self.act_one = act_one
-
-    def init(self, num_envs):
-        return None
-
-    def act(self, carry, obs, is_first, key):
-        return carry, np.asarray([self.act_one(o) for o in obs])
-
-
 # ------------------------------------------------------------------ scripted experts
 def expert_spec_of(policy):
     """The scripted policy that can be asked for its action in any emulator state, from a
@@ -157,41 +142,6 @@ def expert_spec_of(policy):
     if policy in ("expert", "tracker") or ":" in policy:
         return policy
     return None
-
-
-def _sub_envs(env):
-    envs = getattr(env.env, "envs", None)
-    if env.backend != "sync" or envs is None:
-        raise RuntimeError("scripted experts need the 'sync' vector-env backend")
-    return envs
-
-
-class ScriptedAgent:
-    """A scripted expert (RAM reader or look-ahead) playing a `sync` vector env, so it is
-    evaluated by the very loop, seeds and cap that evaluate every learner."""
-
-    def __init__(self, spec, game, num_actions):
-        self.spec, self.game, self.num_actions = spec, game, num_actions
-
-    def bind(self, env, seed):
-        from ditto_jax.experts.registry import make_policy
-        self.envs = _sub_envs(env)
-        self.seed = int(seed)
-        self.policies = [make_policy(self.spec, game=self.game, num_actions=self.num_actions,
-                                     seed=self.seed + i) for i in range(len(self.envs))]
-        self.episode = 0
-
-    def init(self, num_envs):
-        return None
-
-    def act(self, carry, obs, is_first, key):
-        actions = []
-        for i, (policy, env) in enumerate(zip(self.policies, self.envs)):
-            if is_first[i]:
-                self.episode += 1
-                policy.reset(env, self.seed + 7919 * self.episode + i)
-            actions.append(int(policy.act(obs[i], env)))
-        return carry, np.asarray(actions)
 
 
 class ExpertAgreement:
@@ -217,6 +167,7 @@ class ExpertAgreement:
         self.prob_sum, self.argmax_agree, self.with_probs = 0.0, 0, False
 
     def bind(self, env, seed):
+        from ditto_jax.agents.acting import ScriptedAgent  # jax: kept out of `ditto --help`
         self.inner = ScriptedAgent(self.spec, self.game, self.num_actions)
         self.inner.bind(env, seed)
 
@@ -248,19 +199,6 @@ class ExpertAgreement:
         return out
 
 
-class RandomAgent:
-    """Uniform random actions: the random-play reference of every normalised score."""
-
-    def __init__(self, num_actions, seed):
-        self.num_actions, self.rng = num_actions, np.random.default_rng(seed)
-
-    def init(self, num_envs):
-        return None
-
-    def act(self, carry, obs, is_first, key):
-        return carry, self.rng.integers(self.num_actions, size=len(obs))
-
-
 def reference_returns(game, *, protocol, max_steps, episodes, seed, num_envs=8, size=(64, 64),
                       expert_spec=None, progress=None):
     """Random play and (if there is a scripted expert) the expert, MEASURED under exactly the
@@ -268,6 +206,7 @@ def reference_returns(game, *, protocol, max_steps, episodes, seed, num_envs=8, 
 
     Returns {"random": summary, "expert": summary or None}.
     """
+    from ditto_jax.agents.acting import RandomAgent, ScriptedAgent  # jax, as above
     from ditto_jax.envs import atari
     from ditto_jax.envs.vector import make_vector_env
     game = atari.canonical_game(game)

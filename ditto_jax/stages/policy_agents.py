@@ -1,88 +1,16 @@
-"""Acting and evaluation: agents that play from pixels, and restoring trained policies.
+"""Restoring and evaluating trained policies.
 
-`WorldModelAgent` filters frames through the world model's posterior and acts with the
-method's actor; `PixelBCAgent` acts on stacked frames. `load_policy` rebuilds a trained
-policy from its workdir alone (its method, config and the pinned world model).
+`load_policy` rebuilds a trained policy's agent (`agents/acting.py`, made by its method)
+from its workdir alone (its method, config and the pinned world model);
+`evaluate_agent` plays it in the real game.
 """
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
 from ditto_jax.engine import checkpoint as ckpt_lib
 from ditto_jax.errors import DittoError
-from ditto_jax.stages.policy_data import inference_model
-
-
-class WorldModelAgent:
-    """Acts from pixels: encoder -> RSSM posterior filter -> actor, jitted and batched.
-
-    After each `act`, `last_probs` holds pi(.|s) for that step's states, (num_envs, A).
-    """
-
-    def __init__(self, wm_state, actor_apply, actor_params, *, greedy=False):
-        from ditto_jax.models.world_model import WorldModel
-        from ditto_jax.models.rssm import get_feat
-        self.model, self.params = inference_model(wm_state), wm_state.params
-        self.actor_params = actor_params
-        action_dim = self.model.action_dim
-
-        @jax.jit
-        def act(params, actor_params, carry, obs, is_first, key):
-            state, prev_action = carry
-            k_post, k_act = jax.random.split(key)
-            post, _ = self.model.apply(params, state, prev_action, obs, is_first, k_post,
-                                       method=WorldModel.obs_step)
-            logits = actor_apply(actor_params, get_feat(post))
-            action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(k_act, logits)
-            return (post, jax.nn.one_hot(action, action_dim)), action, jax.nn.softmax(logits)
-
-        self._act = act
-        self._init = lambda n: (self.model.apply(self.params, n,
-                                                 method=WorldModel.initial_state),
-                                jnp.zeros((n, action_dim)))
-
-    def init(self, num_envs):
-        return self._init(num_envs)
-
-    def act(self, carry, obs, is_first, key):
-        carry, action, probs = self._act(self.params, self.actor_params, carry,
-                                         jnp.asarray(obs), jnp.asarray(is_first), key)
-        self.last_probs = probs  # pi(.|s) of this step, for on-policy diagnostics
-        return carry, np.asarray(action)
-
-
-class PixelBCAgent:
-    """Pixel BC acting on the last k frames (repeating the first frame of an episode).
-
-    After each `act`, `last_probs` holds pi(.|s) for that step's states, (num_envs, A).
-    """
-
-    def __init__(self, net, params, frame_stack, *, greedy=False):
-        self.params, self.k = params, frame_stack
-
-        @jax.jit
-        def act(params, frames, key):
-            logits = net.apply(params, frames)
-            action = jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
-            return action, jax.nn.softmax(logits)
-
-        self._act = act
-
-    def init(self, num_envs):
-        return None
-
-    def act(self, carry, obs, is_first, key):
-        obs = np.asarray(obs)
-        if carry is None:
-            carry = np.repeat(obs, self.k, axis=-1)
-        first = np.asarray(is_first)
-        carry = np.where(first[:, None, None, None], np.repeat(obs, self.k, axis=-1),
-                         np.concatenate([carry[..., 1:], obs], axis=-1))
-        action, self.last_probs = self._act(self.params, carry, key)
-        return carry, np.asarray(action)
 
 
 def _relpath(path, start):

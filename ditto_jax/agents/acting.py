@@ -1,0 +1,190 @@
+"""Acting in the real game: the one `Agent` protocol and every agent that implements it.
+
+An agent plays a batch of `num_envs` environments through two calls:
+
+    carry = agent.init(num_envs)
+    carry, actions = agent.act(carry, obs, is_first, key)
+
+obs (N, H, W, C) uint8 frames, is_first (N,) bool (True at an episode's first frame,
+which resets that env's memory), key a jax PRNG key for this step; actions (N,) int.
+`carry` is whatever the agent remembers between steps (a recurrent state, a frame
+stack, or None) and is owned by the caller: the loop (`evaluation.run_episodes`) hands
+it back unchanged. Trained policies also set `last_probs`, pi(.|s) of the step just
+taken, (N, A), for on-policy diagnostics. Agents that need the emulators themselves
+(scripted experts) also have `bind(vector_env, seed)`, called once before `init`.
+
+  WorldModelAgent  encoder -> RSSM posterior filter -> actor (DITTO, D-GAIL, D-BC)
+  PixelBCAgent     CNN on the last k frames (pixel BC)
+  RandomAgent      uniform random actions
+  ScriptedAgent    a scripted expert reading the emulator (RAM reader or look-ahead)
+  PythonPolicyAgent  any per-frame Python function
+
+The learned agents run one jitted step per call (filter or frame stack, policy, action
+sample) with the carry kept on the device and donated, so the only host transfers per
+step are the frames in and the actions out. The same filter and the same frame stacking
+build the training data (`stages/policy_data.encode_store`, `methods/cloning.PixelBC`);
+tests/test_acting.py pins train against act.
+"""
+from typing import Any, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ditto_jax.agents.bc import stack_frames
+from ditto_jax.experts.registry import make_policy
+from ditto_jax.models.rssm import get_feat
+from ditto_jax.models.world_model import WorldModel
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """What `evaluation.run_episodes` plays; see the module docstring."""
+
+    def init(self, num_envs: int) -> Any:
+        ...
+
+    def act(self, carry: Any, obs: np.ndarray, is_first: np.ndarray,
+            key: jax.Array) -> tuple[Any, np.ndarray]:
+        ...
+
+
+def _sample(logits, key, greedy):
+    return jnp.argmax(logits, -1) if greedy else jax.random.categorical(key, logits)
+
+
+class WorldModelAgent:
+    """Acts from pixels: encoder -> RSSM posterior filter -> actor, jitted and batched.
+
+    carry: (posterior state, one-hot previous action). `filter` is the posterior step
+    alone (the expert data is encoded with the same maths, `encode_store`).
+    conv_impl: the encoder's convolutions ("lax": XLA's; "matmul": im2col matmuls); the
+    parameters are the same for both, and acting never differentiates through them.
+    """
+
+    def __init__(self, wm_state, actor_apply, actor_params, *, greedy=False,
+                 conv_impl="lax"):
+        self.model = wm_state.model.clone(conv_impl=conv_impl)
+        self.params, self.actor_params = wm_state.params, actor_params
+        model, action_dim = self.model, self.model.action_dim
+
+        def filter_(params, state, prev_action, obs, is_first, key):
+            post, _ = model.apply(params, state, prev_action, obs, is_first, key,
+                                  method=WorldModel.obs_step)
+            return post
+
+        def act(params, actor_params, carry, obs, is_first, key):
+            state, prev_action = carry
+            k_post, k_act = jax.random.split(key)
+            post = filter_(params, state, prev_action, obs, is_first, k_post)
+            logits = actor_apply(actor_params, get_feat(post))
+            action = _sample(logits, k_act, greedy)
+            return (post, jax.nn.one_hot(action, action_dim)), action, jax.nn.softmax(logits)
+
+        self.filter = jax.jit(filter_)
+        self._act = jax.jit(act, donate_argnums=2)
+        self._init = jax.jit(
+            lambda params, n: (model.apply(params, n, method=WorldModel.initial_state),
+                               jnp.zeros((n, action_dim))), static_argnums=1)
+
+    def init(self, num_envs):
+        return self._init(self.params, int(num_envs))
+
+    def act(self, carry, obs, is_first, key):
+        carry, action, self.last_probs = self._act(
+            self.params, self.actor_params, carry, jnp.asarray(obs), jnp.asarray(is_first),
+            key)
+        return carry, np.asarray(action)
+
+
+class PixelBCAgent:
+    """Pixel BC acting on the last k frames (the episode's first frame repeated before it).
+
+    carry: (the last k frames (N, k, H, W, C), steps since the episode's first frame (N,),
+    -1 before any frame); the frames are stacked by `bc.stack_frames`, as in training.
+    """
+
+    def __init__(self, net, params, frame_stack, *, greedy=False):
+        self.params, self.k = params, int(frame_stack)
+
+        def act(params, carry, obs, is_first, key):
+            window, age = carry
+            window = jnp.concatenate([window[:, 1:], obs[:, None]], 1)
+            age = jnp.where(is_first, 0, age + 1)
+            logits = net.apply(params, stack_frames(window, age))
+            return (window, age), _sample(logits, key, greedy), jax.nn.softmax(logits)
+
+        self._act = jax.jit(act, donate_argnums=1)
+
+    def init(self, num_envs):
+        return None  # the frame shape comes with the first frames
+
+    def act(self, carry, obs, is_first, key):
+        obs = jnp.asarray(obs)
+        if carry is None:
+            carry = (jnp.zeros((obs.shape[0], self.k) + obs.shape[1:], obs.dtype),
+                     jnp.full((obs.shape[0],), -1, jnp.int32))
+        carry, action, self.last_probs = self._act(self.params, carry, obs,
+                                                   jnp.asarray(is_first), key)
+        return carry, np.asarray(action)
+
+
+class PythonPolicyAgent:
+    """Wraps a per-env Python policy `act_one(obs) -> action` (baselines, tests)."""
+
+    def __init__(self, act_one):
+        self.act_one = act_one
+
+    def init(self, num_envs):
+        return None
+
+    def act(self, carry, obs, is_first, key):
+        return carry, np.asarray([self.act_one(o) for o in obs])
+
+
+class RandomAgent:
+    """Uniform random actions: the random-play reference of every normalised score."""
+
+    def __init__(self, num_actions, seed):
+        self.num_actions, self.rng = num_actions, np.random.default_rng(seed)
+
+    def init(self, num_envs):
+        return None
+
+    def act(self, carry, obs, is_first, key):
+        return carry, self.rng.integers(self.num_actions, size=len(obs))
+
+
+def sub_envs(env):
+    """The single envs of a `sync` vector env (scripted experts read their emulators)."""
+    envs = getattr(env.env, "envs", None)
+    if env.backend != "sync" or envs is None:
+        raise RuntimeError("scripted experts need the 'sync' vector-env backend")
+    return envs
+
+
+class ScriptedAgent:
+    """A scripted expert (RAM reader or look-ahead) playing a `sync` vector env, so it is
+    evaluated by the very loop, seeds and cap that evaluate every learner."""
+
+    def __init__(self, spec, game, num_actions):
+        self.spec, self.game, self.num_actions = spec, game, num_actions
+
+    def bind(self, env, seed):
+        self.envs = sub_envs(env)
+        self.seed = int(seed)
+        self.policies = [make_policy(self.spec, game=self.game, num_actions=self.num_actions,
+                                     seed=self.seed + i) for i in range(len(self.envs))]
+        self.episode = 0
+
+    def init(self, num_envs):
+        return None
+
+    def act(self, carry, obs, is_first, key):
+        actions = []
+        for i, (policy, env) in enumerate(zip(self.policies, self.envs)):
+            if is_first[i]:
+                self.episode += 1
+                policy.reset(env, self.seed + 7919 * self.episode + i)
+            actions.append(int(policy.act(obs[i], env)))
+        return carry, np.asarray(actions)

@@ -118,10 +118,9 @@ def refuse_conflicts(config, overrides, options):
 # ------------------------------------------------------------------ validation
 # Checked when a config is loaded, before any data or checkpoint is read, so a typo costs
 # seconds, not a training run. (field, allowed values) and (field, lower bound, strict).
+# The methods' own fields (reward, latent, first_step, ...) are checked by each method's
+# `resolve_config`, against the enums of the code that uses them.
 _POLICY_CHOICES = {
-    "reward": ("maxcos", "cosine", "l2", "sparse", "gail"),
-    "latent": ("h", "z", "h+z"),
-    "first_step": ("sample", "all_actions"),
     "expert_selection": ("first", "top"),
     "eval_protocol": ("ditto", "machado"),
 }

@@ -206,3 +206,62 @@ def test_bc_initialised_ditto_phases():
     probe = _expert_batch(np.random.default_rng(9), 256, 1)
     logits = imitation.policy_logits(config, NUM_ACTIONS)(state.actor, feat(probe["start"]))
     assert float((np.argmax(logits, -1) == 1).mean()) > 0.9
+
+
+# ------------------------------------------------- reward models (issue 16, part 4)
+def test_any_reward_model_plugs_into_the_imagination_step():
+    """A D-GAIL-like method needs no edit to the step: here a reward model that pays 1
+    for every step and logs its own metric."""
+    class Constant:
+        learned = False
+
+        def init(self, state, key, part_dim):
+            return state
+
+        def score(self, agent, expert):
+            return jnp.ones(agent.shape[:-1])
+
+        def rewards(self, state, agent, expert):
+            return state, self.score(agent[1:], expert[1:]), {"constant_paid": 1.0}
+
+    config = _config()
+    state = init_state(config, lambda c: Constant())
+    step = imagination_step(config, lambda c: Constant())
+    state, m = step(state, _expert_batch(np.random.default_rng(0), 8, 5), jax.random.key(0))
+    assert float(m["reward"]) == 1.0 and float(m["constant_paid"]) == 1.0
+    assert float(m["return_mean"]) > 1.0   # the discounted sum of ones over 5 steps
+
+
+@pytest.mark.parametrize("name,kind,fields", [
+    ("dbc", "ActorState", {"step", "actor", "actor_opt"}),
+    ("ditto", "ActorCriticState", {"step", "actor", "actor_opt", "critic", "target_critic",
+                                   "critic_opt"}),
+    ("dgail", "AdversarialState", {"step", "actor", "actor_opt", "critic", "target_critic",
+                                   "critic_opt", "disc"}),
+])
+def test_each_method_has_its_own_train_state_without_empty_parts(name, kind, fields):
+    from ditto_jax import methods
+    from ditto_jax.methods import Context
+    method = methods.get(name)
+    config = method.resolve_config(_config(first_step="sample", collapse_window=50))
+    ctx = Context(num_actions=NUM_ACTIONS, obs_shape=(64, 64, 1), action_dim=ACTION_DIM,
+                  feat_dim=D + 4, part_dim=D)
+    state = method.init(config, ctx, jax.random.key(0))
+    assert type(state).__name__ == kind
+    assert set(state.__dataclass_fields__) == fields
+    assert all(getattr(state, f) is not None for f in fields)
+
+
+def test_each_method_checks_and_keeps_its_own_config_block():
+    from ditto_jax import methods
+    from ditto_jax.errors import DittoError
+    ditto = methods.get("ditto").resolve_config(_config(first_step="sample"))
+    assert ditto.reward == "maxcos" and "disc_lr" not in ditto
+    dgail = methods.get("dgail").resolve_config(_config(first_step="sample"))
+    assert "reward" not in dgail and dgail.disc_lr == 1e-3     # no config mutation
+    with pytest.raises(DittoError, match="config.reward"):
+        methods.get("ditto").resolve_config(_config(reward="gail"))
+    with pytest.raises(DittoError, match="config.first_step"):
+        methods.get("dgail").resolve_config(_config(first_step="all_actions"))
+    with pytest.raises(DittoError, match="config.latent"):
+        methods.get("dgail").resolve_config(_config(latent="w"))

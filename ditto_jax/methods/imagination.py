@@ -27,8 +27,8 @@ LATENT_REWARD_FIELDS = ("reward", "sparse_threshold")
 DISCRIMINATOR_FIELDS = ("disc_units", "disc_layers", "disc_lr", "collapse_window")
 
 
-def _check_choice(config, key, allowed, message):
-    if config.get(key) not in allowed:
+def _check_choice(config, key, allowed, message, default=None):
+    if config.get(key, default) not in allowed:
         raise DittoError(message, field=f"config.{key}", expected=" | ".join(allowed),
                          got=config.get(key))
 
@@ -48,7 +48,8 @@ class Ditto(Method):
         from ditto_jax.agents.rewards import LATENT_PARTS, LATENT_REWARDS
         _check_choice(config, "reward", LATENT_REWARDS, "DITTO needs a latent reward")
         _check_choice(config, "latent", LATENT_PARTS, "Unknown latent part")
-        _check_choice(config, "first_step", FIRST_STEP, "Unknown first-step rule")
+        _check_choice(config, "first_step", FIRST_STEP, "Unknown first-step rule",
+                      default="sample")
         return _drop(config, DISCRIMINATOR_FIELDS)
 
     def reward_model(self, config):
@@ -125,7 +126,7 @@ class DGail(Ditto):
         _check_choice(config, "latent", LATENT_PARTS, "Unknown latent part")
         # A learned reward has no closed form for every action's successor.
         _check_choice(config, "first_step", ("sample",),
-                      "D-GAIL's discriminator reward needs first_step=sample")
+                      "D-GAIL's discriminator reward needs first_step=sample", default="sample")
         return _drop(config, LATENT_REWARD_FIELDS)
 
     def reward_model(self, config):

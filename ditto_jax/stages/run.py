@@ -455,7 +455,9 @@ def check_pipeline_config(config, stages=STAGES):
                          got=",".join(unknown))
     from ditto_jax.configs import validate_pipeline_config
     validate_pipeline_config(config)
-    methods_of(config)
+    from ditto_jax import methods
+    for name in methods_of(config):  # each method checks its own block of config.policy
+        methods.get(name).resolve_config(config.policy.copy_and_resolve_references())
     run_seeds(config)
     expert_episode_counts(config)
     eval_rules(config)

@@ -15,6 +15,10 @@ compile call:
   loss_fwd               actor and critic losses, forward only (given the trajectory)
   loss_grad              the same with value_and_grad (forward + backward)
   optimizer              clip + Adam for actor and critic, apply_updates
+  (the update since #20 takes the actor's gradient through the scan's logits:)
+  rollout_vjp            the imagination scan under jax.vjp plus its backward pass for a
+                         given cotangent of the logits (actor forward once, in the scan)
+  loss_grad_from_logits  losses from the logits, value_and_grad in (logits, critic)
   update                 the whole jitted update (donated state), as the training loop
 The authors' `parts_once` (their harness, --what ditto) gives their prior steps and
 their actor + critic + target forward in the scan; pass its JSON with --authors.
@@ -71,7 +75,8 @@ def setup(wm_preset="paper", policy_preset="paper", num_actions=6):
 
 def profile(repeats=3, wm_preset="paper", policy_preset="paper"):
     from ditto_jax.agents import rewards as reward_lib
-    from ditto_jax.agents.actor_critic import Actor, Critic, actor_critic_losses, imagine
+    from ditto_jax.agents.actor_critic import (Actor, Critic, actor_critic_losses, imagine,
+                                               losses_from_logits, rollout)
     from ditto_jax.agents.returns import lambda_returns
     from ditto_jax.models.rssm import get_feat
     from ditto_jax.models.world_model import WorldModel
@@ -135,6 +140,25 @@ def profile(repeats=3, wm_preset="paper", policy_preset="paper"):
     _, (ga, gc) = grad_fn(*args)
 
     @jax.jit
+    def rollout_vjp(actor_params, start, key):
+        logits, vjp, aux = jax.vjp(lambda p: rollout(actor.apply, p, img_step, get_feat, start,
+                                                     h, ctx.action_dim, key),
+                                   actor_params, has_aux=True)
+        return vjp(jnp.ones_like(logits) * 1e-3), aux
+    parts["rollout_vjp"] = _median_time(rollout_vjp, (state.actor, batch["start"],
+                                                      jax.random.key(0)), repeats)
+    logits = rollout(actor.apply, state.actor, img_step, get_feat, batch["start"], h,
+                     ctx.action_dim, jax.random.key(0))[0]
+
+    def loss_logits(logits, critic_params, target, feats, actions, rewards):
+        a_loss, c_loss, m = losses_from_logits(logits, critic_params, target, critic.apply,
+                                               feats, actions, rewards, cfg)
+        return a_loss + c_loss, m
+    parts["loss_grad_from_logits"] = _median_time(
+        jax.jit(jax.value_and_grad(loss_logits, argnums=(0, 1), has_aux=True)),
+        (logits, state.critic, state.target_critic, feats, actions, rewards), repeats)
+
+    @jax.jit
     def optimise(actor_p, critic_p, actor_opt, critic_opt, ga, gc):
         ua, actor_opt = opt.update(ga, actor_opt, actor_p)
         uc, critic_opt = opt.update(gc, critic_opt, critic_p)
@@ -159,8 +183,10 @@ def profile(repeats=3, wm_preset="paper", policy_preset="paper"):
         times.append(time.perf_counter() - t0)
     parts["update"] = statistics.median(times)
     parts["update_all_s"] = times
-    parts["sum_of_parts"] = sum(parts[k] for k in (
+    parts["sum_of_parts_two_forwards"] = sum(parts[k] for k in (
         "imagine", "rewards", "loss_grad", "optimizer"))
+    parts["sum_of_parts_one_forward"] = sum(parts[k] for k in (
+        "rollout_vjp", "rewards", "loss_grad_from_logits", "optimizer"))
     return {"batch": b, "horizon": h, "parts_s": parts}
 
 

@@ -245,9 +245,33 @@ def main():
     print(f"wrote {out_path}")
     if not (args.no_policy or args.quick):
         print("refreshing benchmarks/results/policy.json", flush=True)
-        subprocess.run([sys.executable, os.path.join(REPO, "benchmarks/policy.py"), "--no-loop",
-                        "--updates", str(args.update_steps), "--act-steps",
-                        str(args.act_steps)], check=True, env=_threads_env(), cwd=REPO)
+        refresh_policy_json(args)
+
+
+def refresh_policy_json(args):
+    """benchmarks/policy.py --no-loop, merged into policy.json: its update and acting
+    sections are replaced, the loop and compile sections of an earlier full run are kept
+    (and marked as such)."""
+    path = os.path.join(REPO, "benchmarks/results/policy.json")
+    fresh = os.path.join("/tmp", f"policy_fresh_{os.getpid()}.json")
+    subprocess.run([sys.executable, os.path.join(REPO, "benchmarks/policy.py"), "--no-loop",
+                    "--updates", str(args.update_steps), "--act-steps", str(args.act_steps),
+                    "--out", fresh], check=True, env=_threads_env(), cwd=REPO)
+    with open(fresh) as f:
+        new = json.load(f)
+    old = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+    kept = [k for k in ("loop", "compile") if k in old]
+    for k in kept:
+        new[k] = old[k]
+    new["refreshed_by"] = {"command": "python benchmarks/authors_side_by_side.py (policy.py "
+                                      "--no-loop)", "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                           "kept_from_an_earlier_run": kept}
+    with open(path, "w") as f:
+        json.dump(new, f, indent=2)
+    os.remove(fresh)
 
 
 if __name__ == "__main__":

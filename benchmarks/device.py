@@ -12,7 +12,7 @@ each peak memory figure is that part's own:
   wm_fp32, wm_bf16  the world-model train step of experiments/configs/wm.py:paper (batch
                     50 x 50, 64x64 frames), activations in float32 / bfloat16 (parameters
                     float32), conv_impl and frame_chunk "auto" for this backend
-                    (ditto_jax/devices.py). frames/s = B*T / median step time; compile time;
+                    (ditto_jax/core/devices.py). frames/s = B*T / median step time; compile time;
                     forward-only time (eval_step) so forward and backward can be told apart;
                     peak device memory (device.memory_stats()["peak_bytes_in_use"]; host
                     peak RSS where the backend has no memory_stats, e.g. CPU); FLOPs per step
@@ -27,7 +27,7 @@ each peak memory figure is that part's own:
                     "auto" compute dtype), built by ditto_jax.stages.train_policy.build_method
                     as benchmarks/policy.py does.
   act               acting latency per step with 1 and 16 environments: encoder + RSSM
-                    posterior step + actor (train_policy.WorldModelAgent), on random frames;
+                    posterior step + actor (policy_agents.WorldModelAgent), on random frames;
                     no emulator.
   policy_vmap_seeds vmapped multi-seed policy training does not exist yet: null, with a note.
 
@@ -151,7 +151,7 @@ def _timed_loop(fn, n):
 # ----------------------------------------------------------------------------- configs
 def load_configs(tiny):
     """(wm config, policy config): the paper presets, or tiny ones with --tiny."""
-    from ditto_jax.configs import load_python_file
+    from ditto_jax.core.config import load_python_file
     wm = load_python_file(os.path.join(ROOT, "experiments", "configs", "wm.py"), "get_config")
     pol = load_python_file(os.path.join(ROOT, "experiments", "configs", "policy.py"),
                            "get_config")
@@ -169,7 +169,8 @@ def wm_state(wm_config, compute_dtype=None):
     (preset, resolved dtype) per process; parts that donate it get a copy.
     """
     import jax
-    from ditto_jax import devices, models
+    from ditto_jax import models
+    from ditto_jax.core import devices
     if compute_dtype:
         wm_config.train.compute_dtype = compute_dtype
     _, dtype = devices.resolve_for_build(wm_config.model, wm_config.train.compute_dtype)
@@ -405,8 +406,8 @@ def machine_info():
 
 
 def auto_defaults(tiny):
-    """What "auto" resolves to here for the (paper) world model (ditto_jax/devices.py)."""
-    from ditto_jax import devices
+    """What "auto" resolves to here for the (paper) world model (ditto_jax/core/devices.py)."""
+    from ditto_jax.core import devices
     config, _ = load_configs(tiny)
     return devices.apply_device_defaults(config, log=None)
 

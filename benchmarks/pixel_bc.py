@@ -73,7 +73,7 @@ class _BC:
 
 def bench(impl, cfg, ctx, data, updates):
     import optax
-    from ditto_jax import parallel
+    from ditto_jax.core import parallel
     from ditto_jax.agents.bc import PixelPolicy
     from ditto_jax.stages.policy_loop import make_advance
     m = _BC(impl)

@@ -37,7 +37,7 @@ REFERENCE = {"update_s": 1.44, "imagined_steps_per_s": 5300, "act_ms_1env": 4.9,
 
 def _wm_state(preset, obs_shape, num_actions):
     from ditto_jax import models as wm
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     config = load_config(os.path.join(REPO, f"experiments/configs/wm.py:{preset}"))
     return wm.init_train_state(config, obs_shape, num_actions, jax.random.key(0))
 
@@ -133,8 +133,10 @@ def bench_loop(wm_state, policy_cfg, num_actions, k, repeats):
     sequential vs 1. Same config, same fake expert data, one process."""
     import ml_collections
     from ditto_jax.agents.rewards import latent_part
-    from ditto_jax.parallel import make_mesh
-    from ditto_jax.stages.train_policy import make_advance, make_context, resolve
+    from ditto_jax.core.parallel import make_mesh
+    from ditto_jax.stages.policy_data import make_context
+    from ditto_jax.stages.policy_loop import make_advance
+    from ditto_jax.stages.train_policy import resolve
     m, cfg = resolve(ml_collections.ConfigDict(policy_cfg.to_dict()), "ditto")
     meta = {"num_actions": num_actions, "obs_shape": list(wm_state.model.obs_shape)}
     ctx = make_context(cfg, wm_state, meta)
@@ -201,11 +203,13 @@ COMPILE_SNIPPET = r"""
 import json, os, sys, time
 sys.path.insert(0, sys.argv[1])
 import jax, ml_collections
-from ditto_jax import parallel
+from ditto_jax.core import parallel
 parallel.enable_compilation_cache(sys.argv[2])
 from benchmarks.policy import _wm_state, _FakeStore, _fake_latents
-from ditto_jax.configs import load_config
-from ditto_jax.stages.train_policy import make_advance, make_context, resolve
+from ditto_jax.core.config import load_config
+from ditto_jax.stages.policy_data import make_context
+from ditto_jax.stages.policy_loop import make_advance
+from ditto_jax.stages.train_policy import resolve
 cfg0 = load_config(os.path.join(sys.argv[1], "experiments/configs/policy.py:" + sys.argv[3]))
 m, cfg = resolve(cfg0, "ditto")
 wm_state = _wm_state(sys.argv[4], (64, 64, 1), 6)
@@ -272,7 +276,7 @@ def main():
     p.add_argument("--no-act", action="store_true", help="skip acting")
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks/results/policy.json"))
     args = p.parse_args()
-    from ditto_jax.configs import load_config
+    from ditto_jax.core.config import load_config
     policy_cfg = load_config(os.path.join(REPO,
                                           f"experiments/configs/policy.py:{args.policy_preset}"))
     num_actions = 6

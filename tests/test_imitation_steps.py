@@ -6,6 +6,8 @@ import ml_collections
 import numpy as np
 
 from ditto_jax.agents import imitation
+from ditto_jax.agents.discriminator import DiscriminatorReward
+from ditto_jax.agents.rewards import LatentReward
 
 NUM_ACTIONS, ACTION_DIM, D = 3, 4, 6
 # Each action adds its own fixed vector to the latent: the expert always takes 1.
@@ -45,10 +47,31 @@ def _expert_batch(rng, batch, horizon):
     return {"start": start, "expert": jnp.asarray(expert)}
 
 
-def _train(config, updates=150):
-    state = imitation.init_agent_state(config, D + 4, D, NUM_ACTIONS, jax.random.key(0))
-    step = jax.jit(imitation.make_imagination_step(
-        config, img_step=img_step, feat=feat, num_actions=NUM_ACTIONS, action_dim=ACTION_DIM))
+def latent_reward(config):
+    """DITTO's reward model."""
+    return LatentReward(config.reward, config.sparse_threshold)
+
+
+def discriminator(config):
+    """D-GAIL's reward model."""
+    return DiscriminatorReward(config.disc_units, config.disc_layers, config.disc_lr,
+                               config.eps, config.clip)
+
+
+def init_state(config, reward=latent_reward):
+    return imitation.init_imagination_state(config, D + 4, D, NUM_ACTIONS, jax.random.key(0),
+                                            reward(config))
+
+
+def imagination_step(config, reward=latent_reward):
+    return jax.jit(imitation.make_imagination_step(
+        config, img_step=img_step, feat=feat, num_actions=NUM_ACTIONS, action_dim=ACTION_DIM,
+        reward_model=reward(config)))
+
+
+def _train(config, updates=150, reward=latent_reward):
+    state = init_state(config, reward)
+    step = imagination_step(config, reward)
     rng = np.random.default_rng(1)
     history = []
     for i in range(updates):
@@ -68,9 +91,8 @@ def test_ditto_learns_the_expert_action_in_a_toy_world():
 
 def test_target_critic_is_copied_every_target_every_updates():
     config = _config(target_every=3)
-    state = imitation.init_agent_state(config, D + 4, D, NUM_ACTIONS, jax.random.key(0))
-    step = jax.jit(imitation.make_imagination_step(
-        config, img_step=img_step, feat=feat, num_actions=NUM_ACTIONS, action_dim=ACTION_DIM))
+    state = init_state(config)
+    step = imagination_step(config)
     rng = np.random.default_rng(0)
     same = []
     for i in range(6):
@@ -84,20 +106,21 @@ def test_gail_discriminator_separates_expert_from_random_agent():
     # lr 0 freezes the policy at its random start. A third of its transitions use
     # the expert's action and are indistinguishable, so the optimal discriminator
     # gives 0.75 on expert pairs and 1/3 * 0.75 = 0.25 on agent pairs on average.
-    _, history, _ = _train(_config(reward="gail", lr=0.0, disc_lr=1e-2), updates=100)
+    _, history, _ = _train(_config(lr=0.0, disc_lr=1e-2), updates=100,
+                             reward=discriminator)
     assert history[-1]["disc_expert"] > 0.7 and history[-1]["disc_agent"] < 0.32, history[-1]
     assert history[0]["disc_loss"] > history[-1]["disc_loss"]
 
 
 def test_gail_policy_improves_its_discriminator_reward():
-    _, history, accuracy = _train(_config(reward="gail"), updates=150)
+    _, history, accuracy = _train(_config(), updates=150, reward=discriminator)
     assert np.isfinite(history[-1]["actor_loss"])
     assert accuracy > 0.5, accuracy
 
 
 def test_dbc_fits_expert_actions():
     config = _config()
-    state = imitation.init_agent_state(config, D, D, NUM_ACTIONS, jax.random.key(0))
+    state = imitation.init_actor_state(config, D, NUM_ACTIONS, jax.random.key(0))
     step = jax.jit(imitation.make_dbc_step(config, num_actions=NUM_ACTIONS))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(256, D)).astype(np.float32)
@@ -159,9 +182,10 @@ def test_entropy_schedule_is_linear_then_constant():
 def test_bc_initialised_ditto_phases():
     """BC phase fits the expert action, the warm-up trains only the critic, then DITTO."""
     config = _config(bc_init_steps=60, critic_warmup_steps=5)
-    state = imitation.init_agent_state(config, D + 4, D, NUM_ACTIONS, jax.random.key(0))
+    state = init_state(config)
     step = jax.jit(imitation.make_bcinit_ditto_step(
-        config, img_step=img_step, feat=feat, num_actions=NUM_ACTIONS, action_dim=ACTION_DIM))
+        config, img_step=img_step, feat=feat, num_actions=NUM_ACTIONS, action_dim=ACTION_DIM,
+        reward_model=latent_reward(config)))
     rng = np.random.default_rng(1)
     phases, actor_at = [], {}
     for i in range(70):
@@ -182,3 +206,62 @@ def test_bc_initialised_ditto_phases():
     probe = _expert_batch(np.random.default_rng(9), 256, 1)
     logits = imitation.policy_logits(config, NUM_ACTIONS)(state.actor, feat(probe["start"]))
     assert float((np.argmax(logits, -1) == 1).mean()) > 0.9
+
+
+# ------------------------------------------------- reward models (issue 16, part 4)
+def test_any_reward_model_plugs_into_the_imagination_step():
+    """A D-GAIL-like method needs no edit to the step: here a reward model that pays 1
+    for every step and logs its own metric."""
+    class Constant:
+        learned = False
+
+        def init(self, state, key, part_dim):
+            return state
+
+        def score(self, agent, expert):
+            return jnp.ones(agent.shape[:-1])
+
+        def rewards(self, state, agent, expert):
+            return state, self.score(agent[1:], expert[1:]), {"constant_paid": 1.0}
+
+    config = _config()
+    state = init_state(config, lambda c: Constant())
+    step = imagination_step(config, lambda c: Constant())
+    state, m = step(state, _expert_batch(np.random.default_rng(0), 8, 5), jax.random.key(0))
+    assert float(m["reward"]) == 1.0 and float(m["constant_paid"]) == 1.0
+    assert float(m["return_mean"]) > 1.0   # the discounted sum of ones over 5 steps
+
+
+@pytest.mark.parametrize("name,kind,fields", [
+    ("dbc", "ActorState", {"step", "actor", "actor_opt"}),
+    ("ditto", "ActorCriticState", {"step", "actor", "actor_opt", "critic", "target_critic",
+                                   "critic_opt"}),
+    ("dgail", "AdversarialState", {"step", "actor", "actor_opt", "critic", "target_critic",
+                                   "critic_opt", "disc"}),
+])
+def test_each_method_has_its_own_train_state_without_empty_parts(name, kind, fields):
+    from ditto_jax import methods
+    from ditto_jax.methods import Context
+    method = methods.get(name)
+    config = method.resolve_config(_config(first_step="sample", collapse_window=50))
+    ctx = Context(num_actions=NUM_ACTIONS, obs_shape=(64, 64, 1), action_dim=ACTION_DIM,
+                  feat_dim=D + 4, part_dim=D)
+    state = method.init(config, ctx, jax.random.key(0))
+    assert type(state).__name__ == kind
+    assert set(state.__dataclass_fields__) == fields
+    assert all(getattr(state, f) is not None for f in fields)
+
+
+def test_each_method_checks_and_keeps_its_own_config_block():
+    from ditto_jax import methods
+    from ditto_jax.errors import DittoError
+    ditto = methods.get("ditto").resolve_config(_config(first_step="sample"))
+    assert ditto.reward == "maxcos" and "disc_lr" not in ditto
+    dgail = methods.get("dgail").resolve_config(_config(first_step="sample"))
+    assert "reward" not in dgail and dgail.disc_lr == 1e-3     # no config mutation
+    with pytest.raises(DittoError, match="config.reward"):
+        methods.get("ditto").resolve_config(_config(reward="gail"))
+    with pytest.raises(DittoError, match="config.first_step"):
+        methods.get("dgail").resolve_config(_config(first_step="all_actions"))
+    with pytest.raises(DittoError, match="config.latent"):
+        methods.get("dgail").resolve_config(_config(latent="w"))

@@ -121,12 +121,11 @@ def test_dgail_dominance_fires_when_the_policy_does_not_imitate():
     (train_actor False), so its imagined transitions never become the expert's; the real
     discriminator learns to separate them without saturating, and the alarm rises."""
     from ditto_jax import methods
-    from ditto_jax.agents import imitation
-    from tests.test_imitation_steps import _config, _expert_batch, feat
-    config = _config(reward="gail", disc_lr=3e-3)
-    state = imitation.init_agent_state(config, D + 4, D, NUM_ACTIONS, jax.random.key(0))
-    step = jax.jit(imitation.make_imagination_step(
-        config, img_step=img_step, feat=feat, num_actions=NUM_ACTIONS, action_dim=ACTION_DIM))
+    from tests.test_imitation_steps import (_config, _expert_batch, discriminator,
+                                            imagination_step, init_state)
+    config = _config(disc_lr=3e-3)
+    state = init_state(config, discriminator)
+    step = imagination_step(config, discriminator)
     rng = np.random.default_rng(0)
     alarms = []
     for i in range(120):

@@ -12,8 +12,8 @@ from ditto_jax import methods
 from ditto_jax.agents import imitation
 from ditto_jax.methods.trust_region import expert_nll
 from tests.conftest import REPO, run_cli
-from tests.test_imitation_steps import (ACTION_DIM, D, NUM_ACTIONS, _config, _expert_batch,
-                                        feat, img_step)
+from tests.test_imitation_steps import (ACTION_DIM, NUM_ACTIONS, _config, _expert_batch,
+                                        feat, img_step, init_state, latent_reward)
 
 
 def _leaves(tree):
@@ -23,7 +23,8 @@ def _leaves(tree):
 def _steps(config):
     """(DITTO's step, ditto_bctr's step) on the toy world, jitted."""
     kw = dict(img_step=img_step, feat=feat, num_actions=NUM_ACTIONS, action_dim=ACTION_DIM)
-    return (jax.jit(imitation.make_imagination_step(config, **kw)),
+    return (jax.jit(imitation.make_imagination_step(config, reward_model=latent_reward(config),
+                                                    **kw)),
             jax.jit(methods.get("ditto_bctr").make_step(config, **kw)))
 
 
@@ -50,7 +51,7 @@ def test_expert_nll_and_its_gradient_match_a_hand_computation():
 def test_bc_weight_zero_is_ditto_update_for_update():
     config = _config(bc_weight=0.0, bc_init_steps=0, critic_warmup_steps=0)
     ditto, bctr = _steps(config)
-    a = b = imitation.init_agent_state(config, D + 4, D, NUM_ACTIONS, jax.random.key(0))
+    a = b = init_state(config)
     for i in range(4):
         batch = _batch(i)
         a, ma = ditto(a, {k: batch[k] for k in ("start", "expert")}, jax.random.key(i))
@@ -72,7 +73,7 @@ def test_the_trust_region_adds_bc_weight_times_the_gradient_of_minus_log_pi():
     for weight in (0.0, w):
         config = _config(bc_weight=weight, bc_init_steps=0, critic_warmup_steps=0,
                          lr=1e3, eps=1e3, clip=1e9)
-        state = imitation.init_agent_state(config, D + 4, D, NUM_ACTIONS, jax.random.key(0))
+        state = init_state(config)
         _, bctr = _steps(config)
         new, metrics[weight] = bctr(state, batch, jax.random.key(5))
         moves[weight] = jax.tree.map(lambda n, o: n - o, new.actor, state.actor)

@@ -73,28 +73,38 @@ def standardize(x, eps=1e-8):
     return (x - x.mean()) / (x.std() + eps)
 
 
-def imagine(actor_apply, actor_params, img_step, feat, start, horizon, num_actions, action_dim,
-            key):
-    """Rolls the policy for `horizon` prior steps with `lax.scan`.
+def rollout(actor_apply, actor_params, img_step, feat, start, horizon, action_dim, key):
+    """Rolls the policy for `horizon` prior steps with `lax.scan`, keeping its logits.
 
-    Returns (states, feats (H+1, B, F), actions (H, B)), time-major; states is a
-    dict of (H+1, B, ...) arrays including the start state.
+    Returns (logits (H, B, A), (states, feats (H+1, B, F), actions (H, B))), time-major;
+    states is a dict of (H+1, B, ...) arrays including the start state. The logits are
+    differentiable in `actor_params` (the actor's inputs and the prior steps are not):
+    an update takes its actor gradient through them with `jax.vjp`, so the actor runs
+    forward once per update, here, and not again in the loss.
     """
 
     def step(carry, step_key):
         state = carry
         act_key, dyn_key = jax.random.split(step_key)
         logits = actor_apply(actor_params, jax.lax.stop_gradient(feat(state)))
-        action = jax.random.categorical(act_key, logits)
+        action = jax.random.categorical(act_key, jax.lax.stop_gradient(logits))
         onehot = jax.nn.one_hot(action, action_dim)  # padded to the world model's input
         next_state = jax.tree.map(jax.lax.stop_gradient, img_step(state, onehot, dyn_key))
-        return next_state, (next_state, action)
+        return next_state, (next_state, action, logits)
 
     keys = jax.random.split(key, horizon)
-    _, (states, actions) = jax.lax.scan(step, start, keys)
+    _, (states, actions, logits) = jax.lax.scan(step, start, keys)
     states = jax.tree.map(lambda s0, s: jnp.concatenate([s0[None], s], 0), start, states)
     feats = jax.vmap(feat)(states)
+    return logits, (states, feats, actions)
+
+
+def imagine(actor_apply, actor_params, img_step, feat, start, horizon, num_actions, action_dim,
+            key):
+    """`rollout` without the logits: (states, feats (H+1, B, F), actions (H, B))."""
     del num_actions
+    _, (states, feats, actions) = rollout(actor_apply, actor_params, img_step, feat, start,
+                                          horizon, action_dim, key)
     return states, feats, actions
 
 
@@ -114,6 +124,18 @@ def actor_critic_losses(actor_params, critic_params, target_params, actor_apply,
                         feats, actions, rewards, config, *, eta=None, first_q=None):
     """Losses and metrics given an imagined trajectory and its rewards (time-major).
 
+    feats (H+1, B, F), actions (H, B), rewards (H, B). The actor runs on feats[:-1];
+    `losses_from_logits` has the maths (and `first_q`).
+    """
+    logits = actor_apply(actor_params, jax.lax.stop_gradient(feats[:-1]))
+    return losses_from_logits(logits, critic_params, target_params, critic_apply, feats,
+                              actions, rewards, config, eta=eta, first_q=first_q)
+
+
+def losses_from_logits(logits, critic_params, target_params, critic_apply, feats, actions,
+                       rewards, config, *, eta=None, first_q=None):
+    """Actor loss, critic loss and metrics from the actor's logits (H, B, A) at s_0..s_{H-1}.
+
     feats (H+1, B, F), actions (H, B), rewards (H, B). `first_q` (B, A), when given, holds
     one-step action values Q(s_0, a) = r(a) + gamma v(s_1^a) of EVERY action at the first
     imagined step; the actor then takes the exact expected gradient there,
@@ -131,7 +153,6 @@ def actor_critic_losses(actor_params, critic_params, target_params, actor_apply,
     scale = raw_adv.std() + 1e-8 if config.standardize_advantages else 1.0
     advantages = (raw_adv - raw_adv.mean()) / scale if config.standardize_advantages \
         else raw_adv
-    logits = actor_apply(actor_params, feats[:-1])
     if first_q is None:
         actor_loss, ent = reinforce_loss(logits, actions, advantages, eta)
     else:

@@ -5,6 +5,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ditto_jax.core.devices import resolve_conv_impl
+from ditto_jax.models.networks import Conv
+
 
 def _same_pad(x, kernel=4, stride=2):
     """Zero padding that makes a VALID strided conv compute SAME's output (as nn.Conv)."""
@@ -30,8 +33,6 @@ class PixelPolicy(nn.Module):
 
     @nn.compact
     def __call__(self, frames):
-        from ditto_jax.core.devices import resolve_conv_impl
-        from ditto_jax.models.networks import Conv
         impl = resolve_conv_impl(self.conv_impl, jax.default_backend())
         x = frames.astype(jnp.float32) / 255.0 - 0.5      # (B, H, W, k)
         for i in range(4):

@@ -1,9 +1,18 @@
-"""Train steps of the world-model imitation methods: DITTO, D-GAIL and D-BC.
+"""Train steps of the world-model imitation methods: DITTO (and D-GAIL) and D-BC.
 
 Each `make_*_step` returns a pure `(state, batch, rng) -> (state, metrics)`;
 the stage module jits and shards it. The world model enters as
 `img_step(state, action_onehot, key)` and `feat(state)` with its params closed
 over (frozen: imitation never changes the world model).
+
+The imagination step is DITTO's actor-critic with a REWARD MODEL plugged in: a latent
+reward (agents/rewards.py `LatentReward`: DITTO) or a discriminator with its own
+parameters and optimiser (agents/discriminator.py: D-GAIL). The step never asks which.
+
+Train states, one per kind of method, with no empty parts:
+  ActorState        D-BC: the actor and its optimiser
+  ActorCriticState  DITTO and its variants: + critic, target critic, critic optimiser
+  (a reward model may extend it: D-GAIL's `AdversarialState` adds the discriminator)
 
 Batches (built by the stage from the encoded expert episodes):
   DITTO / D-GAIL: {"start": RSSM state dict (B, ...) = expert posterior s^E_t,
@@ -11,40 +20,31 @@ Batches (built by the stage from the encoded expert episodes):
   D-BC:           {"feat": (B, F) expert features, "action": (B,) expert actions}
 """
 import flax
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 
 from ditto_jax.agents import rewards as reward_lib
-from ditto_jax.agents.actor_critic import (Actor, Critic, MLP, actor_critic_losses,
-                                           entropy_coef, imagine, reinforce_loss)
+from ditto_jax.agents.actor_critic import (Actor, Critic, entropy_coef, losses_from_logits,
+                                           reinforce_loss, rollout)
 
 FIRST_STEP = ("sample", "all_actions")
 
 
 @flax.struct.dataclass
-class AgentState:
-    """Train state of the latent-space methods. Parts a method does not use are None
-    (D-BC: no critic or discriminator; DITTO: no discriminator)."""
+class ActorState:
+    """D-BC's train state."""
     step: jax.Array
     actor: dict
     actor_opt: optax.OptState
-    critic: dict = None
-    target_critic: dict = None
-    critic_opt: optax.OptState = None
-    disc: dict = None
-    disc_opt: optax.OptState = None
 
 
-class Discriminator(nn.Module):
-    """D-GAIL's discriminator on latent transition pairs (h_t, h_{t+1}); logits."""
-    units: int = 128
-    layers: int = 4
-
-    @nn.compact
-    def __call__(self, pair):
-        return MLP(self.units, self.layers, 1)(pair)[..., 0]
+@flax.struct.dataclass
+class ActorCriticState(ActorState):
+    """The imagination actor-critic's train state (DITTO)."""
+    critic: dict
+    target_critic: dict
+    critic_opt: optax.OptState
 
 
 def _optimizer(lr, eps, clip):
@@ -54,54 +54,52 @@ def _optimizer(lr, eps, clip):
 def networks(config, num_actions):
     actor = Actor(num_actions, config.actor_units, config.actor_layers)
     critic = Critic(config.critic_units, config.critic_layers)
-    disc = Discriminator(config.disc_units, config.disc_layers)
-    return actor, critic, disc
+    return actor, critic
 
 
-def init_agent_state(config, feat_dim, part_dim, num_actions, key, *, critic=True,
-                     disc=True):
-    """Actor (always), critic + target critic, discriminator (on request)."""
-    actor_net, critic_net, disc_net = networks(config, num_actions)
-    ka, kc, kd = jax.random.split(key, 3)
-    actor_params = actor_net.init(ka, jnp.zeros((1, feat_dim)))
+def init_actor_state(config, feat_dim, num_actions, key):
+    actor_net, _ = networks(config, num_actions)
+    actor_params = actor_net.init(jax.random.split(key, 3)[0], jnp.zeros((1, feat_dim)))
     opt = _optimizer(config.lr, config.eps, config.clip)
-    state = AgentState(step=jnp.zeros((), jnp.int32), actor=actor_params,
-                       actor_opt=opt.init(actor_params))
-    if critic:
-        critic_params = critic_net.init(kc, jnp.zeros((1, feat_dim)))
-        state = state.replace(critic=critic_params, critic_opt=opt.init(critic_params),
-                              # own buffers: donatable
-                              target_critic=jax.tree.map(jnp.copy, critic_params))
-    if disc:
-        disc_params = disc_net.init(kd, jnp.zeros((1, 2 * part_dim)))
-        state = state.replace(disc=disc_params, disc_opt=_optimizer(
-            config.disc_lr, config.eps, config.clip).init(disc_params))
-    return state
+    return ActorState(step=jnp.zeros((), jnp.int32), actor=actor_params,
+                      actor_opt=opt.init(actor_params))
+
+
+def init_imagination_state(config, feat_dim, part_dim, num_actions, key, reward_model):
+    """Actor, critic and target critic, extended by the reward model's own state."""
+    _, critic_net = networks(config, num_actions)
+    _, kc, kr = jax.random.split(key, 3)          # the first is the actor's
+    base = init_actor_state(config, feat_dim, num_actions, key)
+    critic_params = critic_net.init(kc, jnp.zeros((1, feat_dim)))
+    opt = _optimizer(config.lr, config.eps, config.clip)
+    state = ActorCriticState(
+        step=base.step, actor=base.actor, actor_opt=base.actor_opt, critic=critic_params,
+        critic_opt=opt.init(critic_params),
+        target_critic=jax.tree.map(jnp.copy, critic_params))  # own buffers: donatable
+    return reward_model.init(state, kr, part_dim)
 
 
 def policy_logits(config, num_actions):
-    actor, _, _ = networks(config, num_actions)
+    actor, _ = networks(config, num_actions)
     return actor.apply
 
 
-def make_imagination_step(config, *, img_step, feat, num_actions, action_dim,
+def make_imagination_step(config, *, img_step, feat, num_actions, action_dim, reward_model,
                           actor_extra_loss=None):
-    """DITTO (config.reward in maxcos/cosine/l2/sparse) or D-GAIL (config.reward == gail).
+    """The actor-critic in imagination, rewarded by `reward_model` (see the module doc).
 
     `actor_extra_loss(actor_params, batch) -> (scalar, metrics)`, when given, is added to
     the actor's loss in the same gradient step (e.g. the BC trust region of
     methods/trust_region.py); its metrics join the step's.
     """
-    actor, critic, disc = networks(config, num_actions)
+    actor, critic = networks(config, num_actions)
     opt = _optimizer(config.lr, config.eps, config.clip)
-    disc_opt = _optimizer(config.disc_lr, config.eps, config.clip)
     horizon = int(config.horizon)
-    gail = config.reward == "gail"
     first_step = str(config.get("first_step", "sample"))
     if first_step not in FIRST_STEP:
         raise ValueError(f"first_step must be one of {FIRST_STEP}, got {first_step!r}")
-    if first_step == "all_actions" and gail:
-        raise ValueError("first_step=all_actions needs a latent reward, not gail")
+    if first_step == "all_actions" and reward_model.learned:
+        raise ValueError("first_step=all_actions needs a latent reward, not a learned one")
 
     def compared(states):
         return reward_lib.latent_part(states, config.latent)
@@ -116,8 +114,7 @@ def make_imagination_step(config, *, img_step, feat, num_actions, action_dim,
             onehot = jnp.broadcast_to(jax.nn.one_hot(a, action_dim),
                                       (expert_1.shape[0], action_dim))
             nxt = img_step(start, onehot, key)
-            r = reward_lib.imitation_reward(config.reward, compared(nxt), expert_1,
-                                            threshold=config.sparse_threshold)
+            r = reward_model.score(compared(nxt), expert_1)
             return r + config.gamma * critic.apply(state.target_critic, feat(nxt))
         q = jax.vmap(one)(jnp.arange(num_actions))                   # (A, B)
         return jax.lax.stop_gradient(jnp.swapaxes(q, 0, 1))
@@ -127,35 +124,14 @@ def make_imagination_step(config, *, img_step, feat, num_actions, action_dim,
         assert expert.shape[1] == horizon + 1, (
             f"expert windows must hold H+1={horizon + 1} steps, got {expert.shape}")
         imag_key, q_key = jax.random.split(rng)
-        states, feats, actions = imagine(actor.apply, state.actor, img_step, feat,
-                                         batch["start"], horizon, num_actions, action_dim,
-                                         imag_key)
+        # The actor runs forward once, in the scan; its gradient comes back through the
+        # scan's logits (`actor_vjp`), the prior steps being outside the gradient.
+        logits, actor_vjp, (states, feats, actions) = jax.vjp(
+            lambda p: rollout(actor.apply, p, img_step, feat, batch["start"], horizon,
+                              action_dim, imag_key), state.actor, has_aux=True)
         agent_latents = compared(states)                       # (H+1, B, D)
         expert_tm = jnp.swapaxes(expert, 0, 1)                  # (H+1, B, D)
-        metrics = {}
-        if gail:
-            agent_pairs = jnp.concatenate([agent_latents[:-1], agent_latents[1:]], -1)
-            expert_pairs = jnp.concatenate([expert_tm[:-1], expert_tm[1:]], -1)
-
-            def disc_loss_fn(params):
-                e_logit = disc.apply(params, expert_pairs)
-                a_logit = disc.apply(params, agent_pairs)
-                loss = (optax.sigmoid_binary_cross_entropy(e_logit, 1.0).mean()
-                        + optax.sigmoid_binary_cross_entropy(a_logit, 0.0).mean())
-                return loss, (jax.nn.sigmoid(e_logit).mean(), jax.nn.sigmoid(a_logit).mean())
-
-            (d_loss, (d_exp, d_agent)), d_grads = jax.value_and_grad(
-                disc_loss_fn, has_aux=True)(state.disc)
-            d_updates, disc_opt_state = disc_opt.update(d_grads, state.disc_opt, state.disc)
-            disc_params = optax.apply_updates(state.disc, d_updates)
-            # GAIL's policy reward: sigmoid(D) of the agent's transitions.
-            rewards = jax.nn.sigmoid(disc.apply(state.disc, agent_pairs))
-            metrics.update(disc_loss=d_loss, disc_expert=d_exp, disc_agent=d_agent)
-        else:
-            rewards = reward_lib.imitation_reward(
-                config.reward, agent_latents[1:], expert_tm[1:],
-                threshold=config.sparse_threshold)
-            disc_params, disc_opt_state = state.disc, state.disc_opt
+        new_state, rewards, metrics = reward_model.rewards(state, agent_latents, expert_tm)
         # Latent distance is reported for every reward (the paper's diagnostic).
         metrics["latent_distance"] = 1.0 - reward_lib.maxcos(agent_latents[1:],
                                                              expert_tm[1:]).mean()
@@ -168,19 +144,20 @@ def make_imagination_step(config, *, img_step, feat, num_actions, action_dim,
         eta = entropy_coef(config, state.step)
         train_actor = batch.get("train_actor", True)
 
-        def loss_fn(params):
-            actor_params, critic_params = params
-            a_loss, c_loss, m = actor_critic_losses(
-                actor_params, critic_params, state.target_critic, actor.apply, critic.apply,
-                feats, actions, rewards, config, eta=eta, first_q=first_q)
-            if actor_extra_loss is not None:
-                extra, extra_m = actor_extra_loss(actor_params, batch)
-                a_loss = a_loss + extra
-                m = dict(m, **extra_m)
+        def loss_fn(logits, critic_params):
+            a_loss, c_loss, m = losses_from_logits(
+                logits, critic_params, state.target_critic, critic.apply, feats, actions,
+                rewards, config, eta=eta, first_q=first_q)
             return a_loss + c_loss, m
 
-        (_, m), (a_grads, c_grads) = jax.value_and_grad(loss_fn, has_aux=True)(
-            (state.actor, state.critic))
+        (_, m), (logit_grads, c_grads) = jax.value_and_grad(
+            loss_fn, argnums=(0, 1), has_aux=True)(logits, state.critic)
+        a_grads, = actor_vjp(logit_grads)
+        if actor_extra_loss is not None:
+            (_, extra_m), extra_grads = jax.value_and_grad(actor_extra_loss, has_aux=True)(
+                state.actor, batch)
+            a_grads = jax.tree.map(jnp.add, a_grads, extra_grads)
+            m = dict(m, **extra_m)
         a_updates, actor_opt = opt.update(a_grads, state.actor_opt, state.actor)
         c_updates, critic_opt = opt.update(c_grads, state.critic_opt, state.critic)
         actor_params = optax.apply_updates(state.actor, a_updates)
@@ -198,10 +175,9 @@ def make_imagination_step(config, *, img_step, feat, num_actions, action_dim,
         metrics.update(reward=rewards.mean(), reward_last=rewards[-1].mean(),
                        actor_grad_norm=optax.global_norm(a_grads),
                        critic_grad_norm=optax.global_norm(c_grads))
-        new_state = state.replace(step=step, actor=actor_params, critic=critic_params,
-                                  target_critic=target, actor_opt=actor_opt,
-                                  critic_opt=critic_opt, disc=disc_params,
-                                  disc_opt=disc_opt_state)
+        new_state = new_state.replace(step=step, actor=actor_params, critic=critic_params,
+                                      target_critic=target, actor_opt=actor_opt,
+                                      critic_opt=critic_opt)
         return new_state, metrics
 
     return train_step
@@ -209,7 +185,7 @@ def make_imagination_step(config, *, img_step, feat, num_actions, action_dim,
 
 def make_dbc_step(config, *, num_actions):
     """Behaviour cloning on world-model latents: -log pi(a|s^E) - eta_bc H[pi]."""
-    actor, _, _ = networks(config, num_actions)
+    actor, _ = networks(config, num_actions)
     opt = _optimizer(config.lr, config.eps, config.clip)
 
     def train_step(state, batch, rng):
@@ -232,7 +208,7 @@ def make_dbc_step(config, *, num_actions):
     return train_step
 
 
-def make_bcinit_ditto_step(config, *, img_step, feat, num_actions, action_dim,
+def make_bcinit_ditto_step(config, *, img_step, feat, num_actions, action_dim, reward_model,
                            actor_extra_loss=None):
     """DITTO initialised by behaviour cloning on the world-model latents (SPEC §9 lever).
 
@@ -247,9 +223,9 @@ def make_bcinit_ditto_step(config, *, img_step, feat, num_actions, action_dim,
     Reported as its own method ("DITTO (BC init)"), never as DITTO. `actor_extra_loss`
     is passed to the DITTO phase (see `make_imagination_step`); it sees the whole batch.
     """
-    from ditto_jax.models.rssm import get_feat  # noqa: F401  (feat is passed in)
     ditto = make_imagination_step(config, img_step=img_step, feat=feat,
                                   num_actions=num_actions, action_dim=action_dim,
+                                  reward_model=reward_model,
                                   actor_extra_loss=actor_extra_loss)
     dbc = make_dbc_step(config, num_actions=num_actions)
     bc_steps = int(config.bc_init_steps)

@@ -3,11 +3,20 @@
 Every reward compares the agent's latent after k imagined steps with the
 expert's latent at the same offset. All functions take (..., D) arrays and
 return (...) rewards.
+
+`LatentReward` is the reward model of DITTO's imagination step (agents/imitation.py):
+a fixed function of the agent's and the expert's latents, with no state. D-GAIL plugs a
+learned one into the same step instead (agents/discriminator.py). A reward model has
+  learned                      False here: `score` exists (used by first_step=all_actions)
+  init(state, key, part_dim)   the agent's train state, extended by the model's own
+                               part (nothing here)
+  rewards(state, agent, expert) -> (state, rewards (H, B), metrics), from the compared
+                               latents (H+1, B, D) of s_0..s_H and s^E_t..s^E_{t+H}
 """
 import chex
 import jax.numpy as jnp
 
-REWARDS = ("maxcos", "cosine", "l2", "sparse", "gail")
+LATENT_REWARDS = ("maxcos", "cosine", "l2", "sparse")
 LATENT_PARTS = ("h", "z", "h+z")
 
 _EPS = 1e-8
@@ -53,7 +62,7 @@ def latent_part(state, part):
 
 
 def imitation_reward(kind, agent, expert, *, threshold=None):
-    """Dispatches on the config's reward name (`gail` is computed by its discriminator)."""
+    """The latent reward `kind` (one of LATENT_REWARDS) of agent against expert latents."""
     chex.assert_equal_shape_suffix([agent, expert], 1)  # the same latent part (D)
     if kind == "maxcos":
         return maxcos(agent, expert)
@@ -65,4 +74,26 @@ def imitation_reward(kind, agent, expert, *, threshold=None):
         if threshold is None:
             raise ValueError("the sparse reward needs a threshold")
         return sparse(agent, expert, threshold)
-    raise ValueError(f"reward must be one of {REWARDS[:-1]} here, got {kind!r}")
+    raise ValueError(f"reward must be one of {LATENT_REWARDS}, got {kind!r}")
+
+
+class LatentReward:
+    """r_k = kind(agent latent at k+1, expert latent at k+1) (SPEC §3, step 4)."""
+    learned = False
+
+    def __init__(self, kind, threshold=None):
+        if kind not in LATENT_REWARDS:
+            raise ValueError(f"reward must be one of {LATENT_REWARDS}, got {kind!r}")
+        if kind == "sparse" and threshold is None:
+            raise ValueError("the sparse reward needs a threshold")
+        self.kind, self.threshold = kind, threshold
+
+    def init(self, state, key, part_dim):
+        del key, part_dim
+        return state
+
+    def score(self, agent, expert):
+        return imitation_reward(self.kind, agent, expert, threshold=self.threshold)
+
+    def rewards(self, state, agent, expert):
+        return state, self.score(agent[1:], expert[1:]), {}

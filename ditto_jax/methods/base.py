@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ditto_jax.agents.acting import WorldModelAgent
 from ditto_jax.errors import DittoError
 
 
@@ -87,7 +88,6 @@ class Method:
         return None
 
     def make_agent(self, config, ctx, wm_state, state, *, greedy=False):
-        from ditto_jax.agents.acting import WorldModelAgent
         return WorldModelAgent(wm_state, self.actor_apply(config, ctx),
                                self.actor_params(state), greedy=greedy)
 

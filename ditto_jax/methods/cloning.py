@@ -9,7 +9,11 @@ Both draw expert steps uniformly from every non-final step, on device.
 import jax.numpy as jnp
 import numpy as np
 
+from ditto_jax.agents import imitation
+from ditto_jax.agents.acting import PixelBCAgent
+from ditto_jax.agents.bc import PixelPolicy, make_bc, stack_frames
 from ditto_jax.methods.base import Method, uniform_index
+from ditto_jax.models.rssm import get_feat
 
 
 class DBC(Method):
@@ -17,9 +21,7 @@ class DBC(Method):
     baseline = True
 
     def init(self, config, ctx, key):
-        from ditto_jax.agents import imitation
-        return imitation.init_agent_state(config, ctx.feat_dim, ctx.part_dim,
-                                          ctx.num_actions, key, critic=False, disc=False)
+        return imitation.init_actor_state(config, ctx.feat_dim, ctx.num_actions, key)
 
     def make_data(self, config, ctx, store, latents):
         return {"deter": latents["deter"], "stoch": latents["stoch"],
@@ -27,18 +29,15 @@ class DBC(Method):
                 "valid": np.flatnonzero(~store.is_last).astype(np.int32)}
 
     def sample(self, config, data, key):
-        from ditto_jax.models.rssm import get_feat
         index = uniform_index(key, data["valid"], int(config.batch_size))
         feat = get_feat({"deter": data["deter"][index], "stoch": data["stoch"][index]})
         return {"feat": feat, "action": data["action"][index]}
 
     def train_step(self, config, ctx):
-        from ditto_jax.agents import imitation
         step = imitation.make_dbc_step(config, num_actions=ctx.num_actions)
         return lambda state, batch, rng, wm_params: step(state, batch, rng)
 
     def actor_apply(self, config, ctx):
-        from ditto_jax.agents import imitation
         return imitation.policy_logits(config, ctx.num_actions)
 
 
@@ -56,7 +55,6 @@ class PixelBC(Method):
     device_loop = False
 
     def init(self, config, ctx, key):
-        from ditto_jax.agents.bc import make_bc
         _, init, _ = make_bc(config, ctx.num_actions)
         return init(tuple(ctx.obs_shape), key)
 
@@ -73,14 +71,12 @@ class PixelBC(Method):
     def batch_at(self, config, data, index):
         """The training batch of flat steps `index`: their stacked frames (as the agent
         stacks them when acting, `bc.stack_frames`) and the expert's actions."""
-        from ditto_jax.agents.bc import stack_frames
         k = int(config.bc_frame_stack)
         window = data["observation"][jnp.maximum(index[:, None] + jnp.arange(-k + 1, 1), 0)]
         frames = stack_frames(window, index - data["episode_start"][index])
         return {"frames": frames, "action": data["action"][index]}
 
     def train_step(self, config, ctx):
-        from ditto_jax.agents.bc import make_bc
         _, _, step = make_bc(config, ctx.num_actions)
         return lambda state, batch, rng, wm_params: step(state, batch, rng)
 
@@ -88,8 +84,6 @@ class PixelBC(Method):
         return state.params
 
     def make_agent(self, config, ctx, wm_state, state, *, greedy=False):
-        from ditto_jax.agents.bc import PixelPolicy
-        from ditto_jax.agents.acting import PixelBCAgent
         # Forward only: XLA's own convolution is the fast one there (at any batch).
         net = PixelPolicy(int(ctx.num_actions), config.bc_depth, conv_impl="lax")
         return PixelBCAgent(net, state.params, config.bc_frame_stack, greedy=greedy)

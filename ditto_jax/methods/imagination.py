@@ -1,11 +1,16 @@
 """DITTO and its relatives: an actor-critic trained inside the frozen world model.
 
   ditto         the reward compares imagined latents with the expert's (config.reward:
-                maxcos | cosine | l2 | sparse), SPEC §3.
+                one of agents/rewards.py LATENT_REWARDS), SPEC §3.
   ditto_bcinit  DITTO whose actor starts from D-BC, then a critic-only warm-up (SPEC §9
                 lever); reported as its own row, never as DITTO.
   dgail         the same actor-critic with a discriminator reward plugged in (acme's AIL
                 builder: an RL agent plus a learned reward), SPEC §4.
+
+Each method owns its config block: `config_fields` are the fields it reads beyond the
+shared ones, checked by `resolve_config` against the enums of the code that uses them
+(agents/rewards.py, agents/imitation.py); a method's config.json holds only its own
+block. The reward is a model object (`reward_model`) handed to the imagination step.
 
 Batch (sampled on device): {"start": RSSM state dict (B, ...) = expert posterior s^E_t,
 "expert": (B, H+1, D) compared latent part of s^E_t..s^E_{t+H}}; ditto_bcinit adds
@@ -14,26 +19,50 @@ Batch (sampled on device): {"start": RSSM state dict (B, ...) = expert posterior
 import jax
 import jax.numpy as jnp
 
+from ditto_jax.agents import imitation
+from ditto_jax.agents.discriminator import DiscriminatorReward
+from ditto_jax.agents.imitation import FIRST_STEP
+from ditto_jax.agents.rewards import LATENT_PARTS, LATENT_REWARDS, LatentReward, latent_part
 from ditto_jax.errors import DittoError
 from ditto_jax.methods.base import Method, WindowTable
+from ditto_jax.models.rssm import get_feat
+from ditto_jax.models.world_model import WorldModel
 
-LATENT_REWARDS = ("maxcos", "cosine", "l2", "sparse")
+# Fields of the latent reward and of the discriminator: each method keeps its own.
+LATENT_REWARD_FIELDS = ("reward", "sparse_threshold")
+DISCRIMINATOR_FIELDS = ("disc_units", "disc_layers", "disc_lr", "collapse_window")
+
+
+def _check_choice(config, key, allowed, message, default=None):
+    if config.get(key, default) not in allowed:
+        raise DittoError(message, field=f"config.{key}", expected=" | ".join(allowed),
+                         got=config.get(key))
+
+
+def _drop(config, keys):
+    for k in keys:
+        if k in config:
+            del config[k]
+    return config
 
 
 class Ditto(Method):
     name, label, order = "ditto", "DITTO", 10
-    with_disc = False
 
     def resolve_config(self, config):
-        if config.reward not in LATENT_REWARDS:
-            raise DittoError("DITTO needs a latent reward", field="config.reward",
-                             expected=" | ".join(LATENT_REWARDS), got=config.reward)
-        return config
+        _check_choice(config, "reward", LATENT_REWARDS, "DITTO needs a latent reward")
+        _check_choice(config, "latent", LATENT_PARTS, "Unknown latent part")
+        _check_choice(config, "first_step", FIRST_STEP, "Unknown first-step rule",
+                      default="sample")
+        return _drop(config, DISCRIMINATOR_FIELDS)
+
+    def reward_model(self, config):
+        return LatentReward(config.reward, config.sparse_threshold)
 
     def init(self, config, ctx, key):
-        from ditto_jax.agents import imitation
-        return imitation.init_agent_state(config, ctx.feat_dim, ctx.part_dim,
-                                          ctx.num_actions, key, disc=self.with_disc)
+        return imitation.init_imagination_state(config, ctx.feat_dim, ctx.part_dim,
+                                                ctx.num_actions, key,
+                                                self.reward_model(config))
 
     def make_data(self, config, ctx, store, latents):
         data = dict(latents)
@@ -42,7 +71,6 @@ class Ditto(Method):
         return data
 
     def sample(self, config, data, key):
-        from ditto_jax.agents.rewards import latent_part
         horizon = int(config.horizon)
         start = WindowTable.sample(data, key, int(config.batch_size))
         index = start[:, None] + jnp.arange(horizon + 1)[None, :]          # (B, H+1)
@@ -56,12 +84,10 @@ class Ditto(Method):
         return batch
 
     def make_step(self, config, **kw):
-        from ditto_jax.agents import imitation
-        return imitation.make_imagination_step(config, **kw)
+        return imitation.make_imagination_step(config, reward_model=self.reward_model(config),
+                                               **kw)
 
     def train_step(self, config, ctx):
-        from ditto_jax.models.rssm import get_feat
-        from ditto_jax.models.world_model import WorldModel
         model = ctx.wm_model
 
         def step(state, batch, rng, wm_params):
@@ -73,7 +99,6 @@ class Ditto(Method):
         return step
 
     def actor_apply(self, config, ctx):
-        from ditto_jax.agents import imitation
         return imitation.policy_logits(config, ctx.num_actions)
 
 
@@ -84,19 +109,24 @@ class DittoBCInit(Ditto):
         return dict(batch, action=data["action"][start])
 
     def make_step(self, config, **kw):
-        from ditto_jax.agents import imitation
-        return imitation.make_bcinit_ditto_step(config, **kw)
+        return imitation.make_bcinit_ditto_step(
+            config, reward_model=self.reward_model(config), **kw)
 
 
 class DGail(Ditto):
     name, label, order = "dgail", "D-GAIL", 20
-    with_disc = True
+    state_version = 3          # the discriminator's params and optimiser in one `disc`
 
     def resolve_config(self, config):
-        # The reward is the discriminator's: recorded as such in config.json.
-        if config.reward != "gail":
-            config.reward = "gail"
-        return config
+        _check_choice(config, "latent", LATENT_PARTS, "Unknown latent part")
+        # A learned reward has no closed form for every action's successor.
+        _check_choice(config, "first_step", ("sample",),
+                      "D-GAIL's discriminator reward needs first_step=sample", default="sample")
+        return _drop(config, LATENT_REWARD_FIELDS)
+
+    def reward_model(self, config):
+        return DiscriminatorReward(config.disc_units, config.disc_layers, config.disc_lr,
+                                   config.eps, config.clip)
 
     # GAIL's equilibrium is D = 1/2 on both: a discriminator that still tells the agent's
     # imagined transitions from the expert's by more than this (mean D over the batch) is

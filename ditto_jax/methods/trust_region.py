@@ -55,4 +55,5 @@ class DittoBCTrustRegion(DittoBCInit):
     def make_step(self, config, **kw):
         actor_apply = imitation.policy_logits(config, kw["num_actions"])
         extra = trust_region_loss(actor_apply, kw["feat"], float(config.bc_weight))
-        return imitation.make_bcinit_ditto_step(config, actor_extra_loss=extra, **kw)
+        return imitation.make_bcinit_ditto_step(config, reward_model=self.reward_model(config),
+                                                actor_extra_loss=extra, **kw)

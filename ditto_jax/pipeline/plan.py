@@ -251,7 +251,9 @@ def check_pipeline_config(config, stages=STAGES):
                          expected=f"a comma-separated subset of {','.join(STAGES)}",
                          got=",".join(unknown))
     validate_pipeline_config(config)
-    methods_of(config)
+    from ditto_jax import methods  # the registry (jax): kept out of `ditto run --help`
+    for name in methods_of(config):  # each method checks its own block of config.policy
+        methods.get(name).resolve_config(config.policy.copy_and_resolve_references())
     run_seeds(config)
     expert_episode_counts(config)
     eval_rules(config)

@@ -20,12 +20,10 @@ from ditto_jax.agents import rewards as reward_lib
 from ditto_jax.models.rssm import get_feat
 from ditto_jax.models.world_model import WorldModel
 
-_LATENT = ("maxcos", "cosine", "l2", "sparse")
-
-
 def spread_rewards(config):
     """maxcos and l2 always (the lead's comparison), plus the latent reward in use."""
-    extra = (config.reward,) if config.reward in _LATENT else ()
+    reward = config.get("reward")           # absent for a learned reward (D-GAIL)
+    extra = (reward,) if reward in reward_lib.LATENT_REWARDS else ()
     return tuple(dict.fromkeys(probes.SPREAD_REWARDS + extra))
 
 

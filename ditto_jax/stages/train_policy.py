@@ -36,11 +36,10 @@ LOOP_FIELDS = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_eve
 
 
 # Checked when a config is loaded, before any data or checkpoint is read, so a typo costs
-# seconds, not a training run. `method` is checked against the method registry.
+# seconds, not a training run. `method` is checked against the method registry; the
+# methods' own fields (reward, latent, first_step, ...) by each method's `resolve_config`,
+# against the enums of the code that uses them.
 _POLICY_CHOICES = {
-    "reward": ("maxcos", "cosine", "l2", "sparse", "gail"),
-    "latent": ("h", "z", "h+z"),
-    "first_step": ("sample", "all_actions"),
     "expert_selection": ("first", "top"),
     "eval_protocol": ("ditto", "machado"),
 }

@@ -15,7 +15,8 @@ def get_config(preset="small"):
     c = ml_collections.ConfigDict()
     c.method = "ditto"              # ditto | dbc | dgail | bc
     # Imagination actor-critic (DITTO / D-GAIL).
-    c.reward = "maxcos"             # maxcos | cosine | l2 | sparse | gail (dgail sets gail)
+    c.reward = "maxcos"             # maxcos | cosine | l2 | sparse (DITTO's latent reward,
+                                    # agents/rewards.py; D-GAIL's is its discriminator)
     c.latent = "h"                  # h | z | h+z: which part of the state is compared
     c.sparse_threshold = 0.5        # L2 radius of the `sparse` indicator, in latent units
     c.horizon = 15

@@ -223,18 +223,6 @@ def test_imagine_equals_img_step_loop():
         state = rssm.apply(params, state, actions[:, t], keys[t], method=RSSM.img_step)
         for name in ("deter", "stoch", "logits"):
             np.testing.assert_allclose(states[name][:, t], state[name], rtol=1e-5, atol=1e-5)
-    # Policy rollout with a pure closure; index 0 is the start state.
-    pol = lambda feat, k: jax.nn.one_hot(jax.random.randint(k, feat.shape[:1], 0, 5), 5)
-    traj, acts = rssm.apply(params, start, pol, 4, key, method=RSSM.imagine_with_policy)
-    assert traj["deter"].shape == (2, 5, 8) and acts.shape == (2, 4, 5)
-    np.testing.assert_allclose(traj["deter"][:, 0], start["deter"])
-    state, keys = start, jax.random.split(key, 4)
-    for t in range(4):
-        k_pol, k_step = jax.random.split(keys[t])
-        a = pol(jnp.zeros((2, 1)), k_pol)  # pol reads only the batch size
-        np.testing.assert_array_equal(acts[:, t], a)
-        state = rssm.apply(params, state, a, k_step, method=RSSM.img_step)
-        np.testing.assert_allclose(traj["deter"][:, t + 1], state["deter"], rtol=1e-5, atol=1e-5)
 
 
 def test_is_first_resets_state():

@@ -19,7 +19,7 @@ the prior head after it (in `observe`). The results equal a step-by-step loop of
 `obs_step` (the tests check this). Random keys: a sequence method splits `key` into one key
 per step; each step splits its key again as documented in `obs_step` / `img_step`.
 """
-from typing import Any, Callable
+from typing import Any
 
 import chex
 import flax.linen as nn
@@ -255,30 +255,6 @@ class RSSM(nn.Module):
         xs = (jnp.swapaxes(actions, 0, 1).astype(jnp.float32), jax.random.split(key, h))
         _, states = jax.lax.scan(step, start_state, xs, unroll=self.unroll)
         return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), states)
-
-    def imagine_with_policy(self, start_state, policy_fn: Callable, horizon: int, key):
-        """Prior rollout where actions come from `policy_fn(feat, key) -> one-hot (B, A)`.
-
-        Each step splits its key into (k_policy, k_step). Returns (states, actions):
-        states dict of (B, horizon + 1, ...) arrays, index 0 being `start_state`;
-        actions (B, horizon, A), actions[:, k] taken in states[:, k].
-        """
-        b = start_state["deter"].shape[0]
-        self._check_state(start_state, b)
-
-        def step(prev, k):
-            k_pol, k_step = jax.random.split(k)
-            action = policy_fn(get_feat(prev), k_pol)
-            self._check_action(action, b)
-            state = self.img_step(prev, action, k_step)
-            return state, (state, action)
-
-        _, (states, actions) = jax.lax.scan(step, start_state, jax.random.split(key, horizon),
-                                            unroll=self.unroll)
-        states = jax.tree.map(lambda s0, s: jnp.concatenate([s0[None], s], 0), start_state,
-                              states)
-        swap = lambda x: jnp.swapaxes(x, 0, 1)
-        return jax.tree.map(swap, states), swap(actions)
 
     def __call__(self, embeds, actions, is_first, key):
         """Initialise every parameter (observe touches all of them)."""

@@ -36,7 +36,7 @@ that differ from the median frame x20 recovered paddles and later the ball. See
 benchmarks/README.md for the measurement behind the default.
 """
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -193,9 +193,6 @@ class WorldModel(nn.Module):
 
     def imagine(self, start_state, actions, key):
         return self.rssm.imagine(start_state, actions, key)
-
-    def imagine_with_policy(self, start_state, policy_fn: Callable, horizon: int, key):
-        return self.rssm.imagine_with_policy(start_state, policy_fn, horizon, key)
 
     def __call__(self, obs, prev_actions, is_first, key):
         """Full pass used by the loss: posterior filter, reconstruction, heads."""

@@ -9,8 +9,17 @@ import os
 import jax
 import ml_collections
 
+from ditto_jax import methods
+from ditto_jax.core import io
+from ditto_jax.core.provenance import changed_fields
+from ditto_jax.engine import BEST_DIR
 from ditto_jax.engine import checkpoint as ckpt_lib
+from ditto_jax.envs import atari
+from ditto_jax.envs.vector import make_vector_env
 from ditto_jax.errors import DittoError
+from ditto_jax.stages.evaluation import run_episodes, summarize
+from ditto_jax.stages.policy_data import make_context
+from ditto_jax.stages.wm_io import load_world_model
 
 
 def _relpath(path, start):
@@ -31,9 +40,6 @@ def evaluate_agent(agent, config, meta, *, seed, episodes=None, protocol=None,
     """Plays `agent` in the real game. `references` ({"expert", "random"} returns measured
     under the same protocol and cap) give the expert-normalised score; without them it is
     None (the demonstrations' return is not comparable with capped evaluations)."""
-    from ditto_jax.envs import atari
-    from ditto_jax.envs.vector import make_vector_env
-    from ditto_jax.stages.evaluation import run_episodes, summarize
     game = atari.canonical_game(meta["game"])
     protocol = protocol or config.eval_protocol
     size = tuple(meta["obs_shape"][:2])
@@ -59,7 +65,6 @@ def load_pinned_world_model(meta, workdir, wm=None):
     digest. Anything else is refused, so a world model trained further, on other data or
     with another seed is never used silently. A policy trained before parameter digests
     were recorded loads with a one-line warning."""
-    from ditto_jax.stages.wm_io import load_world_model
     recorded = meta.get("world_model", {})
     path = os.path.abspath(wm) if wm else resolve_wm_path(meta, workdir)
     ckpt_dir = os.path.join(path, "checkpoints")
@@ -82,7 +87,6 @@ def load_pinned_world_model(meta, workdir, wm=None):
     wm_state, wm_meta = load_world_model(path, step=step)
     field = "world_model.workdir" if not wm else "--wm"
     if recorded.get("model") is not None and wm_meta.get("model") is not None:
-        from ditto_jax.core.provenance import changed_fields
         diff = changed_fields(recorded["model"], wm_meta["model"])
         if diff:
             raise DittoError("This world model is not the one the policy was trained on",
@@ -97,7 +101,6 @@ def load_pinned_world_model(meta, workdir, wm=None):
                              f"it {what}", path=path, field=f"world_model.{key} ({field})",
                              expected=want, got=got)
     if recorded.get("params_hash") is None:
-        from ditto_jax.core import io
         io.warn(f"policy {os.path.abspath(workdir)} predates world-model parameter digests; "
                 f"its world model {path} is checked by step, model and dataset only")
     return wm_state, wm_meta
@@ -115,7 +118,6 @@ def load_policy(workdir, *, greedy=False, wm=None, checkpoint="final"):
     The world model is the one it was trained on, pinned by step; `wm` overrides its
     location (a copied run whose world model lives elsewhere).
     """
-    from ditto_jax.engine import BEST_DIR
     if checkpoint not in CHECKPOINTS:
         raise DittoError("Unknown checkpoint choice", field="--checkpoint",
                          expected=" or ".join(CHECKPOINTS), got=checkpoint)
@@ -152,6 +154,4 @@ def load_policy(workdir, *, greedy=False, wm=None, checkpoint="final"):
 
 def policy_method(name, config, wm_state, wm_meta):
     """(the registered method `name`, its Context for this world model)."""
-    from ditto_jax import methods
-    from ditto_jax.stages.policy_data import make_context
     return methods.get(name), make_context(config, wm_state, wm_meta)

@@ -265,3 +265,60 @@ def test_each_method_checks_and_keeps_its_own_config_block():
         methods.get("dgail").resolve_config(_config(first_step="all_actions"))
     with pytest.raises(DittoError, match="config.latent"):
         methods.get("dgail").resolve_config(_config(latent="w"))
+
+
+# The one train-state layout of ditto_jax <= e052609 (agents/imitation.py `AgentState`):
+# eight fields for every method, the unused ones None, D-GAIL's discriminator flat.
+def _old_layout(state):
+    old = dict(step=state.step, actor=state.actor, actor_opt=state.actor_opt, critic=None,
+               target_critic=None, critic_opt=None, disc=None, disc_opt=None)
+    if hasattr(state, "critic"):
+        old.update(critic=state.critic, target_critic=state.target_critic,
+                   critic_opt=state.critic_opt)
+    if hasattr(state, "disc"):
+        old.update(disc=state.disc.params, disc_opt=state.disc.opt)
+    return old
+
+
+@pytest.mark.parametrize("name", ["dbc", "ditto", "dgail"])
+def test_policy_checkpoints_of_the_one_layout_version_still_restore(tmp_path, name):
+    """Policies trained before the per-method train states (every study policy of the
+    README's N_E section) restore into the new states, value for value, so they can still
+    be evaluated and resumed."""
+    from ditto_jax import methods
+    from ditto_jax.engine import checkpoint as ckpt_lib
+    from ditto_jax.methods import Context
+    method = methods.get(name)
+    config = method.resolve_config(_config(first_step="sample", collapse_window=50))
+    ctx = Context(num_actions=NUM_ACTIONS, obs_shape=(64, 64, 1), action_dim=ACTION_DIM,
+                  feat_dim=D + 4, part_dim=D)
+    init = lambda: method.init(config, ctx, jax.random.key(0))  # noqa: E731
+    leaves, treedef = jax.tree.flatten(init())
+    rng = np.random.default_rng(3)   # distinct values in every leaf, step 7
+    state = jax.tree.unflatten(treedef, [
+        jnp.asarray(rng.normal(size=np.shape(x)).astype(np.asarray(x).dtype))
+        if np.issubdtype(np.asarray(x).dtype, np.floating) else jnp.full_like(x, 7)
+        for x in leaves])
+    writer = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"))
+    writer.save(7, _old_layout(state), {"method": name})
+    writer.close()
+    reader = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), read_only=True)
+    try:
+        restored, meta = reader.restore(jax.eval_shape(init))
+    finally:
+        reader.close()
+    assert type(restored) is type(state) and meta == {"method": name}
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
+    for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+    # A checkpoint of another method's state is still refused, naming the directory.
+    other = methods.get("dbc" if name != "dbc" else "ditto")
+    other_config = other.resolve_config(_config(first_step="sample", collapse_window=50))
+    reader = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), read_only=True)
+    try:
+        with pytest.raises(Exception, match="could be restored") as err:
+            reader.restore(jax.eval_shape(lambda: other.init(other_config, ctx,
+                                                             jax.random.key(0))))
+        assert str(tmp_path / "checkpoints") in str(err.value)
+    finally:
+        reader.close()

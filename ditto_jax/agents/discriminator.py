@@ -38,6 +38,16 @@ class AdversarialState(ActorCriticState):
     """D-GAIL's train state: the actor-critic's and its discriminator's."""
     disc: DiscriminatorState
 
+    def legacy_tree(self):
+        # ditto_jax <= e052609 kept the discriminator in two flat fields.
+        tree = super().legacy_tree()
+        tree.update(disc=self.disc.params, disc_opt=self.disc.opt)
+        return tree
+
+    def from_legacy(self, tree):
+        tree = dict(tree, disc=DiscriminatorState(params=tree["disc"], opt=tree["disc_opt"]))
+        return super().from_legacy(tree)
+
 
 def optimizer(lr, eps, clip):
     return optax.chain(optax.clip_by_global_norm(clip), optax.adam(lr, eps=eps))

@@ -19,6 +19,8 @@ Batches (built by the stage from the encoded expert episodes):
                    "expert": (B, H+1, D) compared latent part of s^E_t..s^E_{t+H}}
   D-BC:           {"feat": (B, F) expert features, "action": (B,) expert actions}
 """
+import dataclasses
+
 import flax
 import jax
 import jax.numpy as jnp
@@ -31,12 +33,33 @@ from ditto_jax.agents.actor_critic import (Actor, Critic, entropy_coef, losses_f
 FIRST_STEP = ("sample", "all_actions")
 
 
+# Checkpoints written before the per-method train states (ditto_jax <= e052609) hold one
+# layout for every method: these eight fields, the unused ones None.
+LEGACY_FIELDS = ("step", "actor", "actor_opt", "critic", "target_critic", "critic_opt",
+                 "disc", "disc_opt")
+
+
 @flax.struct.dataclass
 class ActorState:
     """D-BC's train state."""
     step: jax.Array
     actor: dict
     actor_opt: optax.OptState
+
+    def legacy_tree(self):
+        """This state in the one-layout-for-all checkpoint format of ditto_jax <= e052609
+        (engine/checkpoint.py restores old checkpoints through it)."""
+        tree = {name: None for name in LEGACY_FIELDS}
+        tree.update({f.name: getattr(self, f.name) for f in _fields(self)})
+        return tree
+
+    def from_legacy(self, tree):
+        """The inverse of `legacy_tree`: a state of this class from an old checkpoint."""
+        return self.replace(**{f.name: tree[f.name] for f in _fields(self)})
+
+
+def _fields(state):
+    return dataclasses.fields(state)
 
 
 @flax.struct.dataclass

@@ -198,7 +198,7 @@ class Checkpointer:
                                  "compatible config")
                 raise DittoError("No checkpoint found", path=self.directory)
             try:
-                state, meta = self._read(step, abstract)
+                state, meta = self._read_state(step, abstract)
             except _Unreadable as e:
                 failures[step] = e.reason
                 self._hidden.add(step)  # until an older step proves readable
@@ -209,10 +209,25 @@ class Checkpointer:
             self.restored_step = int(step)
             return state, meta
 
+    def _read_state(self, step, abstract):
+        """`_read`, and for a state that knows an older on-disk layout (a `legacy_tree()`
+        / `from_legacy(tree)` pair, e.g. the policy train states), that layout when the
+        current one does not match: checkpoints of earlier versions stay readable."""
+        try:
+            return self._read(step, abstract)
+        except _Unreadable as first:
+            if not hasattr(abstract, "legacy_tree"):
+                raise
+            try:
+                tree, meta = self._read(step, abstract.legacy_tree())
+            except _Unreadable:
+                raise first from None
+            return abstract.from_legacy(tree), meta
+
     def _read_named(self, step, abstract):
         """`_read` of one requested step; a damaged step is a DittoError naming it."""
         try:
-            return self._read(step, abstract)
+            return self._read_state(step, abstract)
         except _Unreadable as e:
             raise DittoError(f"Checkpoint step {step} is unreadable ({e.reason})",
                              path=self.step_dir(step)) from None

@@ -307,3 +307,23 @@ def test_breakout_demo_preset_is_the_demo_on_breakout_with_its_tracker():
     assert {k for k in bo["eval"] if bo["eval"][k] != demo["eval"][k]} == {"max_steps"}
     assert isinstance(make_policy(bo["data"]["expert_policy"], game=bo["game"], num_actions=4),
                       BreakoutTracker)
+
+
+def test_breakout_ne_preset_is_breakout_demo_as_an_ne_study_with_the_ball_lever():
+    """breakout_ne = breakout_demo's data, with the motion-weighted world-model loss and
+    3,000 updates, as an N_E study (1 and 11) of four methods x 3 seeds, sampled actions,
+    on-policy agreement measured."""
+    from ditto_jax.core.config import load_config
+    from ditto_jax.pipeline.plan import data_fields, expert_episode_counts, wm_fields
+    from ditto_jax.pipeline.run import DEFAULT_CONFIG
+    bo, ne = (load_config(f"{DEFAULT_CONFIG}:{p}") for p in ("breakout_demo", "breakout_ne"))
+    assert data_fields(ne) == data_fields(bo)
+    wm_bo, wm_ne = wm_fields(bo)["wm"], wm_fields(ne)["wm"]
+    assert wm_ne["loss"].pop("recon") == "motion_weighted"
+    assert wm_bo["loss"].pop("recon") == "object_weighted"
+    assert wm_ne == wm_bo and ne.wm.train.steps == 3_000
+    assert expert_episode_counts(ne) == [1, 11]
+    assert (ne.game, ne.seeds, ne.methods, ne.eval.episodes, ne.eval.policy,
+            ne.eval.agreement, ne.eval.max_steps) == (
+        "breakout", "0,1,2", "ditto,ditto_bctr,dbc,bc", 10, "sample", True, 5_000)
+    assert ne.policy.to_dict() == bo.policy.to_dict()

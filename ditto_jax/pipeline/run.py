@@ -41,7 +41,8 @@ def add_arguments(p):
                    help="pipeline config and preset (default: experiments/configs/"
                         "pipeline.py:demo); override fields with --config.KEY=VALUE")
     p.add_argument("--preset", default=None,
-                   choices=["smoke", "demo", "study", "ne", "paper", "breakout_demo"],
+                   choices=["smoke", "demo", "study", "ne", "paper", "breakout_demo",
+                            "breakout_ne"],
                    help="shortcut for --config experiments/configs/pipeline.py:PRESET")
     p.add_argument("--game", default=None, help="Atari game (default: the config's)")
     p.add_argument("--workdir", default=None, help="default: runs/GAME_PRESET")

@@ -9,8 +9,9 @@ budget (`policy.steps`), on the same game, world model, N_E, policy seeds, evalu
 protocol and episodes: anything else is refused, naming the run and field. For each action
 rule present in every run it gives the method's return IQM [95% CI], on-policy expert
 agreement, held-out accuracy and final entropy per budget, P(later budget > first budget)
-over episode returns, and P(X > reference) against the `--reference` row (D-BC) of the
-first run. Writes OUT.json and OUT.md.
+over episode returns, and P(X > reference) against the `--reference` row (D-BC) at the
+same budget (the same run's row; the first run's where a run has none). Writes OUT.json
+and OUT.md.
 """
 import argparse
 import json
@@ -71,13 +72,20 @@ def compare(specs, method, reference, reps=2000):
            "command": "python benchmarks/budget_compare.py " + " ".join(sys.argv[1:]),
            "runs": {label: path for label, path, _ in runs}, "rules": {}}
     for rule in rules:
-        ref = _row(first, first_path, reference, rule)
+        first_ref = _row(first, first_path, reference, rule)
         base = _row(first, first_path, method, rule)
         rows = []
         for label, path, doc in runs:
             r = _row(doc, path, method, rule)
+            try:
+                ref, ref_from = _row(doc, path, reference, rule), label
+            except DittoError:
+                ref, ref_from = first_ref, runs[0][0]
             steps = ((doc.get("config") or {}).get("policy") or {}).get("steps")
             rows.append({
+                "reference_from": ref_from, "reference_iqm": ref["iqm"],
+                "reference_iqm_ci": ref["iqm_ci"],
+                "reference_agreement": ref.get("expert_agreement"),
                 "budget": label, "policy_steps": steps, "iqm": r["iqm"],
                 "iqm_ci": r["iqm_ci"], "return_mean": r["return_mean"],
                 "expert_agreement": r.get("expert_agreement"),
@@ -87,9 +95,7 @@ def compare(specs, method, reference, reps=2000):
                                                            reps=reps),
                 "p_over_reference": probability_of_improvement(r["returns"], ref["returns"],
                                                                reps=reps)})
-        out["rules"][rule] = {"rows": rows, "reference_iqm": ref["iqm"],
-                              "reference_iqm_ci": ref["iqm_ci"],
-                              "reference_agreement": ref.get("expert_agreement")}
+        out["rules"][rule] = {"rows": rows}
     return out
 
 
@@ -104,8 +110,9 @@ def markdown(res):
         lines += [f"## {rule} actions", "",
                   f"| budget | updates | return IQM [95% CI] | on-policy agreement | "
                   f"held-out accuracy | final entropy | P(> first budget) | "
+                  f"{res['reference']} at that budget: IQM, agreement | "
                   f"P(> {res['reference']}) |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in block["rows"]:
             p1, pr = r["p_over_first"], r["p_over_reference"]
             f = lambda x: "—" if x is None else f"{x:.3f}"  # noqa: E731
@@ -114,10 +121,12 @@ def markdown(res):
                 f"[{r['iqm_ci'][0]:.2f}, {r['iqm_ci'][1]:.2f}] | {f(r['expert_agreement'])} "
                 f"| {f(r['heldout_action_accuracy'])} | {f(r['final_entropy'])} | "
                 f"{p1['p']:.2f} [{p1['ci'][0]:.2f}, {p1['ci'][1]:.2f}] | "
+                f"{r['reference_iqm']:.2f} [{r['reference_iqm_ci'][0]:.2f}, "
+                f"{r['reference_iqm_ci'][1]:.2f}], {f(r['reference_agreement'])}"
+                + ("" if r["reference_from"] == r["budget"] else
+                   f" ({r['reference_from']} run)") + " | "
                 f"{pr['p']:.2f} [{pr['ci'][0]:.2f}, {pr['ci'][1]:.2f}] |")
-        lines += ["", f"{res['reference']}: IQM {block['reference_iqm']:.2f} "
-                      f"[{block['reference_iqm_ci'][0]:.2f}, {block['reference_iqm_ci'][1]:.2f}]"
-                      f", on-policy agreement {block['reference_agreement']:.3f}.", ""]
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -391,3 +391,41 @@ def test_every_curve_of_a_figure_gets_its_own_colour():
     names = ["ditto", "ditto_bcinit", "ditto_bctr", "dgail", "dbc", "bc", "my_method"]
     colours = [_color(m, i) for i, m in enumerate(names)]
     assert len(set(colours)) == len(names), colours
+
+
+def test_budget_compare_pairs_budgets_and_refuses_other_differences(tmp_path):
+    """benchmarks/budget_compare.py: P(later budget > first) and P(X > D-BC) at the same
+    budget over episode returns; runs differing in more than the budget are refused."""
+    import importlib.util
+
+    from ditto_jax.errors import DittoError
+    from tests.conftest import REPO
+    spec = importlib.util.spec_from_file_location(
+        "budget_compare", os.path.join(REPO, "benchmarks", "budget_compare.py"))
+    bc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bc)
+
+    def run(name, steps, ditto, dbc, seeds=(0, 1, 2)):
+        rows = [{"base_method": m, "rule": "sample", "checkpoint": "final", "returns": r,
+                 "iqm": float(np.mean(r)), "iqm_ci": [min(r), max(r)],
+                 "return_mean": float(np.mean(r)),
+                 "expert_agreement": 0.7} for m, r in (("ditto", ditto), ("dbc", dbc))]
+        doc = {"game": "pong", "protocol": "ditto", "max_steps": 27000, "seeds": list(seeds),
+               "episodes_per_seed": 2, "expert_episodes": 1, "rows": rows,
+               "config": {"policy": {"steps": steps}, "paths": {"wm": str(tmp_path / "wm")}}}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(doc))
+        return f"{name}={tmp_path / name}"
+
+    a = run("a", 1000, [-20.0, -18.0], [-19.0, -19.0])
+    b = run("b", 5000, [-10.0, -12.0], [-21.0, -21.0])
+    res = bc.compare([a, b], "ditto", "dbc", reps=50)
+    first, later = res["rules"]["sample"]["rows"]
+    assert (first["policy_steps"], later["policy_steps"]) == (1000, 5000)
+    assert first["p_over_first"]["p"] == 0.5 and later["p_over_first"]["p"] == 1.0
+    assert first["p_over_reference"]["p"] == 0.5     # -20, -18 against -19, -19
+    assert later["p_over_reference"]["p"] == 1.0     # against D-BC at 5k, not at 1k
+    assert later["reference_from"] == "b" and later["reference_iqm"] == -21.0
+    c = run("c", 5000, [-10.0, -12.0], [-21.0, -21.0], seeds=(3, 4, 5))
+    with pytest.raises(DittoError, match="more than the policy budget"):
+        bc.compare([a, c], "ditto", "dbc", reps=50)

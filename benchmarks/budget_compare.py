@@ -20,6 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.ne_combine import load_results, wm_folder  # noqa: E402
 from ditto_jax.errors import DittoError  # noqa: E402
 from ditto_jax.report.stats import probability_of_improvement  # noqa: E402
 
@@ -31,16 +32,7 @@ def _load(spec):
         raise DittoError("A run is LABEL=PATH", field="--runs", expected="e.g. 5k=runs/x",
                          got=spec)
     label, run = spec.split("=", 1)
-    path = os.path.join(run, "results.json") if os.path.isdir(run) else run
-    if not os.path.isfile(path):
-        raise DittoError("No results.json in the run (has its report stage run?)", path=run)
-    with open(path) as f:
-        return label, path, json.load(f)
-
-
-def _wm(doc, path):
-    wm = ((doc.get("config") or {}).get("paths") or {}).get("wm")
-    return os.path.realpath(wm or os.path.join(os.path.dirname(path), "wm"))
+    return (label,) + load_results(run)
 
 
 def _row(doc, path, method, rule):
@@ -59,10 +51,10 @@ def compare(specs, method, reference, reps=2000):
             if doc.get(key) != first.get(key):
                 raise DittoError("The runs differ in more than the policy budget", path=path,
                                  field=key, expected=first.get(key), got=doc.get(key))
-        if _wm(doc, path) != _wm(first, first_path):
+        if wm_folder(path, doc) != wm_folder(first_path, first):
             raise DittoError("The runs use different world models", path=path,
-                             field="config.paths.wm", expected=_wm(first, first_path),
-                             got=_wm(doc, path))
+                             field="config.paths.wm", expected=wm_folder(first_path, first),
+                             got=wm_folder(path, doc))
     rules = [r for r in ("sample", "greedy")
              if all(any(x.get("base_method") == method and x.get("rule") == r
                         for x in doc["rows"]) for _, _, doc in runs)]

@@ -26,7 +26,8 @@ SHARED = ("game", "preset", "protocol", "max_steps", "seeds", "episodes_per_seed
 REFERENCE_ROWS = ("expert", "random")
 
 
-def _load(run):
+def load_results(run):
+    """(path of RUN/results.json, its dict); RUN may be the file itself."""
     path = os.path.join(run, "results.json") if os.path.isdir(run) else run
     if not os.path.isfile(path):
         raise DittoError("No results.json in the run (has its report stage run?)", path=run)
@@ -34,7 +35,8 @@ def _load(run):
         return path, json.load(f)
 
 
-def _wm_folder(path, doc):
+def wm_folder(path, doc):
+    """The world-model folder a results.json was made with (realpath)."""
     paths = (doc.get("config") or {}).get("paths") or {}
     wm = paths.get("wm") or os.path.join(os.path.dirname(path), "wm")
     return os.path.realpath(wm)
@@ -42,18 +44,18 @@ def _wm_folder(path, doc):
 
 def combine(runs):
     """The combined results dict (rows of every run, references once)."""
-    docs = [_load(r) for r in runs]
+    docs = [load_results(r) for r in runs]
     first_path, first = docs[0]
-    wm = _wm_folder(first_path, first)
+    wm = wm_folder(first_path, first)
     rows, seen_ne, refs = [], [], {}
     for path, doc in docs:
         for key in SHARED:
             if doc.get(key) != first.get(key):
                 raise DittoError("The runs differ in more than N_E", path=path, field=key,
                                  expected=first.get(key), got=doc.get(key))
-        if _wm_folder(path, doc) != wm:
+        if wm_folder(path, doc) != wm:
             raise DittoError("The runs use different world models", path=path,
-                             field="config.paths.wm", expected=wm, got=_wm_folder(path, doc))
+                             field="config.paths.wm", expected=wm, got=wm_folder(path, doc))
         ne = doc.get("expert_episodes")
         if isinstance(ne, list) or ne in seen_ne:
             raise DittoError("Each run must hold one N_E, each a different one", path=path,

@@ -50,16 +50,12 @@ class ActorState:
         """This state in the one-layout-for-all checkpoint format of ditto_jax <= e052609
         (engine/checkpoint.py restores old checkpoints through it)."""
         tree = {name: None for name in LEGACY_FIELDS}
-        tree.update({f.name: getattr(self, f.name) for f in _fields(self)})
+        tree.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         return tree
 
     def from_legacy(self, tree):
         """The inverse of `legacy_tree`: a state of this class from an old checkpoint."""
-        return self.replace(**{f.name: tree[f.name] for f in _fields(self)})
-
-
-def _fields(state):
-    return dataclasses.fields(state)
+        return self.replace(**{f.name: tree[f.name] for f in dataclasses.fields(self)})
 
 
 @flax.struct.dataclass

@@ -204,3 +204,70 @@ def test_vector_autoreset_next_step(backend):
         ended = bool(trunc.all())
     assert ended
     vec.close()
+
+
+@pytest.mark.parametrize("backend", ["native", "sync"])
+def test_vector_masked_reset_keeps_the_other_episodes(backend):
+    vec = make_vector_env("pong", 2, "ditto", backend=backend, seed=0, noop_max=0)
+    vec.reset()
+    up = vec.action_meanings.index("RIGHT")
+    for _ in range(30):   # both paddles move away from where a fresh episode puts them
+        obs, *_ = vec.step(np.full(2, up))
+    fresh, _ = vec.reset(seed=7, mask=np.array([True, False]))
+    start, _ = make_vector_env("pong", 1, "ditto", backend=backend, seed=0,
+                               noop_max=0).reset()
+    np.testing.assert_array_equal(fresh[1], obs[1])       # env 1 untouched
+    assert not np.array_equal(fresh[0], obs[0])           # env 0 is back at a start
+    np.testing.assert_array_equal(fresh[0], start[0])     # (no no-ops: starts are equal)
+    with pytest.raises(ValueError, match=r"reset mask must have shape \(2,\)"):
+        vec.reset(mask=np.array([True]))
+    vec.close()
+
+
+class _ResetWatch:
+    """Counts sub-envs reset in the middle of an episode that is neither over nor capped."""
+
+    def __init__(self, env, cap):
+        self.env, self.cap = env, cap
+        self.length = np.zeros(env.num_envs, np.int64)
+        self.ended = np.zeros(env.num_envs, bool)
+        self.discarded, self.resets = 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.env, name)
+
+    def reset(self, seed=None, mask=None):
+        which = np.ones(self.env.num_envs, bool) if mask is None else mask
+        if self.resets:
+            self.discarded += int((which & ~self.ended & (self.length < self.cap)).sum())
+        self.resets += 1
+        self.length[which], self.ended[which] = 0, False
+        return self.env.reset(seed=seed) if mask is None else self.env.reset(seed, mask)
+
+    def step(self, actions):
+        obs, reward, term, trunc, info = self.env.step(actions)
+        self.length = np.where(self.ended, 0, self.length + 1)   # NEXT_STEP autoreset
+        self.ended = term | trunc
+        return obs, reward, term, trunc, info
+
+
+def test_evaluation_cap_does_not_discard_running_episodes():
+    """A cap of our own (shorter than the protocol's) resets only the capped envs. Random
+    Breakout episodes last ~100-400 steps, so under a 200-step cap some end by themselves
+    and some are capped, and the envs fall out of step: a reset of all of them at a cap
+    would drop the episodes still running elsewhere (more often the long ones)."""
+    from ditto_jax.agents.acting import RandomAgent
+    from ditto_jax.stages.evaluation import run_episodes
+    cap, watches = 200, []
+
+    def make(n):
+        watches.append(_ResetWatch(make_vector_env("breakout", n, "ditto", seed=0), cap))
+        return watches[-1]
+
+    returns, lengths, _ = run_episodes(make, RandomAgent(4, seed=0), episodes=12,
+                                       num_envs=3, seed=0, max_steps=cap)
+    watch = watches[0]
+    assert len(returns) == len(lengths) == 12
+    assert max(lengths) == cap and min(lengths) < cap     # both kinds of ending happened
+    assert watch.resets > 1                               # the cap did reset envs
+    assert watch.discarded == 0, f"{watch.discarded} running episodes were thrown away"

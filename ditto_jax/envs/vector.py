@@ -91,11 +91,21 @@ class AtariVector:
                 obs = obs[..., None]
         return np.ascontiguousarray(obs, dtype=np.uint8)
 
-    def reset(self, seed: int | None = None):
-        """Reset every sub-env; sub-env i gets seed + i. Returns (obs, info)."""
+    def reset(self, seed: int | None = None, mask: np.ndarray | None = None):
+        """Reset every sub-env (sub-env i gets seed + i), or only those where `mask` (a bool
+        (num_envs,) array) is True: the others keep their episode and report their current
+        observation. Returns (obs, info) for all sub-envs."""
         if seed is None:
             seed, self._seed = self._seed, None  # the make_vector_env seed, once
-        obs, info = self.env.reset(seed=None if seed is None else int(seed))
+        seed = None if seed is None else int(seed)
+        if mask is None:
+            obs, info = self.env.reset(seed=seed)
+        else:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != (self.num_envs,):
+                raise ValueError(f"reset mask must have shape ({self.num_envs},), "
+                                 f"got {mask.shape}")
+            obs, info = self.env.reset(seed=seed, options={"reset_mask": mask})
         return self._obs(obs), info
 
     def step(self, actions):

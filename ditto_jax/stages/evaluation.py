@@ -115,15 +115,14 @@ def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=2
                 else:
                     active[i] = False
                 ep_return[i], ep_length[i] = 0.0, 0
-            # A cap we impose ourselves (not the env's) needs an explicit reset.
+            # A cap we impose ourselves (not the env's) needs an explicit reset, of the
+            # capped envs only: resetting all of them would throw away the episodes still
+            # running in the others, and those are more often the long ones.
             capped = done & ~(terminated | truncated)
             if capped.any():
-                obs, _ = env.reset(seed=seed + started * 7919)
-                is_first[:] = True
-                ep_return[:], ep_length[:] = 0.0, 0
-                carry = agent.init(num_envs)
-            else:
-                needs_reset = done
+                obs, _ = env.reset(seed=seed + started * 7919, mask=capped)
+                is_first |= capped
+            needs_reset = done & ~capped
             if len(returns) >= episodes:
                 break
         return returns[:episodes], lengths[:episodes], (np.stack(frames) if frames else None)

@@ -43,7 +43,7 @@ NOTE = ("The authors' harness runs torch with 2 OpenMP threads; on this shared 2
         "figures taken at load ~2.")
 
 
-def _agent(wm_preset, policy_preset, conv_impl):
+def _agent(wm_preset, policy_preset, conv_impl, **agent_kw):
     from benchmarks.policy import _wm_state
     from ditto_jax.agents.acting import WorldModelAgent
     from ditto_jax.core.config import load_config
@@ -52,7 +52,7 @@ def _agent(wm_preset, policy_preset, conv_impl):
     cfg = load_config(os.path.join(REPO, f"experiments/configs/policy.py:{policy_preset}"))
     meta = {"num_actions": 6, "obs_shape": [64, 64, 1]}
     state, _, actor_apply = build_method(cfg, "ditto", wm_state, meta, key=jax.random.key(1))
-    kw = {} if conv_impl == "default" else {"conv_impl": conv_impl}
+    kw = dict(agent_kw) if conv_impl == "default" else {"conv_impl": conv_impl, **agent_kw}
     return WorldModelAgent(wm_state, actor_apply, state.actor, **kw)
 
 

@@ -135,6 +135,38 @@ def test_frame_chunking_matches_whole_batch():
         np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6)
 
 
+def test_transposed_gru_kernel_is_the_same_posterior():
+    """Acting's GRU layout (`gru_layout="out_in"`, the kernel transposed once by
+    `out_in_gru`) gives the trained model's posterior step; training configs cannot ask
+    for it, so no checkpoint is ever written in that layout."""
+    from ditto_jax.models.world_model import out_in_gru
+    cfg = wm_configs.get_config("tiny")
+    model = make_world_model(cfg.model, (64, 64, 1), num_actions=4)
+    batch = pong_batch(np.random.default_rng(0), batch=3, seq_len=1)
+    obs, first = jnp.asarray(batch["observation"][:, 0]), jnp.ones(3, bool)
+    params = model.init(KEY, batch["observation"], jnp.zeros((3, 1, model.action_dim)),
+                        batch["is_first"], KEY)
+    state = model.apply(params, 3, method=WorldModel.initial_state)
+    act = jax.nn.one_hot(jnp.array([0, 1, 2]), model.action_dim)
+    acting = model.clone(gru_layout="out_in")
+    t_params = out_in_gru(params)
+    k = params["params"]["rssm"]["gru"]["kernel"]
+    assert t_params["params"]["rssm"]["gru"]["kernel"].shape == k.shape[::-1]
+    for step in range(3):  # the GRU acts from the second step on (h_0 = 0 and a_0 = 0)
+        want, _ = model.apply(params, state, act, obs, first & (step == 0), KEY,
+                              method=WorldModel.obs_step)
+        got, _ = acting.apply(t_params, state, act, obs, first & (step == 0), KEY,
+                              method=WorldModel.obs_step)
+        for name in ("deter", "stoch", "logits"):
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
+        state = want
+    assert float(jnp.abs(state["deter"]).max()) > 1e-3     # the GRU did contribute
+    cfg.model.gru_layout = "out_in"
+    with pytest.raises(DittoError, match="unknown world model option") as e:
+        make_world_model(cfg.model, (64, 64, 1), num_actions=4)
+    assert e.value.field == "model.gru_layout"
+
+
 def test_too_many_actions_is_a_user_error():
     cfg = wm_configs.get_config("tiny")
     with pytest.raises(DittoError, match="action_dim"):

@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ditto_jax.models.networks import Norm, get_act
+from ditto_jax.models.networks import DenseOutIn, Norm, get_act
 
 LATENT_MODES = ("sample", "probs")  # how z is read from the logits (`latent_sample`)
 
@@ -84,6 +84,7 @@ class RSSM(nn.Module):
     latent: str = "sample"     # sample (straight-through one-hot) | probs (see latent_sample)
     unroll: int = 1            # lax.scan unroll
     split_transpose: bool = False  # lax.scan(_split_transpose=...): weight grads out of the loop
+    gru_layout: str = "in_out"  # "out_in": GRU kernel stored (out, in), for acting (DenseOutIn)
     dtype: Dtype = jnp.float32
 
     def setup(self):
@@ -93,7 +94,12 @@ class RSSM(nn.Module):
         self.img_in = dense(self.hidden, "img_in")
         self.img_in_norm = Norm(self.norm, name="img_in_norm")
         # LayerNorm GRU (DreamerV2): one Dense on [x, h] gives reset, candidate, update.
-        self.gru = dense(3 * self.deter, "gru")
+        if self.gru_layout == "out_in":
+            self.gru = DenseOutIn(3 * self.deter, use_bias=bias, dtype=self.dtype, name="gru")
+        elif self.gru_layout == "in_out":
+            self.gru = dense(3 * self.deter, "gru")
+        else:
+            raise ValueError(f"gru_layout must be 'in_out' or 'out_in', got {self.gru_layout!r}")
         self.gru_norm = Norm(self.norm, name="gru_norm")
         self.img_out = dense(self.hidden, "img_out")
         self.img_out_norm = Norm(self.norm, name="img_out_norm")

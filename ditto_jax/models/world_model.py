@@ -44,7 +44,7 @@ import jax.numpy as jnp
 
 from ditto_jax.core.devices import resolve_for_build
 from ditto_jax.errors import DittoError
-from ditto_jax.models.networks import MLP, Decoder, Encoder
+from ditto_jax.models.networks import MLP, Decoder, Encoder, out_in_params
 from ditto_jax.models.rssm import RSSM, get_feat
 
 sg = jax.lax.stop_gradient
@@ -106,6 +106,7 @@ class WorldModel(nn.Module):
     head_units: int = 400
     remat: bool = False               # conv blocks keep only their conv output for backward
     frame_chunk: int = 0              # encode/decode this many frames at a time (0: all)
+    gru_layout: str = "in_out"        # "out_in" for acting only (RSSM; agents/acting.py)
     dtype: Any = jnp.float32
 
     def setup(self):
@@ -116,7 +117,8 @@ class WorldModel(nn.Module):
                          classes=self.classes, action_dim=self.action_dim, norm=self.norm,
                          act=self.act, unimix=self.unimix, latent=self.latent,
                          unroll=self.scan_unroll,
-                         split_transpose=self.scan_split_transpose, dtype=self.dtype)
+                         split_transpose=self.scan_split_transpose,
+                         gru_layout=self.gru_layout, dtype=self.dtype)
         self.decoder_net = Decoder(out_shape=tuple(self.obs_shape), kind=self.decoder,
                                    depth=self.decoder_depth or self.cnn_depth,
                                    start_channels=self.decoder_start_channels,
@@ -268,7 +270,9 @@ def make_world_model(model_cfg, obs_shape, num_actions, compute_dtype="float32")
     if compute_dtype not in dtypes:
         raise DittoError("unknown compute dtype", field="train.compute_dtype",
                          expected="float32 or bfloat16", got=compute_dtype)
-    fields = {f.name for f in dataclasses.fields(WorldModel)} - {"parent", "name", "dtype"}
+    # gru_layout is the acting agent's (agents/acting.py), never a trained model's.
+    fields = ({f.name for f in dataclasses.fields(WorldModel)}
+              - {"parent", "name", "dtype", "gru_layout"})
     unknown = set(m) - fields
     if unknown:
         raise DittoError("unknown world model option(s)", field="model." + sorted(unknown)[0],
@@ -277,6 +281,14 @@ def make_world_model(model_cfg, obs_shape, num_actions, compute_dtype="float32")
     check_frame_size(m, obs_shape)
     m["obs_shape"] = tuple(int(s) for s in obs_shape)
     return WorldModel(**m, dtype=dtypes[compute_dtype])
+
+
+def out_in_gru(params):
+    """A trained WorldModel's parameters for `gru_layout="out_in"`: the RSSM's GRU kernel
+    transposed to (out, in) (networks.DenseOutIn), everything else shared, not copied."""
+    rssm = dict(params["params"]["rssm"])
+    rssm["gru"] = out_in_params(rssm["gru"])
+    return {**params, "params": {**params["params"], "rssm": rssm}}
 
 
 # --------------------------------------------------------------------------- loss

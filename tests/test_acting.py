@@ -170,6 +170,36 @@ def test_every_agent_implements_the_protocol():
     assert seen.shape == (100,) and set(seen.tolist()) == set(range(NUM_ACTIONS))
 
 
+@pytest.mark.parametrize("name", ["ditto", "bc"])
+def test_select_keeps_the_rows_it_names(name):
+    """`select(carry, rows)` (the evaluation loop's shrinking batch) continues those rows
+    exactly as the whole batch would: the same pi(.|s), step by step, across an episode
+    start. Relaxed latents and greedy actions, so no row depends on the batch's noise."""
+    from ditto_jax.core.config import load_config
+    from ditto_jax.models.train_step import init_train_state
+    config = load_config(WM_CONFIG)
+    config.model.latent = "probs"
+    wm_state = init_train_state(config, OBS_SHAPE, NUM_ACTIONS, jax.random.key(0))
+    method, pconfig, ctx, state = _method(name, wm_state)
+    obs, first = _rollout_inputs()
+    whole = method.make_agent(pconfig, ctx, wm_state, state, greedy=True)
+    part = method.make_agent(pconfig, ctx, wm_state, state, greedy=True)
+    carry_w, carry_p = whole.init(NUM_ENVS), part.init(NUM_ENVS)
+    key = jax.random.key(5)
+    for t in range(STEPS):
+        k = jax.random.fold_in(key, t)
+        carry_w, a_w = whole.act(carry_w, obs[t], first[t], k)
+        if t < 8:
+            carry_p, _ = part.act(carry_p, obs[t], first[t], k)
+            continue
+        if t == 8:
+            carry_p = part.select(carry_p, np.array([1]))
+        carry_p, a_p = part.act(carry_p, obs[t, 1:], first[t, 1:], k)
+        assert a_p.shape == (1,) and a_p[0] == a_w[1]
+        np.testing.assert_allclose(np.asarray(part.last_probs)[0],
+                                   np.asarray(whole.last_probs)[1], rtol=1e-5, atol=1e-6)
+
+
 # ----------------------------------------------------------------- train against act
 def test_encode_store_is_the_acting_filter_over_episodes():
     """The expert latents DITTO trains on are the posteriors the acting agent computes

@@ -1,6 +1,7 @@
 """Atari environments: protocols, shapes, action sets, errors, seeding, vector backends."""
 
 import dataclasses
+import zlib
 
 import numpy as np
 import pytest
@@ -271,3 +272,42 @@ def test_evaluation_cap_does_not_discard_running_episodes():
     assert max(lengths) == cap and min(lengths) < cap     # both kinds of ending happened
     assert watch.resets > 1                               # the cap did reset envs
     assert watch.discarded == 0, f"{watch.discarded} running episodes were thrown away"
+
+
+class _HistoryAgent:
+    """Each env's action is a function of that env's own frames since its episode began
+    (a per-row step count and the frame), so it cannot depend on the batch around it."""
+
+    def __init__(self, compact):
+        self.batches = []
+        if compact:
+            self.select = lambda carry, rows: carry[np.asarray(rows)]
+
+    def init(self, num_envs):
+        return np.zeros(num_envs, np.int64)
+
+    def act(self, carry, obs, is_first, key):
+        self.batches.append(len(obs))
+        carry = np.where(is_first, 0, carry + 1)
+        noise = np.array([zlib.crc32(o.tobytes() + bytes([c % 256])) for o, c in
+                          zip(obs, carry)])
+        return carry, noise % 4
+
+
+def test_evaluation_stops_computing_finished_envs_and_keeps_every_episode():
+    """An agent with `select` is computed only on the envs still playing (10 -> 4 -> 2 ->
+    1 rows), and each env's episode is the same as when every env is computed (sticky
+    actions make the envs differ)."""
+    from ditto_jax.stages.evaluation import run_episodes
+    runs = {}
+    for compact in (False, True):
+        agent = _HistoryAgent(compact)
+        returns, lengths, _ = run_episodes(
+            lambda n: make_vector_env("breakout", n, "machado", seed=0), agent, episodes=10,
+            num_envs=10, seed=0, max_steps=400)
+        runs[compact] = (returns, lengths, agent.batches)
+    (r0, l0, b0), (r1, l1, b1) = runs[False], runs[True]
+    assert len(set(l0)) > 3                             # episodes end at different steps
+    assert (r1, l1) == (r0, l0)
+    assert set(b0) == {10} and sorted(set(b1), reverse=True) == [10, 4, 2, 1]
+    assert len(b1) == len(b0) and sum(b1) < 0.8 * sum(b0), (sum(b1), sum(b0))

@@ -12,6 +12,9 @@ stack, or None) and is owned by the caller: the loop (`evaluation.run_episodes`)
 it back unchanged. Trained policies also set `last_probs`, pi(.|s) of the step just
 taken, (N, A), for on-policy diagnostics. Agents that need the emulators themselves
 (scripted experts) also have `bind(vector_env, seed)`, called once before `init`.
+Agents whose carry is rows of a batch also have `select(carry, rows)`, the carry of
+those rows only: the loop then stops computing envs whose episodes are over
+(`evaluation.run_episodes`).
 
   WorldModelAgent  encoder -> RSSM posterior filter -> actor (DITTO, D-GAIL, D-BC)
   PixelBCAgent     CNN on the last k frames (pixel BC)
@@ -47,6 +50,12 @@ class Agent(Protocol):
     def act(self, carry: Any, obs: np.ndarray, is_first: np.ndarray,
             key: jax.Array) -> tuple[Any, np.ndarray]:
         ...
+
+
+def select_rows(carry, rows):
+    """The carry of batch rows `rows` (an int array), every leaf indexed on axis 0."""
+    rows = jnp.asarray(rows)
+    return jax.tree.map(lambda x: x[rows], carry)
 
 
 def _sample(logits, key, greedy):
@@ -101,6 +110,9 @@ class WorldModelAgent:
             key)
         return carry, np.asarray(action)
 
+    def select(self, carry, rows):
+        return select_rows(carry, rows)
+
 
 class PixelBCAgent:
     """Pixel BC acting on the last k frames (the episode's first frame repeated before it).
@@ -132,6 +144,9 @@ class PixelBCAgent:
         carry, action, self.last_probs = self._act(self.params, carry, obs,
                                                    jnp.asarray(is_first), key)
         return carry, np.asarray(action)
+
+    def select(self, carry, rows):
+        return None if carry is None else select_rows(carry, rows)
 
 
 class PythonPolicyAgent:

@@ -66,6 +66,13 @@ def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=2
     Envs that would start an episode beyond the requested count are ignored, so
     the result does not favour short episodes. Uses NEXT_STEP autoreset: the step
     after a done ignores the action and returns the next episode's first frame.
+
+    An agent with `select(carry, rows)` stops being computed on envs whose episodes are
+    over: once at most half of its batch rows still play, its batch shrinks to the next
+    power of two above the envs still playing (10 -> 4 -> 2 -> 1), which bounds the
+    recompilations; those envs keep stepping with action 0, uncounted. Each env's episode
+    is played by the same maths, but its sampling noise comes from another row of the
+    step's key once the batch has shrunk.
     """
     import jax
     num_envs = max(1, min(num_envs, episodes))
@@ -77,6 +84,7 @@ def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=2
     try:
         obs, _ = env.reset(seed=seed)
         carry = agent.init(num_envs)
+        slots = np.arange(num_envs)   # the env each batch row of the agent plays
         is_first = np.ones(num_envs, bool)
         ep_return = np.zeros(num_envs)
         ep_length = np.zeros(num_envs, np.int64)
@@ -89,11 +97,16 @@ def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=2
         t0 = time.perf_counter()
         while active.any():
             key, step_key = jax.random.split(key)
-            carry, actions = agent.act(carry, obs, is_first, step_key)
-            actions = np.asarray(actions)
+            carry, acted = agent.act(carry, obs[slots], is_first[slots], step_key)
+            actions = np.zeros(num_envs, np.int64)   # envs no longer played: action 0
+            actions[slots] = np.asarray(acted)
             if observer is not None:  # before the step: the state the learner acts in
+                probs = getattr(agent, "last_probs", None)
+                if probs is not None and len(slots) < num_envs:
+                    probs, rows = np.zeros((num_envs,) + probs.shape[1:], np.float32), probs
+                    probs[slots] = np.asarray(rows)
                 observer.observe(obs, is_first, actions, counted=active & ~needs_reset,
-                                 probs=getattr(agent, "last_probs", None))
+                                 probs=probs)
             if recording:
                 frames.append(np.asarray(obs[slot_of_episode0]))
             obs, reward, terminated, truncated, _ = env.step(actions)
@@ -125,6 +138,14 @@ def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=2
             needs_reset = done & ~capped
             if len(returns) >= episodes:
                 break
+            playing = int(active.sum())
+            size = 1 << max(playing - 1, 0).bit_length()   # a power of two >= playing
+            if hasattr(agent, "select") and size <= len(slots) // 2:
+                # Every env still playing has a row; fill up with rows of finished ones.
+                done_rows = slots[~active[slots]][:size - playing]
+                new = np.sort(np.concatenate([np.flatnonzero(active), done_rows]))
+                carry = agent.select(carry, np.searchsorted(slots, new))
+                slots = new
         return returns[:episodes], lengths[:episodes], (np.stack(frames) if frames else None)
     finally:
         env.close()

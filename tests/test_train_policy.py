@@ -64,6 +64,21 @@ def test_baselines_train_and_checkpoint(method, tiny_wm, pong_dataset, tmp_path)
     assert "10" in os.listdir(tmp_path / "checkpoints")
 
 
+def test_offline_probes_run_for_a_learned_reward(tiny_wm, pong_dataset, tmp_path):
+    """D-GAIL's config has no latent reward (nor its `sparse_threshold`): the reward-spread
+    and drift probes, on in the demo preset, must still run for it. They crashed the
+    demo's policy stage once, unseen because the tiny preset turns them off."""
+    proc = _policy(tiny_wm, pong_dataset, tmp_path, "dgail", 4, "--config.eval_every=0",
+                   "--config.probe_every=2", "--config.probe_batch=4",
+                   "--config.drift_length=3", "--config.log_every=2")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    probed = [r for r in _rows(tmp_path) if "drift_mean" in r]
+    assert [r["step"] for r in probed] == [2, 4]
+    for key in ("spread/maxcos/margin_deviate", "spread/l2/margin_random", "drift_expert"):
+        assert np.isfinite(probed[-1][key]), key
+    assert not any(k.startswith("spread/sparse") for k in probed[-1])
+
+
 @pytest.mark.slow  # default-suite budget (README): run with `pytest -m slow`
 def test_resume_matches_uninterrupted(tiny_wm, pong_dataset, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"

@@ -63,7 +63,7 @@ def make_policy_probes(config, ctx, actor_apply, wm_params, train_latents, held_
         out = probes.reward_spread(img_step, start, expert_actions, expert_next, k_spread,
                                    num_actions=ctx.num_actions, action_dim=ctx.action_dim,
                                    part=config.latent, rewards=rewards, policy=policy,
-                                   threshold=config.sparse_threshold)
+                                   threshold=config.get("sparse_threshold"))
         curve = probes.drift(img_step, policy, start, bank, k_drift, length=length,
                              action_dim=ctx.action_dim, part=config.latent)
         out.update(drift_mean=curve.mean(), drift_last=curve[-1])

@@ -170,8 +170,17 @@ def test_every_agent_implements_the_protocol():
     assert seen.shape == (100,) and set(seen.tolist()) == set(range(NUM_ACTIONS))
 
 
+@pytest.fixture
+def fast_compile():
+    """XLA without its expensive optimisations (~3x faster compiles; tiny models)."""
+    old = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", old)
+
+
 @pytest.mark.parametrize("name", ["ditto", "bc"])
-def test_select_keeps_the_rows_it_names(name):
+def test_select_keeps_the_rows_it_names(name, fast_compile):
     """`select(carry, rows)` (the evaluation loop's shrinking batch) continues those rows
     exactly as the whole batch would: the same pi(.|s), step by step, across an episode
     start. Relaxed latents and greedy actions, so no row depends on the batch's noise."""

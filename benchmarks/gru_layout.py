@@ -6,8 +6,9 @@ hits both alike. Writes benchmarks/results/acting_gru_layout.json.
   python benchmarks/gru_layout.py [--rounds 3] [--steps 100]
 
 Two measurements per round:
-- the GRU layer's matmul alone, (B, 2024) x (2024, 3072) as `x @ W` against the same
-  product from the transposed copy, at B = 1, 16 and 512 (acting; the update's batch);
+- the GRU layer alone, (B, 2024) -> (B, 3072): `nn.Dense` (x @ W) against
+  `networks.DenseOutIn` on the transposed copy, at B = 1, 16 and 512 (acting; the
+  update's batch);
 - `WorldModelAgent.act` (encoder, posterior step, actor, sample: one jitted call) on the
   `paper` world model and actor, 1 and 16 envs, fresh random frames every step, as
   `benchmarks/acting.py` times it.
@@ -41,16 +42,19 @@ def _median_ms(fn, n):
 
 
 def matmul_ms(batch, n):
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((batch, 2024), np.float32))
-    w = jnp.asarray(rng.standard_normal((2024, 3072), np.float32))
-    wt = jnp.asarray(np.asarray(w).T.copy())
-    in_out = jax.jit(lambda x, w: x @ w)
-    out_in = jax.jit(lambda x, wt: jax.lax.dot_general(x, wt, (((1,), (1,)), ((), ()))))
-    np.testing.assert_allclose(np.asarray(in_out(x, w)), np.asarray(out_in(x, wt)),
-                               rtol=1e-4, atol=1e-3)
-    return {"in_out": _median_ms(lambda: in_out(x, w), n),
-            "out_in": _median_ms(lambda: out_in(x, wt), n)}
+    """The GRU layer as the RSSM builds it: `nn.Dense` against `DenseOutIn`."""
+    import flax.linen as nn
+    from ditto_jax.models.networks import DenseOutIn, out_in_params
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, 2024), np.float32))
+    dense = nn.Dense(3072, use_bias=False)
+    params = dense.init(jax.random.key(0), x)["params"]
+    in_out = jax.jit(lambda p, x: dense.apply({"params": p}, x))
+    out_in = jax.jit(lambda p, x: DenseOutIn(3072, use_bias=False).apply({"params": p}, x))
+    t_params = out_in_params(params)
+    np.testing.assert_allclose(np.asarray(in_out(params, x)), np.asarray(out_in(t_params, x)),
+                               rtol=1e-4, atol=1e-4)
+    return {"in_out": _median_ms(lambda: in_out(params, x), n),
+            "out_in": _median_ms(lambda: out_in(t_params, x), n)}
 
 
 def main():

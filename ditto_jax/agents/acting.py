@@ -70,8 +70,8 @@ class WorldModelAgent:
     conv_impl: the encoder's convolutions ("lax": XLA's; "matmul": im2col matmuls); the
     parameters are the same for both, and acting never differentiates through them.
     gru_layout: "out_in" (default) keeps a transposed copy of the GRU kernel, which XLA's
-    CPU gemm multiplies 1.3x faster at 16 envs (acting 11% faster at 1 and 16 envs,
-    benchmarks/gru_layout.py); "in_out" uses the trained layout as is.
+    CPU gemm multiplies in about a third of the time at 16 envs (acting 0.84x the time at
+    16 envs, benchmarks/gru_layout.py); "in_out" uses the trained layout as is.
     """
 
     def __init__(self, wm_state, actor_apply, actor_params, *, greedy=False,

@@ -140,27 +140,25 @@ def test_transposed_gru_kernel_is_the_same_posterior():
     `out_in_gru`) gives the trained model's posterior step; training configs cannot ask
     for it, so no checkpoint is ever written in that layout."""
     from ditto_jax.models.world_model import out_in_gru
-    cfg = wm_configs.get_config("tiny")
-    model = make_world_model(cfg.model, (64, 64, 1), num_actions=4)
-    batch = pong_batch(np.random.default_rng(0), batch=3, seq_len=1)
-    obs, first = jnp.asarray(batch["observation"][:, 0]), jnp.ones(3, bool)
-    params = model.init(KEY, batch["observation"], jnp.zeros((3, 1, model.action_dim)),
-                        batch["is_first"], KEY)
-    state = model.apply(params, 3, method=WorldModel.initial_state)
-    act = jax.nn.one_hot(jnp.array([0, 1, 2]), model.action_dim)
-    acting = model.clone(gru_layout="out_in")
+    embeds, actions, is_first = rssm_inputs(b=3, t=4)
+    rssm, acting = tiny_rssm(), tiny_rssm(gru_layout="out_in")
+    params = {"params": {"rssm": rssm.init(KEY, embeds, actions, is_first, KEY)["params"]}}
     t_params = out_in_gru(params)
     k = params["params"]["rssm"]["gru"]["kernel"]
     assert t_params["params"]["rssm"]["gru"]["kernel"].shape == k.shape[::-1]
-    for step in range(3):  # the GRU acts from the second step on (h_0 = 0 and a_0 = 0)
-        want, _ = model.apply(params, state, act, obs, first & (step == 0), KEY,
-                              method=WorldModel.obs_step)
-        got, _ = acting.apply(t_params, state, act, obs, first & (step == 0), KEY,
-                              method=WorldModel.obs_step)
+    assert t_params["params"]["rssm"]["obs_h"] is params["params"]["rssm"]["obs_h"]
+    state = rssm.apply({"params": params["params"]["rssm"]}, 3, method=RSSM.initial_state)
+    for t in range(4):
+        args = (state, actions[:, t], embeds[:, t], is_first[:, t], KEY)
+        want, _ = rssm.apply({"params": params["params"]["rssm"]}, *args,
+                             method=RSSM.obs_step)
+        got, _ = acting.apply({"params": t_params["params"]["rssm"]}, *args,
+                              method=RSSM.obs_step)
         for name in ("deter", "stoch", "logits"):
             np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
         state = want
     assert float(jnp.abs(state["deter"]).max()) > 1e-3     # the GRU did contribute
+    cfg = wm_configs.get_config("tiny")
     cfg.model.gru_layout = "out_in"
     with pytest.raises(DittoError, match="unknown world model option") as e:
         make_world_model(cfg.model, (64, 64, 1), num_actions=4)

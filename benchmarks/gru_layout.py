@@ -31,16 +31,6 @@ import numpy as np  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _median_ms(fn, n):
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
 def matmul_ms(batch, n):
     """The GRU layer as the RSSM builds it: `nn.Dense` against `DenseOutIn`."""
     import flax.linen as nn
@@ -53,8 +43,9 @@ def matmul_ms(batch, n):
     t_params = out_in_params(params)
     np.testing.assert_allclose(np.asarray(in_out(params, x)), np.asarray(out_in(t_params, x)),
                                rtol=1e-4, atol=1e-4)
-    return {"in_out": _median_ms(lambda: in_out(params, x), n),
-            "out_in": _median_ms(lambda: out_in(t_params, x), n)}
+    from benchmarks.update_profile import _median_time
+    return {"in_out": _median_time(in_out, (params, x), n) * 1e3,
+            "out_in": _median_time(out_in, (t_params, x), n) * 1e3}
 
 
 def main():

@@ -19,6 +19,7 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
 SHAPES = ((512, 2024, 3072), (16, 2024, 3072), (1, 2024, 3072))
 
 TORCH = r"""
@@ -43,6 +44,7 @@ print(json.dumps(out))
 
 def ours():
     import jax
+    from benchmarks.update_profile import _median_time
     import jax.numpy as jnp
     import numpy as np
     out = {}
@@ -50,14 +52,8 @@ def ours():
         rng = np.random.default_rng(0)
         x = jnp.asarray(rng.standard_normal((m, k), np.float32))
         w = jnp.asarray(rng.standard_normal((k, n), np.float32))
-        f = jax.jit(lambda x, w: x @ w)
-        jax.block_until_ready(f(x, w))
-        times = []
-        for _ in range(30 if m >= 512 else 300):
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(x, w))
-            times.append(time.perf_counter() - t0)
-        out[str(m)] = statistics.median(times) * 1e3
+        reps = 30 if m >= 512 else 300
+        out[str(m)] = _median_time(jax.jit(lambda x, w: x @ w), (x, w), reps) * 1e3
     return out
 
 

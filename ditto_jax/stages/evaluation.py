@@ -97,12 +97,14 @@ def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=2
         t0 = time.perf_counter()
         while active.any():
             key, step_key = jax.random.split(key)
-            carry, acted = agent.act(carry, obs[slots], is_first[slots], step_key)
+            full = len(slots) == num_envs   # no row dropped yet: no copy of the frames
+            carry, acted = agent.act(carry, obs if full else obs[slots],
+                                     is_first if full else is_first[slots], step_key)
             actions = np.zeros(num_envs, np.int64)   # envs no longer played: action 0
             actions[slots] = np.asarray(acted)
             if observer is not None:  # before the step: the state the learner acts in
                 probs = getattr(agent, "last_probs", None)
-                if probs is not None and len(slots) < num_envs:
+                if probs is not None and not full:
                     probs, rows = np.zeros((num_envs,) + probs.shape[1:], np.float32), probs
                     probs[slots] = np.asarray(rows)
                 observer.observe(obs, is_first, actions, counted=active & ~needs_reset,

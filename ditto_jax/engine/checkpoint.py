@@ -17,7 +17,7 @@ import orbax.checkpoint as ocp
 
 from ditto_jax.core import io
 from ditto_jax.engine.metrics import first_nonfinite
-from ditto_jax.errors import DittoError
+from ditto_jax.errors import DittoError, interruptions_held
 
 CORRUPT_DIR = "checkpoints.corrupt"  # sibling of the checkpoint directory
 # How long a checkpoint save may take to finish before the run stops with an error instead
@@ -130,7 +130,8 @@ class Checkpointer:
             raise DittoError("An earlier checkpoint save here failed; nothing more is saved",
                              path=self.directory)
         try:
-            with io.disk_errors(self.step_dir(step), "saving checkpoint"):
+            with io.disk_errors(self.step_dir(step), "saving checkpoint"), \
+                    interruptions_held():
                 return self.manager.save(
                     int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                        meta=ocp.args.JsonSave(meta)),

@@ -1,5 +1,5 @@
-"""The GRU kernel's layout at acting time (issue #20): ours with the trained (in, out)
-kernel against a transposed (out, in) copy (`WorldModelAgent(gru_layout=...)`,
+"""The RSSM's Dense layout at acting time (issue #20): ours with the trained (in, out)
+kernels against transposed (out, in) copies (`WorldModelAgent(dense_layout=...)`,
 `networks.DenseOutIn`), interleaved round by round in one process, so the machine's load
 hits both alike. Writes benchmarks/results/acting_gru_layout.json.
 
@@ -57,7 +57,7 @@ def main():
                                                        "acting_gru_layout.json"))
     args = p.parse_args()
     from benchmarks.acting import _agent, time_policy
-    agents = {layout: _agent("paper", "paper", "default", gru_layout=layout)
+    agents = {layout: _agent("paper", "paper", "default", dense_layout=layout)
               for layout in ("in_out", "out_in")}
     # Same maths: the same actions and probabilities on the same frames and keys.
     frames = np.random.default_rng(1).integers(0, 256, (16, 64, 64, 1)).astype(np.uint8)

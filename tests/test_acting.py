@@ -137,6 +137,22 @@ def test_acting_matches_the_pinned_rollout(name, pins, current):
         assert len(np.unique(want["actions"])) > 1
 
 
+@pytest.mark.parametrize("conv_impl,dense_layout", [("strided", "out_in"),
+                                                     ("lax", "in_out")])
+def test_every_acting_layout_plays_the_pinned_rollout(conv_impl, dense_layout, pins):
+    """The world-model agent's forward-only choices (the `strided` im2col encoder that
+    `acting` picks from 4 envs up, and the trained Dense layout) play the same pinned
+    rollout as the defaults: the same actions, log-probabilities to 1e-5."""
+    from ditto_jax.agents.acting import WorldModelAgent
+    wm_state = _world_model()
+    method, config, ctx, state = _method("ditto", wm_state)
+    agent = WorldModelAgent(wm_state, method.actor_apply(config, ctx), state.actor,
+                            conv_impl=conv_impl, dense_layout=dense_layout)
+    actions, logp = play(agent, *_rollout_inputs())
+    np.testing.assert_array_equal(actions, np.asarray(pins["ditto"]["actions"]))
+    np.testing.assert_allclose(logp, np.asarray(pins["ditto"]["logp"]), rtol=1e-5, atol=2e-5)
+
+
 def test_pixel_bc_training_matches_the_pin(pins, current):
     assert len(pins["bc_train"]) == len(current["bc_train"]) == 4
     for want, got in zip(pins["bc_train"], current["bc_train"]):

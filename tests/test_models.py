@@ -82,6 +82,29 @@ def test_encoder_decoder_shapes():
         assert y.shape == (3, 2, 64, 64, 1) and y.dtype == jnp.float32, kind
 
 
+def test_forward_conv_impls_equal_xla_conv():
+    """Acting's forward-only convolutions (`strided`, and `acting`'s per-layer choice)
+    give XLA's convolution on every encoder layer shape, at 1 and 16 frames."""
+    from ditto_jax.models.networks import acting_conv_impl, conv2d
+    r = np.random.default_rng(0)
+    for n, h, c in [(1, 64, 1), (16, 64, 1), (1, 31, 6), (16, 31, 6), (5, 14, 4), (4, 6, 8)]:
+        x = jnp.asarray(r.normal(size=(n, h, h, c)), jnp.float32)
+        w = jnp.asarray(r.normal(size=(4, 4, c, 7)), jnp.float32)
+        want = conv2d(x, w, 2, "VALID", "lax")
+        for impl in ("strided", "acting"):
+            got = jax.jit(lambda x, w: conv2d(x, w, 2, "VALID", impl))(x, w)
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=impl)
+    x16, x1 = jnp.zeros((16, 31, 31, 48)), jnp.zeros((1, 31, 31, 48))
+    w = jnp.zeros((4, 4, 48, 96))
+    assert acting_conv_impl(x16, w, 2, "VALID", "cpu") == "strided"
+    assert acting_conv_impl(x1, w, 2, "VALID", "cpu") == "lax"
+    assert acting_conv_impl(jnp.zeros((16, 64, 64, 1)), w, 2, "VALID", "cpu") == "lax"
+    assert acting_conv_impl(x16, w, 2, "VALID", "gpu") == "lax"
+    assert acting_conv_impl(x16, w, 1, "SAME", "cpu") == "lax"
+    with pytest.raises(ValueError, match="stride 2 VALID"):
+        conv2d(x16, jnp.zeros((3, 3, 48, 4)), 1, "SAME", "strided")
+
+
 def test_matmul_conv_equals_xla_conv():
     from ditto_jax.models.networks import conv2d
     r = np.random.default_rng(0)
@@ -135,34 +158,38 @@ def test_frame_chunking_matches_whole_batch():
         np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6)
 
 
-def test_transposed_gru_kernel_is_the_same_posterior():
-    """Acting's GRU layout (`gru_layout="out_in"`, the kernel transposed once by
-    `out_in_gru`) gives the trained model's posterior step; training configs cannot ask
-    for it, so no checkpoint is ever written in that layout."""
-    from ditto_jax.models.world_model import out_in_gru
+def test_transposed_dense_kernels_are_the_same_posterior():
+    """Acting's Dense layout (`dense_layout="out_in"`, every RSSM kernel transposed once by
+    `out_in_rssm`) gives the trained model's posterior and prior steps; training configs
+    cannot ask for it, so no checkpoint is ever written in that layout."""
+    from ditto_jax.models.world_model import out_in_rssm
     embeds, actions, is_first = rssm_inputs(b=3, t=4)
-    rssm, acting = tiny_rssm(), tiny_rssm(gru_layout="out_in")
+    rssm, acting = tiny_rssm(), tiny_rssm(dense_layout="out_in")
     params = {"params": {"rssm": rssm.init(KEY, embeds, actions, is_first, KEY)["params"]}}
-    t_params = out_in_gru(params)
-    k = params["params"]["rssm"]["gru"]["kernel"]
-    assert t_params["params"]["rssm"]["gru"]["kernel"].shape == k.shape[::-1]
-    assert t_params["params"]["rssm"]["obs_h"] is params["params"]["rssm"]["obs_h"]
+    t_params = out_in_rssm(params)
+    dense = [n for n, layer in params["params"]["rssm"].items() if "kernel" in layer]
+    assert {"gru", "img_in", "obs_h", "obs_e", "obs_logits", "img_out"} <= set(dense)
+    for name in dense:
+        k = params["params"]["rssm"][name]["kernel"]
+        np.testing.assert_array_equal(t_params["params"]["rssm"][name]["kernel"], k.T)
+    norm = next(n for n in params["params"]["rssm"] if n.endswith("_norm"))
+    assert t_params["params"]["rssm"][norm] is params["params"]["rssm"][norm]
     state = rssm.apply({"params": params["params"]["rssm"]}, 3, method=RSSM.initial_state)
     for t in range(4):
         args = (state, actions[:, t], embeds[:, t], is_first[:, t], KEY)
-        want, _ = rssm.apply({"params": params["params"]["rssm"]}, *args,
-                             method=RSSM.obs_step)
-        got, _ = acting.apply({"params": t_params["params"]["rssm"]}, *args,
-                              method=RSSM.obs_step)
-        for name in ("deter", "stoch", "logits"):
-            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
-        state = want
+        want = rssm.apply({"params": params["params"]["rssm"]}, *args, method=RSSM.obs_step)
+        got = acting.apply({"params": t_params["params"]["rssm"]}, *args,
+                           method=RSSM.obs_step)
+        for w, g in zip(want, got):  # posterior, prior
+            for name in ("deter", "stoch", "logits"):
+                np.testing.assert_allclose(g[name], w[name], rtol=1e-5, atol=1e-6)
+        state = want[0]
     assert float(jnp.abs(state["deter"]).max()) > 1e-3     # the GRU did contribute
     cfg = wm_configs.get_config("tiny")
-    cfg.model.gru_layout = "out_in"
+    cfg.model.dense_layout = "out_in"
     with pytest.raises(DittoError, match="unknown world model option") as e:
         make_world_model(cfg.model, (64, 64, 1), num_actions=4)
-    assert e.value.field == "model.gru_layout"
+    assert e.value.field == "model.dense_layout"
 
 
 def test_too_many_actions_is_a_user_error():

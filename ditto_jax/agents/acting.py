@@ -37,7 +37,7 @@ import numpy as np
 from ditto_jax.agents.bc import stack_frames
 from ditto_jax.experts.registry import make_policy
 from ditto_jax.models.rssm import get_feat
-from ditto_jax.models.world_model import WorldModel, out_in_gru
+from ditto_jax.models.world_model import WorldModel, out_in_rssm
 
 
 @runtime_checkable
@@ -67,19 +67,23 @@ class WorldModelAgent:
 
     carry: (posterior state, one-hot previous action). `filter` is the posterior step
     alone (the expert data is encoded with the same maths, `encode_store`).
-    conv_impl: the encoder's convolutions ("lax": XLA's; "matmul": im2col matmuls); the
-    parameters are the same for both, and acting never differentiates through them.
-    gru_layout: "out_in" (default) keeps a transposed copy of the GRU kernel, which XLA's
-    CPU gemm multiplies in about a third of the time at 16 envs (acting 0.84x the time at
-    16 envs, benchmarks/gru_layout.py); "in_out" uses the trained layout as is.
+    conv_impl: the encoder's convolutions. "acting" (default) picks per layer from the
+    traced batch: on CPU the `strided` im2col matmul for the 3 layers with Cin > 1 from 4
+    frames up, XLA's convolution otherwise (networks.acting_conv_impl); "lax", "matmul"
+    and "strided" force one. The parameters are the same for all, and acting never
+    differentiates through them.
+    dense_layout: "out_in" (default) keeps transposed copies of the RSSM's Dense kernels,
+    which XLA's CPU gemm multiplies faster at acting's small batches (the GRU layer in
+    about a third of the time at 16 envs; benchmarks/gru_layout.py); "in_out" uses the
+    trained layout as is.
     """
 
     def __init__(self, wm_state, actor_apply, actor_params, *, greedy=False,
-                 conv_impl="lax", gru_layout="out_in"):
-        self.model = wm_state.model.clone(conv_impl=conv_impl, gru_layout=gru_layout)
+                 conv_impl="acting", dense_layout="out_in"):
+        self.model = wm_state.model.clone(conv_impl=conv_impl, dense_layout=dense_layout)
         self.params, self.actor_params = wm_state.params, actor_params
-        if gru_layout == "out_in":  # the GRU kernel stored transposed (networks.DenseOutIn)
-            self.params = out_in_gru(self.params)
+        if dense_layout == "out_in":  # the kernels stored transposed (networks.DenseOutIn)
+            self.params = out_in_rssm(self.params)
         model, action_dim = self.model, self.model.action_dim
 
         def filter_(params, state, prev_action, obs, is_first, key):

@@ -61,7 +61,29 @@ class Norm(nn.Module):
         return x.astype(dtype)
 
 
-CONV_IMPLS = ("lax", "matmul")
+CONV_IMPLS = ("lax", "matmul")  # what a training config may ask for
+# Forward-only choices, for acting (agents/acting.WorldModelAgent): `strided` gathers the
+# k*k taps of a stride-2 VALID conv as strided slices (no space-to-depth transposes) and
+# does one matmul; `acting` picks per layer at trace time (`acting_conv_impl`).
+FORWARD_CONV_IMPLS = CONV_IMPLS + ("strided", "acting")
+ACTING_STRIDED_MIN_BATCH = 4  # see acting_conv_impl
+
+
+def acting_conv_impl(x, w, stride, padding, backend=None):
+    """The forward convolution acting uses for this layer, from its traced shapes.
+
+    On CPU, XLA's convolution spends more time gathering patches than multiplying at a
+    batch of 16 frames. The `strided` im2col takes 0.70-0.81x its time on the paper
+    encoder's three layers with Cin > 1 at 16 frames and 0.88-0.96x at 4; at 1 frame it is
+    slower on two of them, and on the 1-channel first layer at every batch
+    (benchmarks/conv_forward.py -> benchmarks/results/conv_forward.json). On GPU/TPU,
+    XLA's convolution (cuDNN, the TPU's) is the one to use.
+    """
+    backend = jax.default_backend() if backend is None else backend
+    if (str(backend).lower() == "cpu" and stride == 2 and padding == "VALID"
+            and x.shape[-1] > 1 and x.shape[0] >= ACTING_STRIDED_MIN_BATCH):
+        return "strided"
+    return "lax"
 
 
 def conv2d(x, w, stride=1, padding="SAME", impl="matmul"):
@@ -75,14 +97,27 @@ def conv2d(x, w, stride=1, padding="SAME", impl="matmul"):
       stride 2, VALID, even k: space-to-depth by 2, then a (k/2)x(k/2) stride-1 conv.
       stride 1, SAME: pad, then gather the k*k shifted views.
     Both give the same numbers (tests check it); see benchmarks/README.md for timings.
+    Forward only (acting): `strided` and `acting` (FORWARD_CONV_IMPLS, above).
     """
     k = w.shape[0]
     assert w.shape[1] == k and w.shape[2] == x.shape[-1], f"kernel {w.shape} vs input {x.shape}"
+    if impl == "acting":
+        impl = acting_conv_impl(x, w, stride, padding)
     if impl == "lax":
         return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if impl == "strided":
+        if not (stride == 2 and padding == "VALID"):
+            raise ValueError(f"strided conv supports stride 2 VALID, got stride {stride} "
+                             f"{padding}")
+        n, h, wd, c = x.shape
+        ho, wo = (h - k) // 2 + 1, (wd - k) // 2 + 1
+        # im2col straight from strided views, taps (a, b) in HWIO order along channels
+        patches = jnp.concatenate([x[:, a:a + 2 * ho - 1:2, b:b + 2 * wo - 1:2]
+                                   for a in range(k) for b in range(k)], -1)
+        return jnp.einsum("nhwc,co->nhwo", patches, w.reshape(-1, w.shape[-1]))
     if impl != "matmul":
-        raise ValueError(f"unknown conv impl {impl!r}; expected one of {CONV_IMPLS}")
+        raise ValueError(f"unknown conv impl {impl!r}; expected one of {FORWARD_CONV_IMPLS}")
     n, h, wd, c = x.shape
     o = w.shape[-1]
     if stride == 2 and padding == "VALID" and k % 2 == 0:
@@ -142,7 +177,8 @@ class DenseOutIn(nn.Module):
 
     XLA's CPU gemm at a small batch is faster as W x^T with W stored (out, in): the
     RSSM's (2024 -> 3072) GRU layer at batch 16 takes about a third of `x @ W`'s time,
-    level at 512 (benchmarks/results/acting_gru_layout.json). `out_in_params` converts a
+    level at 512 (benchmarks/results/acting_gru_layout.json); with every RSSM layer so,
+    acting at 16 envs takes 0.77x the time (benchmarks/results/conv_forward.json). `out_in_params` converts a
     trained Dense's parameters; training keeps `nn.Dense`'s layout, so checkpoints do
     not change."""
     features: int

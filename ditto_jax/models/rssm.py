@@ -84,22 +84,22 @@ class RSSM(nn.Module):
     latent: str = "sample"     # sample (straight-through one-hot) | probs (see latent_sample)
     unroll: int = 1            # lax.scan unroll
     split_transpose: bool = False  # lax.scan(_split_transpose=...): weight grads out of the loop
-    gru_layout: str = "in_out"  # "out_in": GRU kernel stored (out, in), for acting (DenseOutIn)
+    # "out_in": every Dense kernel stored (out, in), for acting (networks.DenseOutIn)
+    dense_layout: str = "in_out"
     dtype: Dtype = jnp.float32
 
     def setup(self):
         bias = self.norm == "none"
-        dense = lambda n, name, use_bias=bias: nn.Dense(n, use_bias=use_bias, dtype=self.dtype,
-                                                         name=name)
+        if self.dense_layout not in ("in_out", "out_in"):
+            raise ValueError(f"dense_layout must be 'in_out' or 'out_in', "
+                             f"got {self.dense_layout!r}")
+        kind = DenseOutIn if self.dense_layout == "out_in" else nn.Dense
+        dense = lambda n, name, use_bias=bias: kind(n, use_bias=use_bias, dtype=self.dtype,
+                                                     name=name)
         self.img_in = dense(self.hidden, "img_in")
         self.img_in_norm = Norm(self.norm, name="img_in_norm")
         # LayerNorm GRU (DreamerV2): one Dense on [x, h] gives reset, candidate, update.
-        if self.gru_layout == "out_in":
-            self.gru = DenseOutIn(3 * self.deter, use_bias=bias, dtype=self.dtype, name="gru")
-        elif self.gru_layout == "in_out":
-            self.gru = dense(3 * self.deter, "gru")
-        else:
-            raise ValueError(f"gru_layout must be 'in_out' or 'out_in', got {self.gru_layout!r}")
+        self.gru = dense(3 * self.deter, "gru")
         self.gru_norm = Norm(self.norm, name="gru_norm")
         self.img_out = dense(self.hidden, "img_out")
         self.img_out_norm = Norm(self.norm, name="img_out_norm")

@@ -106,7 +106,7 @@ class WorldModel(nn.Module):
     head_units: int = 400
     remat: bool = False               # conv blocks keep only their conv output for backward
     frame_chunk: int = 0              # encode/decode this many frames at a time (0: all)
-    gru_layout: str = "in_out"        # "out_in" for acting only (RSSM; agents/acting.py)
+    dense_layout: str = "in_out"      # "out_in" for acting only (RSSM; agents/acting.py)
     dtype: Any = jnp.float32
 
     def setup(self):
@@ -118,7 +118,7 @@ class WorldModel(nn.Module):
                          act=self.act, unimix=self.unimix, latent=self.latent,
                          unroll=self.scan_unroll,
                          split_transpose=self.scan_split_transpose,
-                         gru_layout=self.gru_layout, dtype=self.dtype)
+                         dense_layout=self.dense_layout, dtype=self.dtype)
         self.decoder_net = Decoder(out_shape=tuple(self.obs_shape), kind=self.decoder,
                                    depth=self.decoder_depth or self.cnn_depth,
                                    start_channels=self.decoder_start_channels,
@@ -270,9 +270,9 @@ def make_world_model(model_cfg, obs_shape, num_actions, compute_dtype="float32")
     if compute_dtype not in dtypes:
         raise DittoError("unknown compute dtype", field="train.compute_dtype",
                          expected="float32 or bfloat16", got=compute_dtype)
-    # gru_layout is the acting agent's (agents/acting.py), never a trained model's.
+    # dense_layout is the acting agent's (agents/acting.py), never a trained model's.
     fields = ({f.name for f in dataclasses.fields(WorldModel)}
-              - {"parent", "name", "dtype", "gru_layout"})
+              - {"parent", "name", "dtype", "dense_layout"})
     unknown = set(m) - fields
     if unknown:
         raise DittoError("unknown world model option(s)", field="model." + sorted(unknown)[0],
@@ -283,11 +283,12 @@ def make_world_model(model_cfg, obs_shape, num_actions, compute_dtype="float32")
     return WorldModel(**m, dtype=dtypes[compute_dtype])
 
 
-def out_in_gru(params):
-    """A trained WorldModel's parameters for `gru_layout="out_in"`: the RSSM's GRU kernel
-    transposed to (out, in) (networks.DenseOutIn), everything else shared, not copied."""
-    rssm = dict(params["params"]["rssm"])
-    rssm["gru"] = out_in_params(rssm["gru"])
+def out_in_rssm(params):
+    """A trained WorldModel's parameters for `dense_layout="out_in"`: every RSSM Dense
+    kernel transposed to (out, in) (networks.DenseOutIn); the norms, the encoder and the
+    rest are shared, not copied."""
+    rssm = {name: out_in_params(layer) if "kernel" in layer else layer
+            for name, layer in params["params"]["rssm"].items()}
     return {**params, "params": {**params["params"], "rssm": rssm}}
 
 

@@ -311,3 +311,53 @@ def test_evaluation_stops_computing_finished_envs_and_keeps_every_episode():
     assert (r1, l1) == (r0, l0)
     assert set(b0) == {10} and sorted(set(b1), reverse=True) == [10, 4, 2, 1]
     assert len(b1) == len(b0) and sum(b1) < 0.8 * sum(b0), (sum(b1), sum(b0))
+
+
+class _AsyncHistoryAgent(_HistoryAgent):
+    """`_HistoryAgent` with `act_async`, as the jitted agents have it."""
+
+    def act_async(self, carry, obs, is_first, key):
+        carry, actions = self.act(carry, obs, is_first, key)
+        return carry, actions, np.full((len(obs), 4), 0.25, np.float32)
+
+
+def test_overlapped_groups_play_the_same_episodes_and_agreement():
+    """`overlap` plays the envs as two vector envs taking turns; env i keeps seed + i, so
+    with as many envs as episodes each env plays the same episode as in one group, and
+    the on-policy agreement observer (forked per group, then merged) counts the same
+    states."""
+    from ditto_jax.stages.evaluation import ExpertAgreement, run_episodes
+    runs, made = {}, []
+
+    def make(n):
+        made.append(n)
+        return make_vector_env("breakout", n, "machado", seed=0, backend="sync")
+
+    for overlap in (False, True):
+        agent, observer = _AsyncHistoryAgent(compact=True), ExpertAgreement("tracker",
+                                                                            "breakout", 4)
+        returns, lengths, _ = run_episodes(make, agent, episodes=6, num_envs=6, seed=3,
+                                           max_steps=300, observer=observer,
+                                           overlap=overlap)
+        runs[overlap] = (sorted(zip(returns, lengths)), observer.result(), agent.batches)
+    (e0, a0, b0), (e1, a1, b1) = runs[False], runs[True]
+    assert made == [6, 3, 3]
+    assert len({n for _, n in e0}) > 2                  # episodes end at different steps
+    assert e1 == e0
+    # The same states are counted; the scripted expert's own episode seeds come from its
+    # per-group episode counter, so its choices may differ in a few of them.
+    assert a1["expert_agreement_steps"] == a0["expert_agreement_steps"] == sum(
+        n for _, n in e0)
+    assert 0 < a0["expert_agreement"] < 1
+    assert abs(a1["expert_agreement"] - a0["expert_agreement"]) < 0.02, (a1, a0)
+    assert a1["expert_prob_on_policy"] == a0["expert_prob_on_policy"] == 0.25
+    assert max(b1) == 3 and max(b0) == 6                 # two groups of 3 rows each
+
+
+def test_overlap_refuses_an_agent_that_reads_the_emulators():
+    from ditto_jax.agents.acting import ScriptedAgent
+    from ditto_jax.stages.evaluation import run_episodes
+    with pytest.raises(ValueError, match="both groups share it"):
+        run_episodes(lambda n: make_vector_env("pong", n, "ditto", backend="sync"),
+                     ScriptedAgent("tracker", "pong", 6), episodes=4, num_envs=4,
+                     overlap=True)

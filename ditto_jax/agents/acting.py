@@ -14,7 +14,9 @@ taken, (N, A), for on-policy diagnostics. Agents that need the emulators themsel
 (scripted experts) also have `bind(vector_env, seed)`, called once before `init`.
 Agents whose carry is rows of a batch also have `select(carry, rows)`, the carry of
 those rows only: the loop then stops computing envs whose episodes are over
-(`evaluation.run_episodes`).
+(`evaluation.run_episodes`). Jitted agents also have `act_async`, `act` without waiting
+for the device: (carry, actions, pi(.|s)) as arrays still being computed, so the loop
+steps other envs' emulators meanwhile.
 
   WorldModelAgent  encoder -> RSSM posterior filter -> actor (DITTO, D-GAIL, D-BC)
   PixelBCAgent     CNN on the last k frames (pixel BC)
@@ -109,10 +111,14 @@ class WorldModelAgent:
         return self._init(self.params, int(num_envs))
 
     def act(self, carry, obs, is_first, key):
-        carry, action, self.last_probs = self._act(
-            self.params, self.actor_params, carry, jnp.asarray(obs), jnp.asarray(is_first),
-            key)
+        carry, action, self.last_probs = self.act_async(carry, obs, is_first, key)
         return carry, np.asarray(action)
+
+    def act_async(self, carry, obs, is_first, key):
+        """`act` without waiting: (carry, actions, pi(.|s)) as device arrays still being
+        computed, so the caller can step other envs meanwhile (`run_episodes`)."""
+        return self._act(self.params, self.actor_params, carry, jnp.asarray(obs),
+                         jnp.asarray(is_first), key)
 
     def select(self, carry, rows):
         return select_rows(carry, rows)
@@ -141,13 +147,16 @@ class PixelBCAgent:
         return None  # the frame shape comes with the first frames
 
     def act(self, carry, obs, is_first, key):
+        carry, action, self.last_probs = self.act_async(carry, obs, is_first, key)
+        return carry, np.asarray(action)
+
+    def act_async(self, carry, obs, is_first, key):
+        """`act` without waiting (see WorldModelAgent.act_async)."""
         obs = jnp.asarray(obs)
         if carry is None:
             carry = (jnp.zeros((obs.shape[0], self.k) + obs.shape[1:], obs.dtype),
                      jnp.full((obs.shape[0],), -1, jnp.int32))
-        carry, action, self.last_probs = self._act(self.params, carry, obs,
-                                                   jnp.asarray(is_first), key)
-        return carry, np.asarray(action)
+        return self._act(self.params, carry, obs, jnp.asarray(is_first), key)
 
     def select(self, carry, rows):
         return None if carry is None else select_rows(carry, rows)

@@ -60,7 +60,7 @@ def summarize(returns, lengths, *, game, protocol, expert_return=None, random_re
 
 
 def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=27_000,
-                 record_first=False, progress=None, key=None, observer=None):
+                 record_first=False, progress=None, key=None, observer=None, overlap=False):
     """Runs until `episodes` episodes finish; returns (returns, lengths, frames of ep 0).
 
     Envs that would start an episode beyond the requested count are ignored, so
@@ -73,84 +73,145 @@ def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=2
     recompilations; those envs keep stepping with action 0, uncounted. Each env's episode
     is played by the same maths, but its sampling noise comes from another row of the
     step's key once the batch has shrunk.
+
+    overlap: play the envs as two groups, each its own vector env with half the envs and
+    half the episodes, taking turns: while the device computes one group's actions
+    (`agent.act_async`), the other group's emulators step. Env i gets seed + i either
+    way, so with as many envs as episodes every env plays the same episode as in one
+    group (the sampling noise comes from the group's own keys). It pays where the
+    emulators step in Python on one core (`sync` envs, which on-policy agreement needs;
+    `evaluate_agent` turns it on there): evaluation takes 0.8x the time
+    (benchmarks/eval_overlap.py); the `native` vector env steps in its own threads and
+    gains nothing. An observer must then `fork` one copy per group and `merge` them.
     """
     import jax
     num_envs = max(1, min(num_envs, episodes))
-    env = make_vec_env(num_envs)
+    key = jax.random.key(seed) if key is None else key
+    overlap = bool(overlap) and num_envs >= 2
+    if overlap and hasattr(agent, "bind"):
+        raise ValueError("overlap needs an agent that does not read the emulators (`bind`): "
+                         "both groups share it")
+    sizes = [num_envs // 2, num_envs - num_envs // 2] if overlap else [num_envs]
+    quotas = [episodes // 2, episodes - episodes // 2] if overlap else [episodes]
+    observers = ([observer.fork(), observer.fork()] if overlap and observer is not None
+                 else [observer] * len(sizes))
+    counted, envs = [0], []
+
+    def report():
+        counted[0] += 1
+        if progress is not None:
+            progress(counted[0], episodes, time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    try:
+        for n in sizes:
+            envs.append(make_vec_env(n))
+        offsets = np.cumsum([0] + sizes[:-1])
+        groups = [_play_group(env, agent, obs_k, episodes=quota, seed=seed + int(off),
+                              max_steps=max_steps, key=jax.random.fold_in(key, k)
+                              if len(envs) > 1 else key, record=record_first and k == 0,
+                              report=report)
+                  for k, (env, quota, obs_k, off) in enumerate(zip(envs, quotas, observers,
+                                                                     offsets))]
+        results = [None] * len(groups)
+        live = list(range(len(groups)))
+        while live:  # round robin: each turn ends where a group waits on the device
+            for k in list(live):
+                try:
+                    next(groups[k])
+                except StopIteration as stop:
+                    results[k] = stop.value
+                    live.remove(k)
+        if observer is not None and len(envs) > 1:
+            for part in observers:
+                observer.merge(part)
+        returns = [r for res in results for r in res[0]]
+        lengths = [n for res in results for n in res[1]]
+        return returns, lengths, results[0][2]
+    finally:
+        for env in envs:
+            env.close()
+
+
+def _play_group(env, agent, observer, *, episodes, seed, max_steps, key, record, report):
+    """One group of `run_episodes`: a generator that yields after dispatching each step's
+    actions (the device computes them meanwhile) and returns (returns, lengths, frames)."""
+    import jax
+    num_envs = env.num_envs
     for hooked in (agent, observer):
         if hasattr(hooked, "bind"):  # scripted experts read the emulators themselves
             hooked.bind(env, seed)
-    key = jax.random.key(seed) if key is None else key
-    try:
-        obs, _ = env.reset(seed=seed)
-        carry = agent.init(num_envs)
-        slots = np.arange(num_envs)   # the env each batch row of the agent plays
-        is_first = np.ones(num_envs, bool)
-        ep_return = np.zeros(num_envs)
-        ep_length = np.zeros(num_envs, np.int64)
-        started = num_envs            # episodes begun so far
-        active = np.ones(num_envs, bool)
-        slot_of_episode0 = 0
-        returns, lengths, frames = [], [], []
-        recording = record_first
+    asynchronous = hasattr(agent, "act_async")
+    obs, _ = env.reset(seed=seed)
+    carry = agent.init(num_envs)
+    slots = np.arange(num_envs)   # the env each batch row of the agent plays
+    is_first = np.ones(num_envs, bool)
+    ep_return = np.zeros(num_envs)
+    ep_length = np.zeros(num_envs, np.int64)
+    started = num_envs            # episodes begun so far
+    active = np.ones(num_envs, bool)
+    slot_of_episode0 = 0
+    returns, lengths, frames = [], [], []
+    recording = record
+    needs_reset = np.zeros(num_envs, bool)
+    while active.any() and episodes > 0:
+        key, step_key = jax.random.split(key)
+        full = len(slots) == num_envs   # no row dropped yet: no copy of the frames
+        args = (carry, obs if full else obs[slots], is_first if full else is_first[slots],
+                step_key)
+        if asynchronous:
+            carry, acted, probs = agent.act_async(*args)
+        else:
+            carry, acted = agent.act(*args)
+            probs = getattr(agent, "last_probs", None)
+        yield  # the other group's emulators step while the device computes these actions
+        actions = np.zeros(num_envs, np.int64)   # envs no longer played: action 0
+        actions[slots] = np.asarray(acted)
+        if observer is not None:  # before the step: the state the learner acts in
+            if probs is not None and not full:
+                probs, rows = np.zeros((num_envs,) + probs.shape[1:], np.float32), probs
+                probs[slots] = np.asarray(rows)
+            observer.observe(obs, is_first, actions, counted=active & ~needs_reset,
+                             probs=probs)
+        if recording:
+            frames.append(np.asarray(obs[slot_of_episode0]))
+        obs, reward, terminated, truncated, _ = env.step(actions)
+        ep_return += np.where(needs_reset, 0.0, reward)
+        ep_length += ~needs_reset
+        is_first = needs_reset.copy()
+        done = (terminated | truncated | (ep_length >= max_steps)) & ~needs_reset
         needs_reset = np.zeros(num_envs, bool)
-        t0 = time.perf_counter()
-        while active.any():
-            key, step_key = jax.random.split(key)
-            full = len(slots) == num_envs   # no row dropped yet: no copy of the frames
-            carry, acted = agent.act(carry, obs if full else obs[slots],
-                                     is_first if full else is_first[slots], step_key)
-            actions = np.zeros(num_envs, np.int64)   # envs no longer played: action 0
-            actions[slots] = np.asarray(acted)
-            if observer is not None:  # before the step: the state the learner acts in
-                probs = getattr(agent, "last_probs", None)
-                if probs is not None and not full:
-                    probs, rows = np.zeros((num_envs,) + probs.shape[1:], np.float32), probs
-                    probs[slots] = np.asarray(rows)
-                observer.observe(obs, is_first, actions, counted=active & ~needs_reset,
-                                 probs=probs)
-            if recording:
-                frames.append(np.asarray(obs[slot_of_episode0]))
-            obs, reward, terminated, truncated, _ = env.step(actions)
-            ep_return += np.where(needs_reset, 0.0, reward)
-            ep_length += ~needs_reset
-            is_first = needs_reset.copy()
-            done = (terminated | truncated | (ep_length >= max_steps)) & ~needs_reset
-            needs_reset = np.zeros(num_envs, bool)
-            for i in np.flatnonzero(done & active):
-                returns.append(float(ep_return[i]))
-                lengths.append(int(ep_length[i]))
-                if recording and i == slot_of_episode0:
-                    frames.append(np.asarray(obs[i]))
-                    recording = False
-                if progress is not None:
-                    progress(len(returns), episodes, time.perf_counter() - t0)
-                if started < episodes:
-                    started += 1
-                else:
-                    active[i] = False
-                ep_return[i], ep_length[i] = 0.0, 0
-            # A cap we impose ourselves (not the env's) needs an explicit reset, of the
-            # capped envs only: resetting all of them would throw away the episodes still
-            # running in the others, and those are more often the long ones.
-            capped = done & ~(terminated | truncated)
-            if capped.any():
-                obs, _ = env.reset(seed=seed + started * 7919, mask=capped)
-                is_first |= capped
-            needs_reset = done & ~capped
-            if len(returns) >= episodes:
-                break
-            playing = int(active.sum())
-            size = 1 << max(playing - 1, 0).bit_length()   # a power of two >= playing
-            if hasattr(agent, "select") and size <= len(slots) // 2:
-                # Every env still playing has a row; fill up with rows of finished ones.
-                done_rows = slots[~active[slots]][:size - playing]
-                new = np.sort(np.concatenate([np.flatnonzero(active), done_rows]))
-                carry = agent.select(carry, np.searchsorted(slots, new))
-                slots = new
-        return returns[:episodes], lengths[:episodes], (np.stack(frames) if frames else None)
-    finally:
-        env.close()
+        for i in np.flatnonzero(done & active):
+            returns.append(float(ep_return[i]))
+            lengths.append(int(ep_length[i]))
+            if recording and i == slot_of_episode0:
+                frames.append(np.asarray(obs[i]))
+                recording = False
+            report()
+            if started < episodes:
+                started += 1
+            else:
+                active[i] = False
+            ep_return[i], ep_length[i] = 0.0, 0
+        # A cap we impose ourselves (not the env's) needs an explicit reset, of the
+        # capped envs only: resetting all of them would throw away the episodes still
+        # running in the others, and those are more often the long ones.
+        capped = done & ~(terminated | truncated)
+        if capped.any():
+            obs, _ = env.reset(seed=seed + started * 7919, mask=capped)
+            is_first |= capped
+        needs_reset = done & ~capped
+        if len(returns) >= episodes:
+            break
+        playing = int(active.sum())
+        size = 1 << max(playing - 1, 0).bit_length()   # a power of two >= playing
+        if hasattr(agent, "select") and size <= len(slots) // 2:
+            # Every env still playing has a row; fill up with rows of finished ones.
+            done_rows = slots[~active[slots]][:size - playing]
+            new = np.sort(np.concatenate([np.flatnonzero(active), done_rows]))
+            carry = agent.select(carry, np.searchsorted(slots, new))
+            slots = new
+    return returns[:episodes], lengths[:episodes], (np.stack(frames) if frames else None)
 
 
 # ------------------------------------------------------------------ scripted experts
@@ -187,6 +248,18 @@ class ExpertAgreement:
         self.spec, self.game, self.num_actions = spec, game, num_actions
         self.agree = self.total = 0
         self.prob_sum, self.argmax_agree, self.with_probs = 0.0, 0, False
+
+    def fork(self):
+        """A fresh, unbound copy for one group of envs (`run_episodes(overlap=...)`)."""
+        return ExpertAgreement(self.spec, self.game, self.num_actions)
+
+    def merge(self, other):
+        """Adds the counts of a fork that observed other envs."""
+        self.agree += other.agree
+        self.total += other.total
+        self.prob_sum += other.prob_sum
+        self.argmax_agree += other.argmax_agree
+        self.with_probs = self.with_probs or other.with_probs
 
     def bind(self, env, seed):
         from ditto_jax.agents.acting import ScriptedAgent  # jax: kept out of `ditto --help`

@@ -50,7 +50,10 @@ def evaluate_agent(agent, config, meta, *, seed, episodes=None, protocol=None,
         lambda n: make_vector_env(game, n, protocol, size=size, seed=seed, backend=backend),
         agent, episodes=episodes, num_envs=int(config.eval_envs), seed=seed,
         max_steps=int(config.eval_max_steps), record_first=record_first,
-        observer=observer, progress=progress)
+        observer=observer, progress=progress,
+        # Python emulators step on one core: overlap them with the device's acting
+        overlap=backend == "sync" and hasattr(agent, "act_async")
+        and not hasattr(agent, "bind") and int(config.eval_envs) >= 4)
     refs = references or {}
     result = summarize(returns, lengths, game=game, protocol=protocol,
                        expert_return=refs.get("expert"), random_return=refs.get("random"),

@@ -56,6 +56,16 @@ def _agent(wm_preset, policy_preset, conv_impl, **agent_kw):
     return WorldModelAgent(wm_state, actor_apply, state.actor, **kw)
 
 
+def write_result(result, out):
+    """Stamps the end time and load, writes the JSON and prints its `ratio_*` keys."""
+    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    result["loadavg_at_end"] = os.getloadavg()[0]
+    with open(out, "w") as f:
+        json.dump(result, f, indent=1)
+    print({k: round(v, 3) for k, v in result.items() if k.startswith("ratio_")})
+    print(f"wrote {out}")
+
+
 def time_policy(agent, num_envs, steps, warmup=5):
     """ms per step of agent.act on fresh random frames (median and mean)."""
     rng = np.random.default_rng(0)

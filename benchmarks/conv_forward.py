@@ -63,7 +63,7 @@ def main():
     p.add_argument("--steps", type=int, default=100, help="timed acting steps per figure")
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks/results/conv_forward.json"))
     args = p.parse_args()
-    from benchmarks.acting import _agent, time_policy
+    from benchmarks.acting import _agent, time_policy, write_result
     from benchmarks.update_profile import _median_time
     convs = {b: conv_fns(b) for b in (1, 4, 16)}
     agents = {f"{c}/{d}": _agent("paper", "paper", c, dense_layout=d) for c, d in AGENTS}
@@ -107,12 +107,7 @@ def main():
         result[f"ratio_act_{envs}_dense"] = ratio("act_ms", envs, "lax/out_in", "lax/in_out")
         result[f"ratio_act_{envs}_both"] = ratio("act_ms", envs, "acting/out_in",
                                                  "lax/in_out")
-    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    result["loadavg_at_end"] = os.getloadavg()[0]
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    print({k: round(v, 3) for k, v in result.items() if k.startswith("ratio_")})
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

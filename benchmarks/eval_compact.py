@@ -44,6 +44,17 @@ class _Full:
         return carry, actions
 
 
+def timed_evaluation(agent, config, meta, observer=None):
+    """One real evaluation (seed 12345): its seconds, return, episode lengths, load, and
+    the observer's result if there is one."""
+    from ditto_jax.stages.policy_agents import evaluate_agent
+    t0 = time.perf_counter()
+    res = evaluate_agent(agent, config, meta, seed=12345, observer=observer)
+    return {"seconds": time.perf_counter() - t0, "return_mean": res["return_mean"],
+            "lengths": res["lengths"], **(observer.result() if observer else {}),
+            "load_1m": os.getloadavg()[0]}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -55,7 +66,7 @@ def main():
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks/results/eval_compact.json"))
     args = p.parse_args()
     from ditto_jax.core import parallel
-    from ditto_jax.stages.policy_agents import evaluate_agent, load_policy
+    from ditto_jax.stages.policy_agents import load_policy
     parallel.enable_compilation_cache()  # as `ditto run` does (DITTO_XLA_CACHE)
     result = {"command": "python benchmarks/eval_compact.py " + " ".join(sys.argv[1:]),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": []}
@@ -67,12 +78,7 @@ def main():
             # Alternate which goes first: the first one also compiles the full batch.
             for mode in ("shrinking", "full")[::1 if r % 2 == 0 else -1]:
                 played = agent if mode == "shrinking" else _Full(agent)
-                t0 = time.perf_counter()
-                res = evaluate_agent(played, config, meta, seed=12345)
-                row[mode] = {"seconds": time.perf_counter() - t0,
-                             "return_mean": res["return_mean"],
-                             "lengths": res["lengths"],
-                             "load_1m": os.getloadavg()[0]}
+                row[mode] = timed_evaluation(played, config, meta)
             row["ratio"] = row["shrinking"]["seconds"] / row["full"]["seconds"]
             result["rows"].append(row)
             print(f"round {r + 1}/{args.rounds} {row['policy']}: shrinking "

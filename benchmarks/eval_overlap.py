@@ -43,7 +43,8 @@ def main():
     from ditto_jax.envs import atari
     from ditto_jax.stages import evaluation
     from ditto_jax.stages import policy_agents
-    from ditto_jax.stages.policy_agents import evaluate_agent, load_policy
+    from ditto_jax.stages.policy_agents import load_policy
+    from benchmarks.eval_compact import timed_evaluation
     parallel.enable_compilation_cache()  # as `ditto run` does (DITTO_XLA_CACHE)
     result = {"command": "python benchmarks/eval_overlap.py " + " ".join(sys.argv[1:]),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": []}
@@ -61,13 +62,7 @@ def main():
                 policy_agents.run_episodes = run
                 observer = evaluation.ExpertAgreement(args.expert, game,
                                                       len(atari.action_meanings(game)))
-                t0 = time.perf_counter()
-                res = evaluate_agent(agent, config, meta, seed=12345, observer=observer)
-                row[mode] = {"seconds": time.perf_counter() - t0,
-                             "return_mean": res["return_mean"],
-                             "lengths": res["lengths"],
-                             **observer.result(),
-                             "load_1m": os.getloadavg()[0]}
+                row[mode] = timed_evaluation(agent, config, meta, observer)
             row["ratio"] = row["two_groups"]["seconds"] / row["one_group"]["seconds"]
             result["rows"].append(row)
             print(f"round {r + 1}/{args.rounds} {row['policy']}: two groups "

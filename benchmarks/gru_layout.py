@@ -56,7 +56,7 @@ def main():
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks/results/"
                                                        "acting_gru_layout.json"))
     args = p.parse_args()
-    from benchmarks.acting import _agent, time_policy
+    from benchmarks.acting import _agent, time_policy, write_result
     agents = {layout: _agent("paper", "paper", "default", dense_layout=layout)
               for layout in ("in_out", "out_in")}
     # Same maths: the same actions and probabilities on the same frames and keys.
@@ -92,12 +92,7 @@ def main():
         result[f"ratio_matmul_{batch}"] = ratio("matmul_ms", batch)
     for envs in ("1", "16"):
         result[f"ratio_act_{envs}"] = ratio("act_ms", envs)
-    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    result["loadavg_at_end"] = os.getloadavg()[0]
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    print({k: round(v, 3) for k, v in result.items() if k.startswith("ratio_")})
-    print(f"wrote {args.out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

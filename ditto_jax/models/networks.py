@@ -69,7 +69,7 @@ FORWARD_CONV_IMPLS = CONV_IMPLS + ("strided", "acting")
 ACTING_STRIDED_MIN_BATCH = 4  # see acting_conv_impl
 
 
-def acting_conv_impl(x, w, stride, padding, backend=None):
+def acting_conv_impl(x, stride, padding, backend=None):
     """The forward convolution acting uses for this layer, from its traced shapes.
 
     On CPU, XLA's convolution spends more time gathering patches than multiplying at a
@@ -102,7 +102,7 @@ def conv2d(x, w, stride=1, padding="SAME", impl="matmul"):
     k = w.shape[0]
     assert w.shape[1] == k and w.shape[2] == x.shape[-1], f"kernel {w.shape} vs input {x.shape}"
     if impl == "acting":
-        impl = acting_conv_impl(x, w, stride, padding)
+        impl = acting_conv_impl(x, stride, padding)
     if impl == "lax":
         return jax.lax.conv_general_dilated(x, w, (stride, stride), padding,
                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))

@@ -59,6 +59,9 @@ def summarize(returns, lengths, *, game, protocol, expert_return=None, random_re
     return result
 
 
+OVERLAP_MIN_ENVS = 4  # fewer envs are played as one group (`evaluate_agent`)
+
+
 def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=27_000,
                  record_first=False, progress=None, key=None, observer=None, overlap=False):
     """Runs until `episodes` episodes finish; returns (returns, lengths, frames of ep 0).
@@ -107,11 +110,11 @@ def run_episodes(make_vec_env, agent, *, episodes, num_envs, seed=0, max_steps=2
         for n in sizes:
             envs.append(make_vec_env(n))
         offsets = np.cumsum([0] + sizes[:-1])
-        groups = [_play_group(env, agent, obs_k, episodes=quota, seed=seed + int(off),
+        groups = [_play_group(env, agent, observer_k, episodes=quota, seed=seed + int(off),
                               max_steps=max_steps, key=jax.random.fold_in(key, k)
                               if len(envs) > 1 else key, record=record_first and k == 0,
                               report=report)
-                  for k, (env, quota, obs_k, off) in enumerate(zip(envs, quotas, observers,
+                  for k, (env, quota, observer_k, off) in enumerate(zip(envs, quotas, observers,
                                                                      offsets))]
         results = [None] * len(groups)
         live = list(range(len(groups)))

@@ -17,7 +17,7 @@ from ditto_jax.engine import checkpoint as ckpt_lib
 from ditto_jax.envs import atari
 from ditto_jax.envs.vector import make_vector_env
 from ditto_jax.errors import DittoError
-from ditto_jax.stages.evaluation import run_episodes, summarize
+from ditto_jax.stages.evaluation import OVERLAP_MIN_ENVS, run_episodes, summarize
 from ditto_jax.stages.policy_data import make_context
 from ditto_jax.stages.wm_io import load_world_model
 
@@ -53,7 +53,7 @@ def evaluate_agent(agent, config, meta, *, seed, episodes=None, protocol=None,
         observer=observer, progress=progress,
         # Python emulators step on one core: overlap them with the device's acting
         overlap=backend == "sync" and hasattr(agent, "act_async")
-        and not hasattr(agent, "bind") and int(config.eval_envs) >= 4)
+        and not hasattr(agent, "bind") and int(config.eval_envs) >= OVERLAP_MIN_ENVS)
     refs = references or {}
     result = summarize(returns, lengths, game=game, protocol=protocol,
                        expert_return=refs.get("expert"), random_return=refs.get("random"),

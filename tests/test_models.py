@@ -191,6 +191,53 @@ def test_transposed_dense_kernels_are_the_same_posterior():
     assert e.value.field == "model.dense_layout"
 
 
+def _bf16(x):
+    """x rounded to bfloat16 (to nearest even), as float64."""
+    return np.asarray(jnp.asarray(x, jnp.float32).astype(jnp.bfloat16), np.float64)
+
+
+@pytest.mark.parametrize("layout", ["in_out", "out_in"])
+def test_bf16_matmul_rounds_the_operands_and_sums_in_float32(layout):
+    """`networks.bf16_dot_general` (imagination's `imagine_matmul="bfloat16"`) is exactly
+    (bf16(x) @ bf16(W)) with a float32 result: float64 of the rounded operands agrees to
+    float32 summation error, and the float32 product of the unrounded ones does not."""
+    from flax import linen as nn
+    from ditto_jax.models.networks import DenseOutIn, bf16_dot_general, matmul_fn
+    x = jax.random.normal(jax.random.key(1), (5, 300))
+    kind = DenseOutIn if layout == "out_in" else nn.Dense
+    layer = kind(70, dot_general=bf16_dot_general)
+    params = layer.init(KEY, x)
+    got = layer.apply(params, x)
+    assert got.dtype == jnp.float32
+    kernel = params["params"]["kernel"]
+    kernel = kernel.T if layout == "out_in" else kernel
+    want = _bf16(x) @ _bf16(kernel) + np.asarray(params["params"]["bias"], np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    f32 = np.asarray(x, np.float64) @ np.asarray(kernel, np.float64)
+    assert np.abs(np.asarray(got) - f32).max() > 1e-3      # it did round
+    assert matmul_fn("float32") is jax.lax.dot_general
+    with pytest.raises(ValueError, match="matmul_dtype must be one of"):
+        matmul_fn("float16")
+
+
+def test_bf16_imagination_is_near_the_float32_prior_step():
+    """`matmul_dtype="bfloat16"` reaches every RSSM Dense of the prior step: the step moves
+    off the float32 one, by about bfloat16's rounding, and the parameters are the same
+    (a trained checkpoint imagines in either)."""
+    embeds, actions, is_first = rssm_inputs(b=3, t=4)
+    rssm, low = tiny_rssm(), tiny_rssm(matmul_dtype="bfloat16")
+    params = rssm.init(KEY, embeds, actions, is_first, KEY)
+    assert jax.tree.structure(low.init(KEY, embeds, actions, is_first, KEY)) == \
+        jax.tree.structure(params)
+    state = rssm.apply(params, 3, method=RSSM.initial_state)
+    state = dict(state, deter=jax.random.normal(jax.random.key(2), state["deter"].shape))
+    want = rssm.apply(params, state, actions[:, 0], KEY, method=RSSM.img_step)
+    got = low.apply(params, state, actions[:, 0], KEY, method=RSSM.img_step)
+    diff = float(jnp.abs(got["deter"] - want["deter"]).max())
+    assert 1e-6 < diff < 3e-2, diff
+    np.testing.assert_allclose(got["logits"], want["logits"], atol=0.1)
+
+
 def test_too_many_actions_is_a_user_error():
     cfg = wm_configs.get_config("tiny")
     with pytest.raises(DittoError, match="action_dim"):

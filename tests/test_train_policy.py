@@ -166,7 +166,8 @@ def test_wrong_kind_of_workdir_and_config_typos_are_named(tiny_wm, pong_dataset,
     for override, field in (("--config.reward=maxcoss", "config.reward"),
                             ("--config.latent=w", "config.latent"),
                             ("--config.lr=-0.001", "config.lr"),
-                            ("--config.eval_protocol=machadoo", "config.eval_protocol")):
+                            ("--config.eval_protocol=machadoo", "config.eval_protocol"),
+                            ("--config.imagine_matmul=float16", "config.imagine_matmul")):
         proc = _policy(tiny_wm, str(tmp_path / "absent"), tmp_path / "w2", "ditto", 1,
                        override)
         assert proc.returncode == 2 and field in proc.stderr, (override, proc.stderr[-500:])

@@ -152,6 +152,23 @@ def test_the_pin_sees_a_change_of_the_maths(wm_state):
     assert not np.isclose(got[0]["return_mean"], want[0]["return_mean"], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("case", ["ditto_maxcos", "dgail"])
+def test_bf16_imagination_moves_off_the_pin_by_rounding_only(case, reference, wm_state):
+    """`imagine_matmul="bfloat16"` is an opt-in change of the maths, not a speed change:
+    it must reach the update (the metrics leave the float32 pin) and stay near it (the
+    same update with the world model's matmul operands rounded to bfloat16: within 10%
+    on this tiny random model, whose maxcos rewards are the most sensitive)."""
+    method_name, overrides = CASES[case]
+    got = run_case(method_name, dict(overrides, imagine_matmul="bfloat16"), wm_state)
+    want = reference[case]
+    moved = max(abs(g[k] - w[k]) for g, w in zip(got, want) for k in w)
+    assert moved > 1e-5, "imagine_matmul=bfloat16 did not reach the update"
+    for i, (g, w) in enumerate(zip(got, want)):
+        for k in w:
+            np.testing.assert_allclose(g[k], w[k], rtol=0.1, atol=1e-2,
+                                       err_msg=f"{case}, update {i}, {k}")
+
+
 if __name__ == "__main__":
     if "--write" not in sys.argv:
         sys.exit("usage: python tests/test_update_pin.py --write")

@@ -88,7 +88,9 @@ class Ditto(Method):
                                                **kw)
 
     def train_step(self, config, ctx):
-        model = ctx.wm_model
+        # The frozen world model's matmuls in imagination: float32, or bfloat16 operands
+        # summed in float32 (config.imagine_matmul; networks.bf16_dot_general).
+        model = ctx.wm_model.clone(matmul_dtype=config.get("imagine_matmul", "float32"))
 
         def step(state, batch, rng, wm_params):
             def img_step(s, a, k):

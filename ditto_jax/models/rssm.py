@@ -26,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ditto_jax.models.networks import DenseOutIn, Norm, get_act
+from ditto_jax.models.networks import DenseOutIn, Norm, get_act, matmul_fn
 
 LATENT_MODES = ("sample", "probs")  # how z is read from the logits (`latent_sample`)
 
@@ -86,6 +86,10 @@ class RSSM(nn.Module):
     split_transpose: bool = False  # lax.scan(_split_transpose=...): weight grads out of the loop
     # "out_in": every Dense kernel stored (out, in), for acting (networks.DenseOutIn)
     dense_layout: str = "in_out"
+    # "bfloat16": every Dense rounds its input and kernel to bf16 and sums in float32
+    # (networks.bf16_dot_general); the imagination of the policy stage can ask for it
+    # (config.imagine_matmul, methods/imagination.py). Norms, gates and sampling stay f32.
+    matmul_dtype: str = "float32"
     dtype: Dtype = jnp.float32
 
     def setup(self):
@@ -94,8 +98,9 @@ class RSSM(nn.Module):
             raise ValueError(f"dense_layout must be 'in_out' or 'out_in', "
                              f"got {self.dense_layout!r}")
         kind = DenseOutIn if self.dense_layout == "out_in" else nn.Dense
+        dot = matmul_fn(self.matmul_dtype)
         dense = lambda n, name, use_bias=bias: kind(n, use_bias=use_bias, dtype=self.dtype,
-                                                     name=name)
+                                                     dot_general=dot, name=name)
         self.img_in = dense(self.hidden, "img_in")
         self.img_in_norm = Norm(self.norm, name="img_in_norm")
         # LayerNorm GRU (DreamerV2): one Dense on [x, h] gives reset, candidate, update.

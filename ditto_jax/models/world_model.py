@@ -107,6 +107,7 @@ class WorldModel(nn.Module):
     remat: bool = False               # conv blocks keep only their conv output for backward
     frame_chunk: int = 0              # encode/decode this many frames at a time (0: all)
     dense_layout: str = "in_out"      # "out_in" for acting only (RSSM; agents/acting.py)
+    matmul_dtype: str = "float32"     # "bfloat16": the RSSM's matmuls, for imagination only
     dtype: Any = jnp.float32
 
     def setup(self):
@@ -118,7 +119,8 @@ class WorldModel(nn.Module):
                          act=self.act, unimix=self.unimix, latent=self.latent,
                          unroll=self.scan_unroll,
                          split_transpose=self.scan_split_transpose,
-                         dense_layout=self.dense_layout, dtype=self.dtype)
+                         dense_layout=self.dense_layout, matmul_dtype=self.matmul_dtype,
+                         dtype=self.dtype)
         self.decoder_net = Decoder(out_shape=tuple(self.obs_shape), kind=self.decoder,
                                    depth=self.decoder_depth or self.cnn_depth,
                                    start_channels=self.decoder_start_channels,
@@ -270,9 +272,10 @@ def make_world_model(model_cfg, obs_shape, num_actions, compute_dtype="float32")
     if compute_dtype not in dtypes:
         raise DittoError("unknown compute dtype", field="train.compute_dtype",
                          expected="float32 or bfloat16", got=compute_dtype)
-    # dense_layout is the acting agent's (agents/acting.py), never a trained model's.
+    # dense_layout is the acting agent's (agents/acting.py) and matmul_dtype the policy
+    # stage's imagination (methods/imagination.py), never a trained model's.
     fields = ({f.name for f in dataclasses.fields(WorldModel)}
-              - {"parent", "name", "dtype", "dense_layout"})
+              - {"parent", "name", "dtype", "dense_layout", "matmul_dtype"})
     unknown = set(m) - fields
     if unknown:
         raise DittoError("unknown world model option(s)", field="model." + sorted(unknown)[0],

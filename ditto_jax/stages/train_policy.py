@@ -42,6 +42,7 @@ LOOP_FIELDS = ("steps", "log_every", "save_every", "keep_checkpoints", "eval_eve
 _POLICY_CHOICES = {
     "expert_selection": ("first", "top"),
     "eval_protocol": ("ditto", "machado"),
+    "imagine_matmul": ("float32", "bfloat16"),   # models/networks.py MATMUL_DTYPES
 }
 _POLICY_BOUNDS = {
     "lr": (0, True), "disc_lr": (0, True), "eps": (0, True), "clip": (0, True),

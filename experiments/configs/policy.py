@@ -28,6 +28,10 @@ def get_config(preset="small"):
     c.entropy_decay_steps = 0       #   entropy_decay_steps updates (< 0: constant eta)
     c.first_step = "sample"         # sample (REINFORCE) | all_actions (exact expected
                                     # gradient over every action at the first step)
+    c.imagine_matmul = "float32"    # float32 | bfloat16: the frozen world model's matmuls
+                                    # in imagination; bfloat16 rounds their operands and
+                                    # sums in float32 (a TPU's default), 0.67x the update's
+                                    # time on an AMX CPU (README, "Measured here")
     # DITTO (BC init), method ditto_bcinit: D-BC updates, then critic-only warm-up.
     c.bc_init_steps = 500
     c.critic_warmup_steps = 200

@@ -9,7 +9,10 @@ threads and fp32; only the ratios ours/theirs count (this machine is shared).
   update   one DITTO update, B_ac 512, H 15, paper world model and actor/critic:
            ours the jitted method step (donated state) as the training loop runs it,
            theirs `authors_bench.py --what ditto` (unroll_policy, lambda_return, losses,
-           backward, Adam).
+           backward, Adam). Ours twice: the default config (`ratio_update`, float32
+           like theirs) and with `imagine_matmul=bfloat16` (`ratio_update_bf16`: the
+           world model's matmuls in imagination with bfloat16 operands, an opt-in
+           change of the maths; theirs stays float32, as their code ships).
   act      acting latency at 1 and 16 envs, policy only (no env step): ours the public
            agent (`WorldModelAgent.act`: encoder, posterior step, actor, sample, one
            jitted call), theirs `--what act` (their WmEnv.prep_obs + get_action2 path,
@@ -57,7 +60,9 @@ def _stats(times):
 def worker_update(spec):
     import jax
     from benchmarks.update_profile import setup
-    wm_state, cfg, method, ctx, state, batch = setup(spec["wm_preset"], spec["policy_preset"])
+    wm_state, cfg, method, ctx, state, batch = setup(
+        spec["wm_preset"], spec["policy_preset"],
+        imagine_matmul=spec.get("imagine_matmul", "float32"))
     step = jax.jit(method.train_step(cfg, ctx), donate_argnums=0)
     t0 = time.perf_counter()
     state, m = step(state, batch, jax.random.key(0), wm_state.params)
@@ -179,6 +184,8 @@ def main():
     p.add_argument("--act-steps", type=int, default=200)
     p.add_argument("--wm-steps", type=int, default=2)
     p.add_argument("--no-wm", action="store_true")
+    p.add_argument("--no-bf16", action="store_true",
+                   help="skip our update with imagine_matmul=bfloat16")
     p.add_argument("--no-policy", action="store_true",
                    help="do not refresh benchmarks/results/policy.json")
     p.add_argument("--quick", action="store_true")
@@ -211,8 +218,14 @@ def main():
         print(f"pass {i + 1}: update", flush=True)
         rec["ours_update"] = ours("update", dict(spec, steps=upd_steps), args.timeout)
         rec["theirs_update"] = theirs(args, "ditto", upd_steps, args.timeout)
-        print(f"  ours {rec['ours_update']['median_s']:.3f} s, theirs "
-              f"{rec['theirs_update']['update_s']:.3f} s; act", flush=True)
+        if not args.no_bf16:
+            rec["ours_update_bf16"] = ours("update", dict(spec, steps=upd_steps,
+                                                          imagine_matmul="bfloat16"),
+                                           args.timeout)
+        print(f"  ours {rec['ours_update']['median_s']:.3f} s"
+              + (f" (bfloat16 imagination {rec['ours_update_bf16']['median_s']:.3f} s)"
+                 if "ours_update_bf16" in rec else "")
+              + f", theirs {rec['theirs_update']['update_s']:.3f} s; act", flush=True)
         rec["ours_act"] = ours("act", dict(spec, steps=act_steps, envs=[1, 16]), args.timeout)
         rec["theirs_act"] = theirs(args, "act", act_steps, args.timeout)
         for n in (1, 16):
@@ -225,6 +238,9 @@ def main():
             print(f"  ours {rec['ours_wm']['median_s']:.1f} s, theirs "
                   f"{rec['theirs_wm']['step_s']:.1f} s", flush=True)
         rec["ratio_update"] = rec["ours_update"]["median_s"] / rec["theirs_update"]["update_s"]
+        if "ours_update_bf16" in rec:
+            rec["ratio_update_bf16"] = (rec["ours_update_bf16"]["median_s"]
+                                        / rec["theirs_update"]["update_s"])
         for n in (1, 16):
             rec[f"ratio_act_{n}"] = _act_ms(rec["ours_act"], n) / _act_ms(rec["theirs_act"], n)
             rec[f"ratio_act_{n}_vs_their_minimal"] = (
@@ -233,7 +249,8 @@ def main():
             rec["ratio_wm"] = rec["ours_wm"]["median_s"] / rec["theirs_wm"]["step_s"]
         rec["loadavg_at_end"] = os.getloadavg()
         result["passes"].append(rec)
-    for key in ("ratio_update", "ratio_act_16", "ratio_act_1", "ratio_wm"):
+    for key in ("ratio_update", "ratio_update_bf16", "ratio_act_16", "ratio_act_1",
+                "ratio_wm"):
         values = [r[key] for r in result["passes"] if key in r]
         result[key] = statistics.median(values) if values else None
         result[f"{key}_per_pass"] = values
@@ -242,7 +259,8 @@ def main():
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     with open(out_path, "w") as f:
         json.dump(result, f, indent=2)
-    print({k: result[k] for k in ("ratio_update", "ratio_act_16", "ratio_act_1", "ratio_wm")})
+    print({k: result[k] for k in ("ratio_update", "ratio_update_bf16", "ratio_act_16",
+                                  "ratio_act_1", "ratio_wm")})
     print(f"wrote {out_path}")
     if not (args.no_policy or args.quick):
         print("refreshing benchmarks/results/policy.json", flush=True)

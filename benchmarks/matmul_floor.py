@@ -1,13 +1,16 @@
 """The GRU layer's matmul, XLA against torch, on this CPU (issue #20's floor): the DITTO
 update's 15 prior steps are mostly (512 x 2024) x (2024 x 3072) products, the same in
-both codes. Interleaved rounds, 2 threads each (torch in a subprocess), fp32.
+both codes. Interleaved rounds, 2 threads each (torch in a subprocess), fp32, and bf16 operands
+(`imagine_matmul=bfloat16`'s product: ours `networks.bf16_dot_general`, float32 result;
+theirs `linear` on bf16 tensors, bf16 result), for context: this CPU has AMX-BF16.
 Writes benchmarks/results/matmul_floor.json.
 
   python benchmarks/matmul_floor.py [--torch-python /work/torchvenv/bin/python] [--rounds 2]
 
 Per shape (B x 2024 x 3072 for B = 512, 16, 1): median ms and GFLOP/s of ours (`x @ W`,
 jitted) and theirs (`torch.nn.functional.linear`, their layout: W stored (out, in)).
-`ratio_512` etc.: ours / theirs, median over rounds. Under load torch's OpenMP threads
+`ratio_512` etc.: ours / theirs, median over rounds; `ratio_bf16_512` etc. the same in
+bf16, and `bf16_speedup_ours_512` etc. our float32 time / our bf16 time. Under load torch's OpenMP threads
 spin-wait and its small-batch figures suffer most, so read the batch-512 ratio.
 """
 import argparse
@@ -29,15 +32,17 @@ out = {}
 with torch.inference_mode():
     for m, k, n in json.loads(sys.argv[1]):
         rng = np.random.default_rng(0)
-        x = torch.tensor(rng.standard_normal((m, k), np.float32))
-        w = torch.tensor(rng.standard_normal((n, k), np.float32))
-        reps = 30 if m >= 512 else 300
-        torch.nn.functional.linear(x, w)
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter(); torch.nn.functional.linear(x, w)
-            times.append(time.perf_counter() - t0)
-        out[str(m)] = statistics.median(times) * 1e3
+        for dtype in (torch.float32, torch.bfloat16):
+            x = torch.tensor(rng.standard_normal((m, k), np.float32)).to(dtype)
+            w = torch.tensor(rng.standard_normal((n, k), np.float32)).to(dtype)
+            reps = 30 if m >= 512 else 300
+            torch.nn.functional.linear(x, w)
+            times = []
+            for _ in range(reps):
+                t0 = time.perf_counter(); torch.nn.functional.linear(x, w)
+                times.append(time.perf_counter() - t0)
+            key = str(m) if dtype == torch.float32 else f"bf16_{m}"
+            out[key] = statistics.median(times) * 1e3
 print(json.dumps(out))
 """
 
@@ -47,6 +52,8 @@ def ours():
     from benchmarks.update_profile import _median_time
     import jax.numpy as jnp
     import numpy as np
+    from ditto_jax.models.networks import bf16_dot_general
+    bf16 = lambda x, w: bf16_dot_general(x, w, (((1,), (0,)), ((), ())))
     out = {}
     for m, k, n in SHAPES:
         rng = np.random.default_rng(0)
@@ -54,6 +61,8 @@ def ours():
         w = jnp.asarray(rng.standard_normal((k, n), np.float32))
         reps = 30 if m >= 512 else 300
         out[str(m)] = _median_time(jax.jit(lambda x, w: x @ w), (x, w), reps) * 1e3
+        out[f"bf16_{m}"] = _median_time(jax.jit(bf16), (x, w.astype(jnp.bfloat16)),
+                                        reps) * 1e3
     return out
 
 
@@ -72,20 +81,26 @@ def main():
         proc = subprocess.run([args.torch_python, "-c", TORCH, json.dumps(SHAPES)],
                               capture_output=True, text=True, check=True)
         row["theirs_ms"] = json.loads(proc.stdout.strip().splitlines()[-1])
-        row["gflops"] = {who: {b: 2 * int(b) * 2024 * 3072 / ms / 1e6
+        row["gflops"] = {who: {b: 2 * int(b.split("_")[-1]) * 2024 * 3072 / ms / 1e6
                                for b, ms in row[f"{who}_ms"].items()}
                          for who in ("ours", "theirs")}
         result["rounds"].append(row)
         print(f"round {r + 1}/{args.rounds}: " + json.dumps(
             {b: [round(row["ours_ms"][b], 3), round(row["theirs_ms"][b], 3)]
              for b in row["ours_ms"]}), flush=True)
+    med = lambda f: statistics.median(f(row) for row in result["rounds"])
     for m, _, _ in SHAPES:
-        result[f"ratio_{m}"] = statistics.median(
-            row["ours_ms"][str(m)] / row["theirs_ms"][str(m)] for row in result["rounds"])
+        result[f"ratio_{m}"] = med(lambda r: r["ours_ms"][str(m)] / r["theirs_ms"][str(m)])
+        result[f"ratio_bf16_{m}"] = med(
+            lambda r: r["ours_ms"][f"bf16_{m}"] / r["theirs_ms"][f"bf16_{m}"])
+        result[f"bf16_speedup_ours_{m}"] = med(
+            lambda r: r["ours_ms"][str(m)] / r["ours_ms"][f"bf16_{m}"])
+        result[f"bf16_speedup_theirs_{m}"] = med(
+            lambda r: r["theirs_ms"][str(m)] / r["theirs_ms"][f"bf16_{m}"])
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
-    print({k: round(v, 3) for k, v in result.items() if k.startswith("ratio_")})
+    print({k: round(v, 3) for k, v in result.items() if k.startswith(("ratio_", "bf16_"))})
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ def _median_time(fn, args, repeats):
     return statistics.median(times)
 
 
-def setup(wm_preset="paper", policy_preset="paper", num_actions=6):
-    """(wm_state, policy config, method, ctx, state, batch) for a DITTO update."""
+def setup(wm_preset="paper", policy_preset="paper", num_actions=6, **overrides):
+    """(wm_state, policy config, method, ctx, state, batch) for a DITTO update; `overrides`
+    are policy config fields (e.g. imagine_matmul="bfloat16")."""
     from benchmarks.policy import _wm_state
     from ditto_jax.agents.rewards import latent_part
     from ditto_jax.core.config import load_config
@@ -61,6 +62,7 @@ def setup(wm_preset="paper", policy_preset="paper", num_actions=6):
     from ditto_jax.stages.policy_agents import policy_method
     from ditto_jax.stages.train_policy import resolve
     cfg = load_config(os.path.join(REPO, f"experiments/configs/policy.py:{policy_preset}"))
+    cfg.update(overrides)
     method, cfg = resolve(cfg, "ditto")
     wm_state = _wm_state(wm_preset, (64, 64, 1), num_actions)
     meta = {"num_actions": num_actions, "obs_shape": [64, 64, 1]}

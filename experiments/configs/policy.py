@@ -30,8 +30,9 @@ def get_config(preset="small"):
                                     # gradient over every action at the first step)
     c.imagine_matmul = "float32"    # float32 | bfloat16: the frozen world model's matmuls
                                     # in imagination; bfloat16 rounds their operands and
-                                    # sums in float32 (a TPU's default), 0.67x the update's
-                                    # time on an AMX CPU (README, "Measured here")
+                                    # sums in float32 (a TPU's default precision): about
+                                    # 0.65x the paper update's time on this AMX CPU, an
+                                    # opt-in change of the maths (README, "bfloat16")
     # DITTO (BC init), method ditto_bcinit: D-BC updates, then critic-only warm-up.
     c.bc_init_steps = 500
     c.critic_warmup_steps = 200

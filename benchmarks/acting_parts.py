@@ -1,0 +1,138 @@
+"""Where an acting step's time goes, and the floor it sets (issue #20's 1-env target).
+
+    python benchmarks/acting_parts.py [--rounds 3] [--reps 200]
+
+The paper world model (experiments/configs/wm.py:paper) and the paper actor, random
+weights, random uint8 64x64 frames, at 1 and 16 envs, each part jitted alone exactly as
+`WorldModelAgent` runs it (acting's conv choice and RSSM layout):
+  encode    the encoder on the frames
+  posterior the RSSM posterior step from an embedding (img_in, GRU, obs_h/obs_e, logits)
+  actor     the actor on the posterior features
+  act       the whole `WorldModelAgent.act` (one jitted call, action back on the host)
+and, per batch, the bytes of the RSSM posterior path's weights: at batch 1 every weight
+is read once per step for a handful of FLOPs, so `weights_mb / posterior_ms` is the rate
+the step streams its weights at, and `weights_mb` at the best rate measured for one
+matrix on this machine (`benchmarks/results/matmul_floor.json`, the GRU's 25 MB at
+batch 1, either library) is the posterior's floor. Rounds are interleaved; medians over
+rounds. Writes benchmarks/results/acting_parts.json.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+POSTERIOR_LAYERS = ("img_in", "gru", "obs_h", "obs_e", "obs_logits")
+
+
+def _median_ms(fn, args, reps):
+    import jax
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def build(num_actions=6):
+    import jax
+    from benchmarks.policy import _wm_state
+    from ditto_jax.agents.acting import WorldModelAgent
+    from ditto_jax.core.config import load_config
+    from ditto_jax.stages.policy_agents import policy_method
+    from ditto_jax.stages.train_policy import resolve
+    cfg = load_config(os.path.join(REPO, "experiments/configs/policy.py:paper"))
+    method, cfg = resolve(cfg, "ditto")
+    wm_state = _wm_state("paper", (64, 64, 1), num_actions)
+    method, ctx = policy_method("ditto", cfg, wm_state,
+                                {"num_actions": num_actions, "obs_shape": [64, 64, 1]})
+    state = method.init(cfg, ctx, jax.random.key(1))
+    actor_apply = method.actor_apply(cfg, ctx)
+    return WorldModelAgent(wm_state, actor_apply, state.actor), actor_apply, state.actor
+
+
+def parts(agent, actor_apply, actor_params, n, reps):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from ditto_jax.models.rssm import get_feat
+    from ditto_jax.models.world_model import WorldModel
+    model, params = agent.model, agent.params
+    rng = np.random.default_rng(0)
+    obs = jnp.asarray(rng.integers(0, 256, (n, 64, 64, 1)).astype(np.uint8))
+    encode = jax.jit(lambda p, o: model.apply(p, o, method=WorldModel.encode))
+    embed = encode(params, obs)
+    state = model.apply(params, n, method=WorldModel.initial_state)
+    state = dict(state, deter=jnp.tanh(jax.random.normal(jax.random.key(2),
+                                                         state["deter"].shape)))
+    prev = jnp.zeros((n, model.action_dim))
+    first = jnp.zeros((n,), bool)
+    posterior = jax.jit(lambda p, s, a, e, f, k: model.apply(
+        p, s, a, e, f, k, method=lambda m, *x: m.rssm.obs_step(*x))[0])
+    post = posterior(params, state, prev, embed, first, jax.random.key(0))
+    actor = jax.jit(lambda p, s: actor_apply(p, get_feat(s)))
+    out = {"encode_ms": _median_ms(encode, (params, obs), reps),
+           "posterior_ms": _median_ms(posterior, (params, state, prev, embed, first,
+                                                  jax.random.key(0)), reps),
+           "actor_ms": _median_ms(actor, (actor_params, post), reps)}
+    carry = agent.init(n)
+    frames = np.asarray(obs)
+    carry, _ = agent.act(carry, frames, np.ones(n, bool), jax.random.key(0))
+    times = []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        carry, a = agent.act(carry, frames, np.zeros(n, bool), jax.random.key(i))
+        times.append(time.perf_counter() - t0)
+    out["act_ms"] = statistics.median(times) * 1e3
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--reps", type=int, default=200)
+    p.add_argument("--out", default=os.path.join(REPO, "benchmarks/results/acting_parts.json"))
+    args = p.parse_args()
+    import jax
+    import numpy as np
+    agent, actor_apply, actor_params = build()
+    rssm = agent.params["params"]["rssm"]
+    weights_mb = sum(int(np.prod(layer["kernel"].shape)) * 4 for name, layer in rssm.items()
+                     if name in POSTERIOR_LAYERS) / 1e6
+    result = {"command": "python benchmarks/acting_parts.py " + " ".join(sys.argv[1:]),
+              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "backend": jax.default_backend(),
+              "posterior_weights_mb": weights_mb, "rounds": []}
+    for r in range(args.rounds):
+        row = {"load_1m": os.getloadavg()[0]}
+        for n in (1, 16):
+            row[str(n)] = parts(agent, actor_apply, actor_params, n, args.reps)
+        result["rounds"].append(row)
+        print(f"round {r + 1}/{args.rounds}: " + json.dumps(
+            {n: {k: round(v, 3) for k, v in row[n].items()} for n in ("1", "16")}), flush=True)
+    for n in ("1", "16"):
+        result[n] = {k: statistics.median(row[n][k] for row in result["rounds"])
+                     for k in result["rounds"][0][n]}
+    result["1"]["posterior_weight_stream_gb_s"] = weights_mb / result["1"]["posterior_ms"]
+    floor_path = os.path.join(REPO, "benchmarks/results/matmul_floor.json")
+    if os.path.exists(floor_path):
+        with open(floor_path) as f:
+            floor = json.load(f)
+        best_ms = min(min(row["ours_ms"]["1"], row["theirs_ms"]["1"])
+                      for row in floor["rounds"])
+        gru_mb = 2024 * 3072 * 4 / 1e6
+        result["best_gemv_gb_s"] = gru_mb / best_ms
+        result["posterior_floor_ms_at_best_gemv"] = weights_mb / result["best_gemv_gb_s"]
+    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

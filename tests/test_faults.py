@@ -486,8 +486,13 @@ def test_wandb_logging_offline_with_the_real_wandb(tmp_path, monkeypatch):
     run_id = runs[0].run_id
     assert io.read_json(os.path.join(workdir, "wandb_run.json"))["id"] == run_id
     MetricWriter(workdir, tensorboard=False, tracking=tracking).close()
-    ids = {p.rsplit("-", 1)[-1] for p in glob.glob(os.path.join(workdir, "wandb", "offline-run-*"))}
-    assert ids == {run_id}
+    # The run id from each run directory's own records: wandb names a resumed run's
+    # directory offline-run-TIME-ID, plus "-1" when TIME is the first run's second.
+    run_dirs = glob.glob(os.path.join(workdir, "wandb", "offline-run-*"))
+    assert len(run_dirs) == 2, run_dirs
+    ids = [next(r.run.run_id for r in _wandb_records(d) if r.WhichOneof("record_type") == "run")
+           for d in run_dirs]
+    assert ids == [run_id, run_id]
 
 
 def test_wandb_off_by_default_and_missing_wandb_is_a_clear_error(tmp_path, monkeypatch):

@@ -411,13 +411,29 @@ def test_check_compatible_names_every_changed_field():
 
 
 # ------------------------------------------------------------- tracking, media
-def _wandb_records(run_dir):
-    """The records of an offline wandb run (its `run-<id>.wandb` file).
+def _wandb_records(run_dir, timeout_s=30.0):
+    """The records of an offline wandb run (its `run-<id>.wandb` file), once complete.
 
     wandb 0.31 ships no Python reader for this file: it is a LevelDB-style log (a 7-byte
     ":W&B" header, 32 KiB blocks, 7-byte record headers: crc32, length, type) of the
-    `wandb_internal_pb2.Record` protobufs that wandb itself defines.
+    `wandb_internal_pb2.Record` protobufs that wandb itself defines. `wandb.finish()`
+    returns before wandb's service process has flushed the log (about 1 close in 6 here
+    found only the header, complete 0.2 s later), so this waits, up to `timeout_s`, for
+    the run's last record (`exit`).
     """
+    import time
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = list(_read_wandb_log(run_dir))
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            return records
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no exit record in {run_dir} after {timeout_s} s: "
+                                 f"{[r.WhichOneof('record_type') for r in records]}")
+        time.sleep(0.1)
+
+
+def _read_wandb_log(run_dir):
     import glob
     import struct
     from wandb.proto import wandb_internal_pb2

@@ -152,12 +152,13 @@ def test_the_pin_sees_a_change_of_the_maths(wm_state):
     assert not np.isclose(got[0]["return_mean"], want[0]["return_mean"], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["ditto_maxcos", "dgail"])
+@pytest.mark.parametrize("case", ["ditto_maxcos"])
 def test_bf16_imagination_moves_off_the_pin_by_rounding_only(case, reference, wm_state):
     """`imagine_matmul="bfloat16"` is an opt-in change of the maths, not a speed change:
     it must reach the update (the metrics leave the float32 pin) and stay near it (the
     same update with the world model's matmul operands rounded to bfloat16: within 10%
-    on this tiny random model, whose maxcos rewards are the most sensitive)."""
+    on this tiny random model, whose maxcos rewards are the most sensitive). The other
+    imagination methods take their world model from the same `Ditto.train_step`."""
     method_name, overrides = CASES[case]
     got = run_case(method_name, dict(overrides, imagine_matmul="bfloat16"), wm_state)
     want = reference[case]

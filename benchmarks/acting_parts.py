@@ -9,6 +9,8 @@ weights, random uint8 64x64 frames, at 1 and 16 envs, each part jitted alone exa
   posterior the RSSM posterior step from an embedding (img_in, GRU, obs_h/obs_e, logits)
   actor     the actor on the posterior features
   act       the whole `WorldModelAgent.act` (one jitted call, action back on the host)
+  posterior_bf16  the posterior with bfloat16 matmul operands (`matmul_dtype`), for
+            context: acting does not use it
 and, per batch, the bytes of the RSSM posterior path's weights: at batch 1 every weight
 is read once per step for a handful of FLOPs, so `weights_mb / posterior_ms` is the rate
 the step streams its weights at, and `weights_mb` at the best rate measured for one
@@ -77,9 +79,16 @@ def parts(agent, actor_apply, actor_params, n, reps):
         p, s, a, e, f, k, method=lambda m, *x: m.rssm.obs_step(*x))[0])
     post = posterior(params, state, prev, embed, first, jax.random.key(0))
     actor = jax.jit(lambda p, s: actor_apply(p, get_feat(s)))
+    low = model.clone(matmul_dtype="bfloat16")      # imagination's bf16 option, for context
+    posterior_bf16 = jax.jit(lambda p, s, a, e, f, k: low.apply(
+        p, s, a, e, f, k, method=lambda m, *x: m.rssm.obs_step(*x))[0])
+    args = (state, prev, embed, first, jax.random.key(0))
+    # its kernels cast to bf16 once, as acting would keep them (not per step)
+    params_bf16 = {**params, "params": {**params["params"], "rssm": jax.tree.map(
+        lambda x: x.astype(jnp.bfloat16) if x.ndim == 2 else x, params["params"]["rssm"])}}
     out = {"encode_ms": _median_ms(encode, (params, obs), reps),
-           "posterior_ms": _median_ms(posterior, (params, state, prev, embed, first,
-                                                  jax.random.key(0)), reps),
+           "posterior_ms": _median_ms(posterior, (params,) + args, reps),
+           "posterior_bf16_ms": _median_ms(posterior_bf16, (params_bf16,) + args, reps),
            "actor_ms": _median_ms(actor, (actor_params, post), reps)}
     carry = agent.init(n)
     frames = np.asarray(obs)

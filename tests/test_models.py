@@ -236,6 +236,11 @@ def test_bf16_imagination_is_near_the_float32_prior_step():
     diff = float(jnp.abs(got["deter"] - want["deter"]).max())
     assert 1e-6 < diff < 3e-2, diff
     np.testing.assert_allclose(got["logits"], want["logits"], atol=0.1)
+    cfg = wm_configs.get_config("tiny")     # a world-model config cannot train in it
+    cfg.model.matmul_dtype = "bfloat16"
+    with pytest.raises(DittoError, match="unknown world model option") as e:
+        make_world_model(cfg.model, (64, 64, 1), num_actions=4)
+    assert e.value.field == "model.matmul_dtype"
 
 
 def test_too_many_actions_is_a_user_error():

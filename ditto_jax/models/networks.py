@@ -178,9 +178,9 @@ MATMUL_DTYPES = ("float32", "bfloat16")
 def bf16_dot_general(lhs, rhs, dimension_numbers, precision=None, preferred_element_type=None):
     """`lax.dot_general` with both operands rounded to bfloat16 and the products summed in
     float32 (a float32 result): one bf16 pass, what a TPU's DEFAULT precision does with
-    float32 matmuls. On a CPU with AMX/AVX512-BF16 XLA runs it 3-4x faster than float32 at
-    batch 512 (benchmarks/results/bf16_imagination.json); the relative error of a
-    product is about 2^-9 per operand."""
+    float32 matmuls. On a CPU with AMX-BF16 XLA runs the GRU's product 4x faster than in
+    float32 at batch 512, but slower at batch 1 (benchmarks/results/matmul_floor.json);
+    each operand's relative rounding error is at most 2^-9."""
     del preferred_element_type
     return jax.lax.dot_general(lhs.astype(jnp.bfloat16), rhs.astype(jnp.bfloat16),
                                dimension_numbers, precision=precision,

@@ -1,9 +1,12 @@
 """Does `imagine_matmul=bfloat16` change what DITTO learns? Two `ditto run` workdirs that
 differ only in `--config.policy.imagine_matmul` (float32 / bfloat16), side by side.
 
-    python benchmarks/bf16_imagination.py --float32 runs/s12_float32 \\
-        --bfloat16 runs/s12_bfloat16 [--reference runs/pong_ne2] \\
+    python benchmarks/bf16_imagination.py --float32 runs/s12_float32 [runs/s12_f32_s3-5] \\
+        --bfloat16 runs/s12_bfloat16 [...] [--reference runs/pong_ne2] \\
         --out benchmarks/results/bf16_imagination
+
+Several workdirs per precision (disjoint seeds, e.g. seeds 0-2 and 3-5) are pooled; both
+precisions must cover the same seeds.
 
 For every (method, N_E, action rule) row the runs share: the return IQM [95% CI] of
 each, P(bfloat16 > float32) over episode returns with its 95% bootstrap CI (0.5 = no
@@ -69,59 +72,108 @@ def _speed(run, method, ne):
     return statistics.median(rates) if rates else None
 
 
-def _check_same_setting(docs, runs, name):
+def _check_same_setting(docs, first, path):
     for key in SHARED:
-        a, b = docs["float32"].get(key), docs[name].get(key)
+        if key == "seeds":
+            continue
+        a, b = docs[first].get(key), docs[path].get(key)
         if a != b:
-            raise DittoError("The runs differ in more than imagine_matmul", field=key,
-                             expected=repr(a), got=repr(b), path=runs[name])
+            raise DittoError("The runs differ in more than imagine_matmul and seeds",
+                             field=key, expected=repr(a), got=repr(b), path=path)
     for key in ("data", "wm"):
         a, b = (os.path.realpath((docs[k]["config"].get("paths") or {}).get(key)
-                                 or os.path.join(runs[k], key)) for k in ("float32", name))
+                                 or os.path.join(k, key)) for k in (first, path))
         if a != b:
             raise DittoError("The runs use other data or world model",
-                             field=f"config.paths.{key}", expected=a, got=b, path=runs[name])
+                             field=f"config.paths.{key}", expected=a, got=b, path=path)
+
+
+def _per_seed_returns(row):
+    """The row's episode returns split by seed (`returns` is seed-major)."""
+    out, i = [], 0
+    for s in row["per_seed"]:
+        out.append(row["returns"][i:i + s["episodes"]])
+        i += s["episodes"]
+    assert i == len(row["returns"]), (i, len(row["returns"]))
+    return out
+
+
+def _pool(cells):
+    """One record from the same row of several runs (disjoint seeds)."""
+    from ditto_jax.report.stats import iqm_ci
+    per_seed = [x for path, r in cells for x in _per_seed_returns(r)]
+    seeds = [s for _, r in cells for s in r["per_seed"]]
+    iqm, ci = iqm_ci(per_seed)
+    mean = lambda key: (statistics.fmean(s[key] for s in seeds)
+                        if all(s.get(key) is not None for s in seeds) else None)
+    speeds = [v for path, r in cells for v in [_speed(path, *r["_cell"])] if v is not None]
+    return {"iqm": iqm, "iqm_ci": ci, "returns": [x for xs in per_seed for x in xs],
+            "seeds": [s["seed"] for s in seeds],
+            "seed_return_means": [s["return_mean"] for s in seeds],
+            "expert_agreement": mean("expert_agreement"),
+            "heldout_expert_prob": mean("heldout_expert_prob"),
+            "seeds_x_episodes": [len(seeds), len(per_seed[0]) if per_seed else 0],
+            "train_steps_per_s_median": statistics.median(speeds) if speeds else None}
 
 
 def compare(runs):
+    """runs: {"float32": [workdir, ...], "bfloat16": [...], optional "reference": [...]};
+    the workdirs of one precision hold disjoint seeds and are pooled."""
     from ditto_jax.report.stats import probability_of_improvement
-    docs = {k: _load(v) for k, v in runs.items()}
-    for name in runs:
-        if name != "float32":
-            _check_same_setting(docs, runs, name)
-    rows = {k: {(r.get("base_method") or r["method"], r.get("expert_episodes"), r["rule"]): r
-                for r in docs[k]["rows"] if r["method"] not in ("expert", "random")}
-            for k in runs}
+    docs = {path: _load(path) for paths in runs.values() for path in paths}
+    first = runs["float32"][0]
+    for path in docs:
+        _check_same_setting(docs, first, path)
+    seeds = {k: sorted(s for p in paths for s in docs[p]["seeds"]) for k, paths in runs.items()}
+    for k, v in seeds.items():
+        if len(set(v)) != len(v):
+            raise DittoError("The runs of one precision repeat a seed", field="seeds",
+                             expected="disjoint seeds", got=str(v), path=str(runs[k]))
+    if seeds["float32"] != seeds["bfloat16"]:
+        raise DittoError("float32 and bfloat16 have other seeds", field="seeds",
+                         expected=str(seeds["float32"]), got=str(seeds["bfloat16"]))
+    rows = {}
+    for path, doc in docs.items():
+        for r in doc["rows"]:
+            if r["method"] not in ("expert", "random"):
+                key = (r.get("base_method") or r["method"], r.get("expert_episodes"), r["rule"])
+                rows[path, key] = dict(r, _cell=(key[0], key[1]))
+    keys = {k for _, k in rows}
     out = []
-    for key in sorted(set(rows["float32"]) & set(rows["bfloat16"]), key=str):
+    for key in sorted(keys, key=str):
         method, ne, rule = key
-        cell = {k: rows[k][key] for k in runs if key in rows[k]}
-        seen = {k: _trained_with(runs[k], method, ne) for k in cell}
-        if any(seen[k] != TRAINED_WITH[k] for k in seen):
-            raise DittoError("A policy was not trained with the imagine_matmul its run "
-                             "is named for", field="imagine_matmul",
-                             expected=str({k: TRAINED_WITH[k] for k in seen}), got=str(seen))
+        cells = {k: [(p, rows[p, key]) for p in paths if (p, key) in rows]
+                 for k, paths in runs.items()}
+        if len(cells["float32"]) != len(runs["float32"]) or \
+                len(cells["bfloat16"]) != len(runs["bfloat16"]):
+            continue
+        for k, found in cells.items():
+            for path, _ in found:
+                seen = _trained_with(path, method, ne)
+                if seen != TRAINED_WITH[k]:
+                    raise DittoError("A policy was not trained with the imagine_matmul its "
+                                     "run is given as", field="imagine_matmul", path=path,
+                                     expected=TRAINED_WITH[k], got=seen)
+        pooled = {k: _pool(c) for k, c in cells.items() if c}
+        a, b = pooled["float32"], pooled["bfloat16"]
         rec = {"method": method, "expert_episodes": ne, "rule": rule,
-               "p_bf16_over_f32": probability_of_improvement(cell["bfloat16"]["returns"],
-                                                             cell["float32"]["returns"])}
-        if "reference" in cell:
+               "p_bf16_over_f32": probability_of_improvement(b["returns"], a["returns"]),
+               "p_seed_bf16_over_f32": probability_of_improvement(b["seed_return_means"],
+                                                                  a["seed_return_means"])}
+        if "reference" in pooled:
             rec["p_f32_over_reference"] = probability_of_improvement(
-                cell["float32"]["returns"], cell["reference"]["returns"])
-        for k, r in cell.items():
-            rec[k] = {"iqm": r["iqm"], "iqm_ci": r["iqm_ci"],
-                      "return_mean": r["return_mean"], "return_se": r["return_se"],
-                      "seed_return_means": [s["return_mean"] for s in r["per_seed"]],
-                      "expert_agreement": r.get("expert_agreement"),
-                      "heldout_expert_prob": r.get("heldout_expert_prob"),
-                      "seeds_x_episodes": [len(r["per_seed"]), len(r["returns"])],
-                      "train_steps_per_s_median": _speed(runs[k], method, ne)}
+                a["returns"], pooled["reference"]["returns"])
+        for k, v in pooled.items():
+            rec[k] = {kk: vv for kk, vv in v.items() if kk != "returns"}
         out.append(rec)
     if not out:
-        raise DittoError("The runs share no policy row", path=runs["bfloat16"])
-    commits = {k: ((docs[k].get("provenance") or {}).get("git") or {}).get("sha")
-               for k in runs}
-    return {"runs": {k: os.path.abspath(v) for k, v in runs.items()}, "commits": commits,
-            **{k: docs["float32"][k] for k in SHARED}, "rows": out}
+        raise DittoError("The runs share no policy row", path=str(runs["bfloat16"]))
+    commits = {path: ((docs[path].get("provenance") or {}).get("git") or {}).get("sha")
+               for path in docs}
+    return {"runs": {k: [os.path.abspath(p) for p in v] for k, v in runs.items()},
+            "commits": {os.path.abspath(k): v for k, v in commits.items()},
+            **{k: docs[first][k] for k in SHARED if k != "seeds"}, "seeds": seeds,
+            "rows": out}
 
 
 def markdown(res, command):
@@ -132,11 +184,13 @@ def markdown(res, command):
     ref = any("reference" in r for r in res["rows"])
     lines = [
         f"# DITTO with bfloat16 imagination against float32 ({res['game']}, "
-        f"{res['preset']} preset, seeds {res['seeds']}, {res['episodes_per_seed']} "
+        f"{res['preset']} preset, seeds {res['seeds']['float32']}, {res['episodes_per_seed']} "
         f"episodes per seed, `{res['protocol']}` protocol)", "",
         f"Made by `{command}`. Commits: "
-        + ", ".join(f"{k} {str(v)[:7]}" for k, v in res["commits"].items()) + ".", "",
-        "| N_E | rule | return IQM float32 | return IQM bfloat16 | P(bf16 > f32) | "
+        + ", ".join(f"{os.path.basename(k)} {str(v)[:7]}" for k, v in res["commits"].items())
+        + ".", "",
+        "| N_E | rule | return IQM float32 | return IQM bfloat16 | P(bf16 > f32) episodes; "
+        "seed means | "
         "per-seed means f32 ; bf16 | agreement f32 / bf16 | held-out E[pi(a_E)] f32 / bf16 "
         "| updates/s f32 / bf16 |" + (" float32 reference run: IQM; per-seed means; "
                                       "P(f32 > reference) |" if ref else ""),
@@ -144,7 +198,8 @@ def markdown(res, command):
     for r in res["rows"]:
         a, b = r["float32"], r["bfloat16"]
         line = (f"| {r['expert_episodes']} | {r['rule']} | {ci(a)} | {ci(b)} | "
-                f"{pci(r['p_bf16_over_f32'])} | {seeds(a)} ; {seeds(b)} | "
+                f"{pci(r['p_bf16_over_f32'])}; {pci(r['p_seed_bf16_over_f32'])} | "
+                f"{seeds(a)} ; {seeds(b)} | "
                 f"{f(a['expert_agreement'])} / {f(b['expert_agreement'])} | "
                 f"{f(a['heldout_expert_prob'])} / {f(b['heldout_expert_prob'])} | "
                 f"{a['train_steps_per_s_median']:.1f} / {b['train_steps_per_s_median']:.1f} |")
@@ -154,18 +209,22 @@ def markdown(res, command):
                      else " — |")
         lines.append(line)
     lines += ["", f"Method: {res['rows'][0]['method']}. IQM with a 95% stratified-bootstrap "
-              "CI; P(X > Y) over pooled episode returns (it does not see the seed "
-              "structure: one collapsed seed moves it far). updates/s: the runs shared "
-              "the machine with other jobs, so it is not a speed measurement."]
+              "CI (episodes resampled within seeds); P(X > Y) first over pooled episode "
+              "returns (it does not see the seed structure: one collapsed seed moves it "
+              "far), then over the per-seed mean returns. Agreement and held-out "
+              "E[pi(a_E)]: means over seeds. updates/s: the runs shared the machine with "
+              "other jobs, so it is not a speed measurement."]
     return "\n".join(lines) + "\n"
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--float32", required=True, help="workdir trained with float32 imagination")
-    p.add_argument("--bfloat16", required=True, help="workdir trained with bfloat16")
-    p.add_argument("--reference", default=None,
-                   help="an earlier float32 workdir of the same cells (run-to-run spread)")
+    p.add_argument("--float32", required=True, nargs="+",
+                   help="workdir(s) trained with float32 imagination (disjoint seeds)")
+    p.add_argument("--bfloat16", required=True, nargs="+",
+                   help="workdir(s) trained with bfloat16, the same seeds")
+    p.add_argument("--reference", default=None, nargs="+",
+                   help="earlier float32 workdir(s) of the same cells (run-to-run spread)")
     p.add_argument("--out", default="benchmarks/results/bf16_imagination",
                    help="writes OUT.json and OUT.md")
     args = p.parse_args()

@@ -429,3 +429,74 @@ def test_budget_compare_pairs_budgets_and_refuses_other_differences(tmp_path):
     c = run("c", 5000, [-10.0, -12.0], [-21.0, -21.0], seeds=(3, 4, 5))
     with pytest.raises(DittoError, match="more than the policy budget"):
         bc.compare([a, c], "ditto", "dbc", reps=50)
+
+
+def _imagine_run(tmp_path, name, tag, matmul, seed_offset=0):
+    """A workdir for benchmarks/bf16_imagination.py: a committed run's results.json (its
+    seeds shifted by `seed_offset`) and, per policy, a config.json saying which
+    imagine_matmul trained it and a metrics.jsonl with logged speeds."""
+    from tests.conftest import REPO
+    src = os.path.join(REPO, "benchmarks", "results", f"pong_ne_imagine_{tag}_s0-2",
+                       "results.json")
+    with open(src) as f:
+        doc = json.load(f)
+    doc["seeds"] = [s + seed_offset for s in doc["seeds"]]
+    for row in doc["rows"]:
+        for s in row.get("per_seed") or []:
+            s["seed"] += seed_offset
+    run = tmp_path / name
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(doc))
+    for ne in (2, 11):
+        for suffix in ("", "-s1", "-s2"):
+            d = run / "policies" / f"ditto-ne{ne}{suffix}"
+            d.mkdir(parents=True)
+            cfg = {} if matmul is None else {"imagine_matmul": matmul}
+            (d / "config.json").write_text(json.dumps({"config": cfg}))
+            (d / "metrics.jsonl").write_text(
+                "\n".join(json.dumps({"step": i, "steps_per_s": float(i)}) for i in (1, 2, 3)))
+    return doc, str(run)
+
+
+def test_bf16_imagination_pools_seeds_and_refuses_a_mislabelled_run(tmp_path):
+    """benchmarks/bf16_imagination.py: one run per precision reproduces each run's own
+    IQM; two runs of disjoint seeds pool into one row per cell over 6 seeds; a workdir
+    whose policies were not trained with the precision it is given as, or precisions
+    over other seeds, are refused by name."""
+    import importlib.util
+
+    from tests.conftest import REPO
+    spec = importlib.util.spec_from_file_location(
+        "bf16_imagination", os.path.join(REPO, "benchmarks", "bf16_imagination.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    f32_doc, f32 = _imagine_run(tmp_path, "f32", "f32", "float32")
+    bf16_doc, bf16 = _imagine_run(tmp_path, "bf16", "bf16", "bfloat16")
+    res = tool.compare({"float32": [f32], "bfloat16": [bf16]})
+    assert {(r["expert_episodes"], r["rule"]) for r in res["rows"]} == {
+        (2, "sample"), (2, "greedy"), (11, "sample"), (11, "greedy")}
+    for r in res["rows"]:
+        for k, doc in (("float32", f32_doc), ("bfloat16", bf16_doc)):
+            [want] = [x for x in doc["rows"] if x.get("base_method") == "ditto"
+                      and x["expert_episodes"] == r["expert_episodes"]
+                      and x["rule"] == r["rule"]]
+            assert r[k]["iqm"] == pytest.approx(want["iqm"])
+            assert r[k]["iqm_ci"] == pytest.approx(want["iqm_ci"])
+            assert r[k]["expert_agreement"] == pytest.approx(want["expert_agreement"])
+        assert 0 <= r["p_bf16_over_f32"]["p"] <= 1 and r["float32"]["seeds"] == [0, 1, 2]
+    # Seeds 3-5 of each precision pool with seeds 0-2.
+    _, f32b = _imagine_run(tmp_path, "f32b", "f32", "float32", seed_offset=3)
+    _, bf16b = _imagine_run(tmp_path, "bf16b", "bf16", "bfloat16", seed_offset=3)
+    pooled = tool.compare({"float32": [f32, f32b], "bfloat16": [bf16, bf16b]})
+    row = pooled["rows"][0]
+    assert row["float32"]["seeds"] == [0, 1, 2, 3, 4, 5]
+    assert row["float32"]["seeds_x_episodes"] == [6, 10]
+    assert row["float32"]["seed_return_means"][:3] == row["float32"]["seed_return_means"][3:]
+    # Refused: a "bfloat16" run whose policies say float32 (or predate the option), and
+    # precisions over other seeds.
+    _, old = _imagine_run(tmp_path, "old", "f32", None)
+    with pytest.raises(DittoError, match="not trained with the imagine_matmul") as e:
+        tool.compare({"float32": [f32], "bfloat16": [old]})
+    assert e.value.expected == "bfloat16" and e.value.got == "float32"
+    with pytest.raises(DittoError, match="other seeds"):
+        tool.compare({"float32": [f32, f32b], "bfloat16": [bf16]})

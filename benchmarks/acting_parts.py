@@ -32,34 +32,11 @@ POSTERIOR_LAYERS = ("img_in", "gru", "obs_h", "obs_e", "obs_logits")
 
 
 def _median_ms(fn, args, reps):
-    import jax
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    from benchmarks.update_profile import _median_time
+    return _median_time(fn, args, reps) * 1e3
 
 
-def build(num_actions=6):
-    import jax
-    from benchmarks.policy import _wm_state
-    from ditto_jax.agents.acting import WorldModelAgent
-    from ditto_jax.core.config import load_config
-    from ditto_jax.stages.policy_agents import policy_method
-    from ditto_jax.stages.train_policy import resolve
-    cfg = load_config(os.path.join(REPO, "experiments/configs/policy.py:paper"))
-    method, cfg = resolve(cfg, "ditto")
-    wm_state = _wm_state("paper", (64, 64, 1), num_actions)
-    method, ctx = policy_method("ditto", cfg, wm_state,
-                                {"num_actions": num_actions, "obs_shape": [64, 64, 1]})
-    state = method.init(cfg, ctx, jax.random.key(1))
-    actor_apply = method.actor_apply(cfg, ctx)
-    return WorldModelAgent(wm_state, actor_apply, state.actor), actor_apply, state.actor
-
-
-def parts(agent, actor_apply, actor_params, n, reps):
+def parts(agent, n, reps):
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -78,7 +55,7 @@ def parts(agent, actor_apply, actor_params, n, reps):
     posterior = jax.jit(lambda p, s, a, e, f, k: model.apply(
         p, s, a, e, f, k, method=lambda m, *x: m.rssm.obs_step(*x))[0])
     post = posterior(params, state, prev, embed, first, jax.random.key(0))
-    actor = jax.jit(lambda p, s: actor_apply(p, get_feat(s)))
+    actor = jax.jit(lambda p, s: agent.actor_apply(p, get_feat(s)))
     low = model.clone(matmul_dtype="bfloat16")      # imagination's bf16 option, for context
     posterior_bf16 = jax.jit(lambda p, s, a, e, f, k: low.apply(
         p, s, a, e, f, k, method=lambda m, *x: m.rssm.obs_step(*x))[0])
@@ -89,7 +66,7 @@ def parts(agent, actor_apply, actor_params, n, reps):
     out = {"encode_ms": _median_ms(encode, (params, obs), reps),
            "posterior_ms": _median_ms(posterior, (params,) + args, reps),
            "posterior_bf16_ms": _median_ms(posterior_bf16, (params_bf16,) + args, reps),
-           "actor_ms": _median_ms(actor, (actor_params, post), reps)}
+           "actor_ms": _median_ms(actor, (agent.actor_params, post), reps)}
     carry = agent.init(n)
     frames = np.asarray(obs)
     carry, _ = agent.act(carry, frames, np.ones(n, bool), jax.random.key(0))
@@ -110,7 +87,8 @@ def main():
     args = p.parse_args()
     import jax
     import numpy as np
-    agent, actor_apply, actor_params = build()
+    from benchmarks.acting import _agent, write_result
+    agent = _agent("paper", "paper", "default")     # acting's defaults
     rssm = agent.params["params"]["rssm"]
     weights_mb = sum(int(np.prod(layer["kernel"].shape)) * 4 for name, layer in rssm.items()
                      if name in POSTERIOR_LAYERS) / 1e6
@@ -120,7 +98,7 @@ def main():
     for r in range(args.rounds):
         row = {"load_1m": os.getloadavg()[0]}
         for n in (1, 16):
-            row[str(n)] = parts(agent, actor_apply, actor_params, n, args.reps)
+            row[str(n)] = parts(agent, n, args.reps)
         result["rounds"].append(row)
         print(f"round {r + 1}/{args.rounds}: " + json.dumps(
             {n: {k: round(v, 3) for k, v in row[n].items()} for n in ("1", "16")}), flush=True)
@@ -137,10 +115,8 @@ def main():
         gru_mb = 2024 * 3072 * 4 / 1e6
         result["best_gemv_gb_s"] = gru_mb / best_ms
         result["posterior_floor_ms_at_best_gemv"] = weights_mb / result["best_gemv_gb_s"]
-    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
     print(json.dumps({k: v for k, v in result.items() if k != "rounds"}, indent=1))
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def _per_seed_returns(row):
     return out
 
 
-def _pool(cells):
+def _pool(cells, method, ne):
     """One record from the same row of several runs (disjoint seeds)."""
     from ditto_jax.report.stats import iqm_ci
     per_seed = [x for path, r in cells for x in _per_seed_returns(r)]
@@ -106,7 +106,8 @@ def _pool(cells):
     iqm, ci = iqm_ci(per_seed)
     mean = lambda key: (statistics.fmean(s[key] for s in seeds)
                         if all(s.get(key) is not None for s in seeds) else None)
-    speeds = [v for path, r in cells for v in [_speed(path, *r["_cell"])] if v is not None]
+    speeds = [_speed(path, method, ne) for path, _ in cells]
+    speeds = [v for v in speeds if v is not None]
     return {"iqm": iqm, "iqm_ci": ci, "returns": [x for xs in per_seed for x in xs],
             "seeds": [s["seed"] for s in seeds],
             "seed_return_means": [s["return_mean"] for s in seeds],
@@ -137,7 +138,7 @@ def compare(runs):
         for r in doc["rows"]:
             if r["method"] not in ("expert", "random"):
                 key = (r.get("base_method") or r["method"], r.get("expert_episodes"), r["rule"])
-                rows[path, key] = dict(r, _cell=(key[0], key[1]))
+                rows[path, key] = r
     keys = {k for _, k in rows}
     out = []
     for key in sorted(keys, key=str):
@@ -154,7 +155,7 @@ def compare(runs):
                     raise DittoError("A policy was not trained with the imagine_matmul its "
                                      "run is given as", field="imagine_matmul", path=path,
                                      expected=TRAINED_WITH[k], got=seen)
-        pooled = {k: _pool(c) for k, c in cells.items() if c}
+        pooled = {k: _pool(c, method, ne) for k, c in cells.items() if c}
         a, b = pooled["float32"], pooled["bfloat16"]
         rec = {"method": method, "expert_episodes": ne, "rule": rule,
                "p_bf16_over_f32": probability_of_improvement(b["returns"], a["returns"]),

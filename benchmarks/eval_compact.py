@@ -18,7 +18,6 @@ rounds and policies is the top-level `ratio_eval`. The two modes alternate in go
 first, since the first also compiles the policy at the full batch.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -67,6 +66,7 @@ def main():
     args = p.parse_args()
     from ditto_jax.core import parallel
     from ditto_jax.stages.policy_agents import load_policy
+    from benchmarks.acting import write_result
     parallel.enable_compilation_cache()  # as `ditto run` does (DITTO_XLA_CACHE)
     result = {"command": "python benchmarks/eval_compact.py " + " ".join(sys.argv[1:]),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": []}
@@ -86,10 +86,7 @@ def main():
                   f" full {row['full']['seconds']:.1f} s (return {row['full']['return_mean']:.2f}),"
                   f" ratio {row['ratio']:.2f}", flush=True)
     result["ratio_eval"] = statistics.median(row["ratio"] for row in result["rows"])
-    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"median ratio {result['ratio_eval']:.2f}; wrote {args.out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ median over rounds and policies is the top-level `ratio_eval`. The modes alterna
 going first.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -45,6 +44,7 @@ def main():
     from ditto_jax.stages import policy_agents
     from ditto_jax.stages.policy_agents import load_policy
     from benchmarks.eval_compact import timed_evaluation
+    from benchmarks.acting import write_result
     parallel.enable_compilation_cache()  # as `ditto run` does (DITTO_XLA_CACHE)
     result = {"command": "python benchmarks/eval_overlap.py " + " ".join(sys.argv[1:]),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": []}
@@ -76,10 +76,7 @@ def main():
     result["ratio_eval"] = statistics.median(row["ratio"] for row in result["rows"])
     result["seconds"] = {m: sum(row[m]["seconds"] for row in result["rows"])
                          for m in ("two_groups", "one_group")}
-    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
-    print(f"median ratio {result['ratio_eval']:.2f}; wrote {args.out}")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

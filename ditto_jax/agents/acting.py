@@ -83,7 +83,8 @@ class WorldModelAgent:
     def __init__(self, wm_state, actor_apply, actor_params, *, greedy=False,
                  conv_impl="acting", dense_layout="out_in"):
         self.model = wm_state.model.clone(conv_impl=conv_impl, dense_layout=dense_layout)
-        self.params, self.actor_params = wm_state.params, actor_params
+        self.params, self.actor_params, self.actor_apply = (wm_state.params, actor_params,
+                                                            actor_apply)
         if dense_layout == "out_in":  # the kernels stored transposed (networks.DenseOutIn)
             self.params = out_in_rssm(self.params)
         model, action_dim = self.model, self.model.action_dim

@@ -705,6 +705,9 @@ def test_interruptions_held_delivers_the_signal_after_the_block():
         raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, terminate)
+    # Python's own Ctrl-C handler, whatever this process inherited (a suite started in
+    # the background by a non-interactive shell starts with SIGINT ignored).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         done = []
         with pytest.raises(Terminated):
@@ -723,3 +726,4 @@ def test_interruptions_held_delivers_the_signal_after_the_block():
         assert not isinstance(caught.value, Terminated)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)

@@ -38,8 +38,9 @@ import numpy as np
 
 from ditto_jax.agents.bc import stack_frames
 from ditto_jax.experts.registry import make_policy
+from ditto_jax.models.networks import MATMUL_DTYPES
 from ditto_jax.models.rssm import get_feat
-from ditto_jax.models.world_model import WorldModel, out_in_rssm
+from ditto_jax.models.world_model import WorldModel, bf16_rssm_kernels, out_in_rssm
 
 
 @runtime_checkable
@@ -78,11 +79,24 @@ class WorldModelAgent:
     which XLA's CPU gemm multiplies faster at acting's small batches (the GRU layer in
     about a third of the time at 16 envs; benchmarks/gru_layout.py); "in_out" uses the
     trained layout as is.
+    matmul_dtype: "float32" (default) or "bfloat16", an opt-in change of the maths: the
+    RSSM's matmuls and the encoder's matmul-form convs round their operands to bfloat16
+    and sum in float32 (networks.bf16_dot_general; the RSSM's kernels are kept cast once).
+    Norms, gates, the actor and sampling stay float32. On this CPU it takes 0.71-0.74x
+    the time at 8-16 envs; a single env is played as a batch of two (XLA's bf16 product
+    of one row is slower than float32's), so every step is the same maths whatever the
+    batch (benchmarks/results/acting_parts.json). `filter` (the expert data's encoding)
+    is always float32.
     """
 
     def __init__(self, wm_state, actor_apply, actor_params, *, greedy=False,
-                 conv_impl="acting", dense_layout="out_in"):
-        self.model = wm_state.model.clone(conv_impl=conv_impl, dense_layout=dense_layout)
+                 conv_impl="acting", dense_layout="out_in", matmul_dtype="float32"):
+        if matmul_dtype not in MATMUL_DTYPES:
+            raise ValueError(f"matmul_dtype must be one of {MATMUL_DTYPES}, "
+                             f"got {matmul_dtype!r}")
+        self.matmul_dtype = matmul_dtype
+        self.model = wm_state.model.clone(conv_impl=conv_impl, dense_layout=dense_layout,
+                                          matmul_dtype="float32")
         self.params, self.actor_params, self.actor_apply = (wm_state.params, actor_params,
                                                             actor_apply)
         if dense_layout == "out_in":  # the kernels stored transposed (networks.DenseOutIn)
@@ -94,16 +108,29 @@ class WorldModelAgent:
                                   method=WorldModel.obs_step)
             return post
 
-        def act(params, actor_params, carry, obs, is_first, key):
-            state, prev_action = carry
-            k_post, k_act = jax.random.split(key)
-            post = filter_(params, state, prev_action, obs, is_first, k_post)
-            logits = actor_apply(actor_params, get_feat(post))
-            action = _sample(logits, k_act, greedy)
-            return (post, jax.nn.one_hot(action, action_dim)), action, jax.nn.softmax(logits)
+        def make_act(model, min_rows):
+            def act(params, actor_params, carry, obs, is_first, key):
+                rows = obs.shape[0]
+                if rows < min_rows:   # pad with copies of row 0, then keep the real rows
+                    carry, obs, is_first = jax.tree.map(
+                        lambda x: jnp.concatenate([x] + [x[:1]] * (min_rows - rows)),
+                        (carry, obs, is_first))
+                state, prev_action = carry
+                k_post, k_act = jax.random.split(key)
+                post, _ = model.apply(params, state, prev_action, obs, is_first, k_post,
+                                      method=WorldModel.obs_step)
+                post = jax.tree.map(lambda x: x[:rows], post)
+                logits = actor_apply(actor_params, get_feat(post))
+                action = _sample(logits, k_act, greedy)
+                return (post, jax.nn.one_hot(action, action_dim)), action, jax.nn.softmax(logits)
+            return jax.jit(act, donate_argnums=2)
 
         self.filter = jax.jit(filter_)
-        self._act = jax.jit(act, donate_argnums=2)
+        if matmul_dtype == "bfloat16":
+            self._act = make_act(model.clone(matmul_dtype="bfloat16"), min_rows=2)
+            self._act_params = bf16_rssm_kernels(self.params)
+        else:
+            self._act, self._act_params = make_act(model, min_rows=1), self.params
         self._init = jax.jit(
             lambda params, n: (model.apply(params, n, method=WorldModel.initial_state),
                                jnp.zeros((n, action_dim))), static_argnums=1)
@@ -118,7 +145,7 @@ class WorldModelAgent:
     def act_async(self, carry, obs, is_first, key):
         """`act` without waiting: (carry, actions, pi(.|s)) as device arrays still being
         computed, so the caller can step other envs meanwhile (`run_episodes`)."""
-        return self._act(self.params, self.actor_params, carry, jnp.asarray(obs),
+        return self._act(self._act_params, self.actor_params, carry, jnp.asarray(obs),
                          jnp.asarray(is_first), key)
 
     def select(self, carry, rows):

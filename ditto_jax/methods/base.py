@@ -87,9 +87,12 @@ class Method:
         """`(actor_params, feat) -> logits` for methods that act on latents, else None."""
         return None
 
-    def make_agent(self, config, ctx, wm_state, state, *, greedy=False):
+    def make_agent(self, config, ctx, wm_state, state, *, greedy=False,
+                   matmul_dtype="float32"):
+        """matmul_dtype: the acting products' (`WorldModelAgent`; "bfloat16" is opt-in)."""
         return WorldModelAgent(wm_state, self.actor_apply(config, ctx),
-                               self.actor_params(state), greedy=greedy)
+                               self.actor_params(state), greedy=greedy,
+                               matmul_dtype=matmul_dtype)
 
     def __repr__(self):
         return f"<method {self.name}>"

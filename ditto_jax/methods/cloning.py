@@ -12,6 +12,7 @@ import numpy as np
 from ditto_jax.agents import imitation
 from ditto_jax.agents.acting import PixelBCAgent
 from ditto_jax.agents.bc import PixelPolicy, make_bc, stack_frames
+from ditto_jax.errors import DittoError
 from ditto_jax.methods.base import Method, uniform_index
 from ditto_jax.models.rssm import get_feat
 
@@ -83,7 +84,12 @@ class PixelBC(Method):
     def actor_params(self, state):
         return state.params
 
-    def make_agent(self, config, ctx, wm_state, state, *, greedy=False):
+    def make_agent(self, config, ctx, wm_state, state, *, greedy=False,
+                   matmul_dtype="float32"):
+        if matmul_dtype != "float32":
+            raise DittoError("Pixel BC acts in float32 only (bfloat16 acting is the world "
+                             "model's encoder and RSSM)", field="--act-matmul",
+                             expected="float32 for a pixel BC policy", got=matmul_dtype)
         # Forward only: XLA's own convolution is the fast one there (at any batch).
         net = PixelPolicy(int(ctx.num_actions), config.bc_depth, conv_impl="lax")
         return PixelBCAgent(net, state.params, config.bc_frame_stack, greedy=greedy)

@@ -86,7 +86,7 @@ def acting_conv_impl(x, stride, padding, backend=None):
     return "lax"
 
 
-def conv2d(x, w, stride=1, padding="SAME", impl="matmul"):
+def conv2d(x, w, stride=1, padding="SAME", impl="matmul", dot_general=jax.lax.dot_general):
     """NHWC x HWIO convolution, either XLA's (`lax`) or written as matmuls (`matmul`).
 
     XLA's CPU convolution is fast forward but slow backward (the input gradient of a
@@ -98,6 +98,8 @@ def conv2d(x, w, stride=1, padding="SAME", impl="matmul"):
       stride 1, SAME: pad, then gather the k*k shifted views.
     Both give the same numbers (tests check it); see benchmarks/README.md for timings.
     Forward only (acting): `strided` and `acting` (FORWARD_CONV_IMPLS, above).
+    dot_general: the product of the matmul forms (`matmul_fn`: bf16_dot_general rounds
+    its operands to bfloat16); XLA's convolution (`lax`) ignores it and stays float32.
     """
     k = w.shape[0]
     assert w.shape[1] == k and w.shape[2] == x.shape[-1], f"kernel {w.shape} vs input {x.shape}"
@@ -115,7 +117,7 @@ def conv2d(x, w, stride=1, padding="SAME", impl="matmul"):
         # im2col straight from strided views, taps (a, b) in HWIO order along channels
         patches = jnp.concatenate([x[:, a:a + 2 * ho - 1:2, b:b + 2 * wo - 1:2]
                                    for a in range(k) for b in range(k)], -1)
-        return jnp.einsum("nhwc,co->nhwo", patches, w.reshape(-1, w.shape[-1]))
+        return _patch_product(patches, w, dot_general)
     if impl != "matmul":
         raise ValueError(f"unknown conv impl {impl!r}; expected one of {FORWARD_CONV_IMPLS}")
     n, h, wd, c = x.shape
@@ -144,7 +146,12 @@ def conv2d(x, w, stride=1, padding="SAME", impl="matmul"):
     # shallow ones that each rewrite the whole output (benchmarks/README.md: decoder
     # fwd+bwd 0.66 s -> 0.55 s at the small preset).
     patches = jnp.concatenate([x[:, a:a + out_h, b:b + out_w] for a, b in taps], -1)
-    return jnp.einsum("nhwc,co->nhwo", patches, w.reshape(-1, o))
+    return _patch_product(patches, w, dot_general)
+
+
+def _patch_product(patches, w, dot_general):
+    """(N, H, W, taps*Cin) patches x the (.., .., Cin, Cout) kernel, taps in its order."""
+    return dot_general(patches, w.reshape(-1, w.shape[-1]), (((3,), (0,)), ((), ())))
 
 
 class Conv(nn.Module):
@@ -158,6 +165,7 @@ class Conv(nn.Module):
     impl: str = "matmul"
     dtype: Dtype = jnp.float32
     zero_init: bool = False   # start at zero output (see Decoder.pixel_bias)
+    matmul_dtype: str = "float32"   # the matmul forms' product (matmul_fn); acting only
 
     @nn.compact
     def __call__(self, x):
@@ -165,7 +173,7 @@ class Conv(nn.Module):
         init = nn.initializers.zeros if self.zero_init else nn.initializers.lecun_normal()
         w = self.param("kernel", init, shape, jnp.float32)
         y = conv2d(x.astype(self.dtype), w.astype(self.dtype), self.stride, self.padding,
-                   self.impl)
+                   self.impl, dot_general=matmul_fn(self.matmul_dtype))
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,),
                                jnp.float32).astype(self.dtype)
@@ -267,13 +275,14 @@ class ConvBlock(nn.Module):
     final: bool = False     # no norm / activation
     dtype: Dtype = jnp.float32
     zero_init: bool = False
+    matmul_dtype: str = "float32"
 
     @nn.compact
     def __call__(self, x):
         if self.pre == "upsample":
             x = upsample_nearest(x)
         x = Conv(self.features, self.kernel, self.stride, self.padding, self.use_bias, self.impl,
-                 self.dtype, self.zero_init, name="conv")(x)
+                 self.dtype, self.zero_init, self.matmul_dtype, name="conv")(x)
         x = checkpoint_name(x, "conv_out")
         if self.post == "depth_to_space":
             x = depth_to_space(x, 2)
@@ -324,6 +333,7 @@ class Encoder(nn.Module):
     conv_impl: str = "matmul"
     remat: bool = True
     dtype: Dtype = jnp.float32
+    matmul_dtype: str = "float32"   # "bfloat16": the matmul-form convs' products (acting)
 
     @nn.compact
     def __call__(self, x):
@@ -334,7 +344,7 @@ class Encoder(nn.Module):
             x = conv_block(self.remat, features=self.depth * 2 ** i, kernel=self.kernel,
                            stride=2, padding="VALID", use_bias=self.norm == "none",
                            impl=self.conv_impl, norm=self.norm, act=self.act, dtype=self.dtype,
-                           name=f"block{i}")(x)
+                           matmul_dtype=self.matmul_dtype, name=f"block{i}")(x)
         return x.reshape(lead + (-1,))
 
     @staticmethod

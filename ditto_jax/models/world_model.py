@@ -107,13 +107,15 @@ class WorldModel(nn.Module):
     remat: bool = False               # conv blocks keep only their conv output for backward
     frame_chunk: int = 0              # encode/decode this many frames at a time (0: all)
     dense_layout: str = "in_out"      # "out_in" for acting only (RSSM; agents/acting.py)
-    matmul_dtype: str = "float32"     # "bfloat16": the RSSM's matmuls, for imagination only
+    # "bfloat16": the RSSM's matmuls and the encoder's matmul-form convs, never in training:
+    # imagination (methods/imagination.py) and acting (agents/acting.py) opt in to it
+    matmul_dtype: str = "float32"
     dtype: Any = jnp.float32
 
     def setup(self):
         self.encoder = Encoder(depth=self.cnn_depth, kernel=self.cnn_kernel, norm=self.norm,
                                act=self.act, conv_impl=self.conv_impl, remat=self.remat,
-                               dtype=self.dtype)
+                               dtype=self.dtype, matmul_dtype=self.matmul_dtype)
         self.rssm = RSSM(deter=self.deter, hidden=self.hidden, stoch=self.stoch,
                          classes=self.classes, action_dim=self.action_dim, norm=self.norm,
                          act=self.act, unimix=self.unimix, latent=self.latent,
@@ -291,6 +293,17 @@ def out_in_rssm(params):
     kernel transposed to (out, in) (networks.DenseOutIn); the norms, the encoder and the
     rest are shared, not copied."""
     rssm = {name: out_in_params(layer) if "kernel" in layer else layer
+            for name, layer in params["params"]["rssm"].items()}
+    return {**params, "params": {**params["params"], "rssm": rssm}}
+
+
+def bf16_rssm_kernels(params):
+    """`params` with every RSSM Dense kernel cast to bfloat16 once, for a model with
+    `matmul_dtype="bfloat16"` that acts step by step: its products round the kernels to
+    bf16 anyway (networks.bf16_dot_general), so the numbers are the same, without
+    re-reading and casting the float32 kernels at every step."""
+    rssm = {name: dict(layer, kernel=jnp.asarray(layer["kernel"], jnp.bfloat16))
+            if "kernel" in layer else layer
             for name, layer in params["params"]["rssm"].items()}
     return {**params, "params": {**params["params"], "rssm": rssm}}
 

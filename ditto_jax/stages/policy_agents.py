@@ -112,14 +112,15 @@ def load_pinned_world_model(meta, workdir, wm=None):
 CHECKPOINTS = ("final", "best")
 
 
-def load_policy(workdir, *, greedy=False, wm=None, checkpoint="final"):
+def load_policy(workdir, *, greedy=False, wm=None, checkpoint="final", matmul_dtype="float32"):
     """Restores a trained policy for evaluation: (agent, config, meta).
 
     checkpoint: "final" (the newest step) or "best" (the step with the best held-out
         E[pi(a_E | s_E)], kept by training in checkpoints_best: offline selection, no
         real return). `meta["checkpoint"]` says which step was read and why.
     The world model is the one it was trained on, pinned by step; `wm` overrides its
-    location (a copied run whose world model lives elsewhere).
+    location (a copied run whose world model lives elsewhere). matmul_dtype: the acting
+    products' ("bfloat16": opt-in, `WorldModelAgent`).
     """
     if checkpoint not in CHECKPOINTS:
         raise DittoError("Unknown checkpoint choice", field="--checkpoint",
@@ -151,7 +152,8 @@ def load_policy(workdir, *, greedy=False, wm=None, checkpoint="final"):
                                   step=int(ckpt.restored_step))
     finally:
         ckpt.close()
-    agent = method.make_agent(config, ctx, wm_state, state, greedy=greedy)
+    agent = method.make_agent(config, ctx, wm_state, state, greedy=greedy,
+                              matmul_dtype=matmul_dtype)
     return agent, config, meta
 
 

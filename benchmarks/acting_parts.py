@@ -9,8 +9,9 @@ weights, random uint8 64x64 frames, at 1 and 16 envs, each part jitted alone exa
   posterior the RSSM posterior step from an embedding (img_in, GRU, obs_h/obs_e, logits)
   actor     the actor on the posterior features
   act       the whole `WorldModelAgent.act` (one jitted call, action back on the host)
-  posterior_bf16  the posterior with bfloat16 matmul operands (`matmul_dtype`), for
-            context: acting does not use it
+  encode_bf16, posterior_bf16, act_bf16  the same with bfloat16 products
+            (`WorldModelAgent(matmul_dtype="bfloat16")`, opt-in: the encoder's matmul-form
+            convs and the RSSM's matmuls, its RSSM kernels cast once)
 and, per batch, the bytes of the RSSM posterior path's weights: at batch 1 every weight
 is read once per step for a handful of FLOPs, so `weights_mb / posterior_ms` is the rate
 the step streams its weights at, and `weights_mb` at the best rate measured for one
@@ -36,12 +37,26 @@ def _median_ms(fn, args, reps):
     return _median_time(fn, args, reps) * 1e3
 
 
-def parts(agent, n, reps):
+def _act_ms(agent, obs, reps):
+    """Median ms of `agent.act` on the frames `obs`, the action back on the host."""
+    import jax
+    import numpy as np
+    n = len(obs)
+    carry, _ = agent.act(agent.init(n), obs, np.ones(n, bool), jax.random.key(0))
+    times = []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        carry, a = agent.act(carry, obs, np.zeros(n, bool), jax.random.key(i))
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+def parts(agent, agent_bf16, n, reps):
     import jax
     import jax.numpy as jnp
     import numpy as np
     from ditto_jax.models.rssm import get_feat
-    from ditto_jax.models.world_model import WorldModel
+    from ditto_jax.models.world_model import WorldModel, bf16_rssm_kernels
     model, params = agent.model, agent.params
     rng = np.random.default_rng(0)
     obs = jnp.asarray(rng.integers(0, 256, (n, 64, 64, 1)).astype(np.uint8))
@@ -56,27 +71,19 @@ def parts(agent, n, reps):
         p, s, a, e, f, k, method=lambda m, *x: m.rssm.obs_step(*x))[0])
     post = posterior(params, state, prev, embed, first, jax.random.key(0))
     actor = jax.jit(lambda p, s: agent.actor_apply(p, get_feat(s)))
-    low = model.clone(matmul_dtype="bfloat16")      # imagination's bf16 option, for context
+    low = model.clone(matmul_dtype="bfloat16")
+    encode_bf16 = jax.jit(lambda p, o: low.apply(p, o, method=WorldModel.encode))
     posterior_bf16 = jax.jit(lambda p, s, a, e, f, k: low.apply(
         p, s, a, e, f, k, method=lambda m, *x: m.rssm.obs_step(*x))[0])
     args = (state, prev, embed, first, jax.random.key(0))
-    # its kernels cast to bf16 once, as acting would keep them (not per step)
-    params_bf16 = {**params, "params": {**params["params"], "rssm": jax.tree.map(
-        lambda x: x.astype(jnp.bfloat16) if x.ndim == 2 else x, params["params"]["rssm"])}}
-    out = {"encode_ms": _median_ms(encode, (params, obs), reps),
-           "posterior_ms": _median_ms(posterior, (params,) + args, reps),
-           "posterior_bf16_ms": _median_ms(posterior_bf16, (params_bf16,) + args, reps),
-           "actor_ms": _median_ms(actor, (agent.actor_params, post), reps)}
-    carry = agent.init(n)
-    frames = np.asarray(obs)
-    carry, _ = agent.act(carry, frames, np.ones(n, bool), jax.random.key(0))
-    times = []
-    for i in range(reps):
-        t0 = time.perf_counter()
-        carry, a = agent.act(carry, frames, np.zeros(n, bool), jax.random.key(i))
-        times.append(time.perf_counter() - t0)
-    out["act_ms"] = statistics.median(times) * 1e3
-    return out
+    params_bf16 = bf16_rssm_kernels(params)   # cast once, as the bf16 agent keeps them
+    return {"encode_ms": _median_ms(encode, (params, obs), reps),
+            "encode_bf16_ms": _median_ms(encode_bf16, (params, obs), reps),
+            "posterior_ms": _median_ms(posterior, (params,) + args, reps),
+            "posterior_bf16_ms": _median_ms(posterior_bf16, (params_bf16,) + args, reps),
+            "actor_ms": _median_ms(actor, (agent.actor_params, post), reps),
+            "act_ms": _act_ms(agent, np.asarray(obs), reps),
+            "act_bf16_ms": _act_ms(agent_bf16, np.asarray(obs), reps)}
 
 
 def main():
@@ -89,6 +96,7 @@ def main():
     import numpy as np
     from benchmarks.acting import _agent, write_result
     agent = _agent("paper", "paper", "default")     # acting's defaults
+    agent_bf16 = _agent("paper", "paper", "default", matmul_dtype="bfloat16")
     rssm = agent.params["params"]["rssm"]
     weights_mb = sum(int(np.prod(layer["kernel"].shape)) * 4 for name, layer in rssm.items()
                      if name in POSTERIOR_LAYERS) / 1e6
@@ -98,7 +106,7 @@ def main():
     for r in range(args.rounds):
         row = {"load_1m": os.getloadavg()[0]}
         for n in (1, 16):
-            row[str(n)] = parts(agent, n, args.reps)
+            row[str(n)] = parts(agent, agent_bf16, n, args.reps)
         result["rounds"].append(row)
         print(f"round {r + 1}/{args.rounds}: " + json.dumps(
             {n: {k: round(v, 3) for k, v in row[n].items()} for n in ("1", "16")}), flush=True)

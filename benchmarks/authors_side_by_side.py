@@ -17,6 +17,9 @@ threads and fp32; only the ratios ours/theirs count (this machine is shared).
            agent (`WorldModelAgent.act`: encoder, posterior step, actor, sample, one
            jitted call), theirs `--what act` (their WmEnv.prep_obs + get_action2 path,
            `policy_ms_median`; their minimal encoder + cell + actor path is recorded too).
+           Ours twice: float32 (`ratio_act_16`, `ratio_act_1`) and with bfloat16 acting
+           products (`WorldModelAgent(matmul_dtype="bfloat16")`, `ditto eval
+           --act-matmul bfloat16`: `ratio_act_16_bf16`, `ratio_act_1_bf16`; opt-in).
   wm       one world-model training step, paper size, B 50 x T 50 (pass 1 only).
 Writes benchmarks/results/authors_side_by_side.json with top-level ratio_update,
 ratio_act_16, ratio_act_1 and ratio_wm (ours/theirs, medians over passes), every pass's
@@ -93,7 +96,8 @@ def worker_act(spec):
     method, ctx = policy_method("ditto", cfg, wm_state,
                                 {"num_actions": NUM_ACTIONS, "obs_shape": list(OBS)})
     state = method.init(cfg, ctx, jax.random.key(1))
-    agent = WorldModelAgent(wm_state, method.actor_apply(cfg, ctx), state.actor)
+    agent = WorldModelAgent(wm_state, method.actor_apply(cfg, ctx), state.actor,
+                            matmul_dtype=spec.get("act_matmul", "float32"))
     out = []
     for n in spec["envs"]:
         rng = np.random.default_rng(0)
@@ -185,7 +189,8 @@ def main():
     p.add_argument("--wm-steps", type=int, default=2)
     p.add_argument("--no-wm", action="store_true")
     p.add_argument("--no-bf16", action="store_true",
-                   help="skip our update with imagine_matmul=bfloat16")
+                   help="skip our update with imagine_matmul=bfloat16 and our acting with "
+                        "bfloat16 products")
     p.add_argument("--no-policy", action="store_true",
                    help="do not refresh benchmarks/results/policy.json")
     p.add_argument("--quick", action="store_true")
@@ -228,9 +233,14 @@ def main():
               + f", theirs {rec['theirs_update']['update_s']:.3f} s; act", flush=True)
         rec["ours_act"] = ours("act", dict(spec, steps=act_steps, envs=[1, 16]), args.timeout)
         rec["theirs_act"] = theirs(args, "act", act_steps, args.timeout)
+        if not args.no_bf16:
+            rec["ours_act_bf16"] = ours("act", dict(spec, steps=act_steps, envs=[1, 16],
+                                                    act_matmul="bfloat16"), args.timeout)
         for n in (1, 16):
-            print(f"  act {n:>2}: ours {_act_ms(rec['ours_act'], n):.2f} ms, theirs "
-                  f"{_act_ms(rec['theirs_act'], n):.2f} ms", flush=True)
+            print(f"  act {n:>2}: ours {_act_ms(rec['ours_act'], n):.2f} ms"
+                  + (f" (bfloat16 {_act_ms(rec['ours_act_bf16'], n):.2f} ms)"
+                     if "ours_act_bf16" in rec else "")
+                  + f", theirs {_act_ms(rec['theirs_act'], n):.2f} ms", flush=True)
         if i == 0 and not (args.no_wm or args.quick):
             print("  wm", flush=True)
             rec["ours_wm"] = ours("wm", dict(spec, steps=args.wm_steps), args.timeout)
@@ -245,12 +255,16 @@ def main():
             rec[f"ratio_act_{n}"] = _act_ms(rec["ours_act"], n) / _act_ms(rec["theirs_act"], n)
             rec[f"ratio_act_{n}_vs_their_minimal"] = (
                 _act_ms(rec["ours_act"], n) / _act_ms(rec["theirs_act"], n, "minimal_ms_median"))
+            if "ours_act_bf16" in rec:
+                rec[f"ratio_act_{n}_bf16"] = (_act_ms(rec["ours_act_bf16"], n)
+                                              / _act_ms(rec["theirs_act"], n))
         if "ours_wm" in rec:
             rec["ratio_wm"] = rec["ours_wm"]["median_s"] / rec["theirs_wm"]["step_s"]
         rec["loadavg_at_end"] = os.getloadavg()
         result["passes"].append(rec)
-    for key in ("ratio_update", "ratio_update_bf16", "ratio_act_16", "ratio_act_1",
-                "ratio_wm"):
+    keys = ("ratio_update", "ratio_update_bf16", "ratio_act_16", "ratio_act_16_bf16",
+            "ratio_act_1", "ratio_act_1_bf16", "ratio_wm")
+    for key in keys:
         values = [r[key] for r in result["passes"] if key in r]
         result[key] = statistics.median(values) if values else None
         result[f"{key}_per_pass"] = values
@@ -259,8 +273,7 @@ def main():
     os.makedirs(os.path.dirname(out_path), exist_ok=True)
     with open(out_path, "w") as f:
         json.dump(result, f, indent=2)
-    print({k: result[k] for k in ("ratio_update", "ratio_update_bf16", "ratio_act_16",
-                                  "ratio_act_1", "ratio_wm")})
+    print({k: result[k] for k in keys})
     print(f"wrote {out_path}")
     if not (args.no_policy or args.quick):
         print("refreshing benchmarks/results/policy.json", flush=True)

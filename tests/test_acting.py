@@ -153,6 +153,51 @@ def test_every_acting_layout_plays_the_pinned_rollout(conv_impl, dense_layout, p
     np.testing.assert_allclose(logp, np.asarray(pins["ditto"]["logp"]), rtol=1e-5, atol=2e-5)
 
 
+@pytest.mark.parametrize("conv_impl", ["acting", "strided"])
+def test_bf16_acting_stays_near_the_pinned_rollout(conv_impl, pins):
+    """`matmul_dtype="bfloat16"` (opt-in) moves the pinned rollout's log-probabilities off
+    the float32 pin by bfloat16 rounding only: the RSSM's products (and the encoder's, with
+    `strided`, which `acting` picks from 4 envs up on CPU), and nothing else."""
+    from ditto_jax.agents.acting import WorldModelAgent
+    wm_state = _world_model()
+    method, config, ctx, state = _method("ditto", wm_state)
+    agent = WorldModelAgent(wm_state, method.actor_apply(config, ctx), state.actor,
+                            conv_impl=conv_impl, matmul_dtype="bfloat16")
+    kernels = [v.dtype for name, layer in agent._act_params["params"]["rssm"].items()
+               for k, v in layer.items() if k == "kernel"]
+    assert kernels and set(kernels) == {np.dtype(jax.numpy.bfloat16)}
+    _, logp = play(agent, *_rollout_inputs())
+    diff = np.abs(logp - np.asarray(pins["ditto"]["logp"]))
+    assert 1e-5 < diff.max() < 0.05, diff.max()
+    with pytest.raises(ValueError, match="matmul_dtype must be one of"):
+        WorldModelAgent(wm_state, method.actor_apply(config, ctx), state.actor,
+                        matmul_dtype="float16")
+
+
+def test_bf16_acting_plays_one_env_as_row_0_of_a_pair():
+    """A single env under bfloat16 acting is computed as a batch of two (XLA's one-row
+    bf16 product is slow): its pi(.|s) and carry are row 0 of a pair of identical rows,
+    and the carry it returns has one row."""
+    from ditto_jax.agents.acting import WorldModelAgent
+    wm_state = _world_model()
+    method, config, ctx, state = _method("ditto", wm_state)
+    agent = WorldModelAgent(wm_state, method.actor_apply(config, ctx), state.actor,
+                            matmul_dtype="bfloat16")
+    obs, first = _rollout_inputs()
+    one, pair = agent.init(1), agent.init(2)
+    for t in range(4):
+        key = jax.random.fold_in(jax.random.key(0), t)
+        one, _ = agent.act(one, obs[t, :1], first[t, :1], key)
+        p1 = np.asarray(agent.last_probs)
+        pair, _ = agent.act(pair, np.repeat(obs[t, :1], 2, 0), np.repeat(first[t, :1], 2),
+                            key)
+        np.testing.assert_allclose(p1, np.asarray(agent.last_probs)[:1], rtol=1e-6,
+                                   atol=1e-7)
+    for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(pair)):
+        assert a.shape[0] == 1
+        np.testing.assert_allclose(a, b[:1], rtol=1e-6, atol=1e-6)
+
+
 def test_pixel_bc_training_matches_the_pin(pins, current):
     assert len(pins["bc_train"]) == len(current["bc_train"]) == 4
     for want, got in zip(pins["bc_train"], current["bc_train"]):

@@ -243,6 +243,56 @@ def test_bf16_imagination_is_near_the_float32_prior_step():
     assert e.value.field == "model.matmul_dtype"
 
 
+@pytest.mark.parametrize("impl", ["matmul", "strided"])
+def test_bf16_conv_rounds_the_patches_and_kernel_and_lax_stays_float32(impl):
+    """The encoder's matmul-form convs with `dot_general=bf16_dot_general` (acting's
+    `matmul_dtype="bfloat16"`) are XLA's float32 convolution of the bf16-rounded input and
+    kernel, to float32 summation error, and not the unrounded one; XLA's own convolution
+    ignores the argument and stays float32 (acting keeps it for 1-channel layers)."""
+    from ditto_jax.models.networks import bf16_dot_general, conv2d
+    x = jax.random.normal(jax.random.key(3), (4, 14, 14, 24))
+    w = jax.random.normal(jax.random.key(4), (4, 4, 24, 40)) * 0.1
+    rounded = lambda a: jnp.asarray(a, jnp.bfloat16).astype(jnp.float32)
+    hi = jax.lax.Precision.HIGHEST
+    want = jax.lax.conv_general_dilated(rounded(x), rounded(w), (2, 2), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        precision=hi)
+    got = conv2d(x, w, 2, "VALID", impl, dot_general=bf16_dot_general)
+    assert got.dtype == jnp.float32 and got.shape == want.shape == (4, 6, 6, 40)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    f32 = conv2d(x, w, 2, "VALID", "lax")
+    assert float(jnp.abs(got - f32).max()) > 1e-3          # it did round
+    np.testing.assert_array_equal(conv2d(x, w, 2, "VALID", "lax", dot_general=bf16_dot_general),
+                                  f32)
+
+
+def test_bf16_acting_world_model_rounds_the_encoder_and_keeps_cast_kernels_exact():
+    """`WorldModel(matmul_dtype="bfloat16")` also reaches the encoder's matmul-form convs,
+    and `bf16_rssm_kernels` (the RSSM kernels cast once, as acting keeps them) gives
+    exactly the numbers of the float32 kernels: the products round them anyway."""
+    from ditto_jax.models.world_model import bf16_rssm_kernels
+    cfg = wm_configs.get_config("tiny")
+    model = make_world_model(cfg.model, (64, 64, 1), num_actions=4).clone(conv_impl="matmul")
+    obs = jax.random.randint(jax.random.key(5), (3, 64, 64, 1), 0, 255).astype(jnp.uint8)
+    params = model.init(KEY, obs[:, None],
+                        jax.nn.one_hot(jnp.zeros((3, 1), int), model.action_dim),
+                        jnp.ones((3, 1), bool), KEY)
+    state = model.apply(params, 3, method=WorldModel.initial_state)
+    low = model.clone(matmul_dtype="bfloat16")
+    e32, e16 = (m.apply(params, obs, method=WorldModel.encode) for m in (model, low))
+    assert 1e-6 < float(jnp.abs(e16 - e32).max()) < 0.05 * float(jnp.abs(e32).max())
+    step = lambda m, p: m.apply(p, state, jnp.zeros((3, model.action_dim)), obs,
+                                jnp.zeros(3, bool), KEY,
+                                method=WorldModel.obs_step)[0]
+    cast = bf16_rssm_kernels(params)
+    kernels = [v for v in jax.tree.leaves(cast["params"]["rssm"])
+               if v.dtype == jnp.bfloat16]
+    assert kernels and len(kernels) == sum(
+        "kernel" in layer for layer in params["params"]["rssm"].values())
+    for a, b in zip(jax.tree.leaves(step(low, params)), jax.tree.leaves(step(low, cast))):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_too_many_actions_is_a_user_error():
     cfg = wm_configs.get_config("tiny")
     with pytest.raises(DittoError, match="action_dim"):

@@ -500,3 +500,45 @@ def test_bf16_imagination_pools_seeds_and_refuses_a_mislabelled_run(tmp_path):
     assert e.value.expected == "bfloat16" and e.value.got == "float32"
     with pytest.raises(DittoError, match="other seeds"):
         tool.compare({"float32": [f32, f32b], "bfloat16": [bf16]})
+
+
+def test_bf16_acting_pairs_each_policy_and_pools_its_seeds():
+    """benchmarks/bf16_acting.py's summary: evaluations group by the policy folder's name
+    (METHOD-neN-sK), a seed counts only once both precisions played it, the IQM is that of
+    its seeds' episodes, and the paired-episode figures compare episode i with episode i."""
+    import importlib.util
+
+    from ditto_jax.report.stats import iqm_ci
+    from tests.conftest import REPO
+    spec = importlib.util.spec_from_file_location(
+        "bf16_acting", os.path.join(REPO, "benchmarks", "bf16_acting.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool._group("/r/policies/ditto-ne11-s4") == ("ditto", 11, 4)
+    assert tool._group("/r/policies/ditto-ne2/") == ("ditto", 2, 0)
+    assert tool._group("/r/policies/dbc-s1") == ("dbc", None, 1)
+    rng = np.random.default_rng(0)
+    evals, per_seed = {}, {"float32": [], "bfloat16": []}
+    for seed in range(3):
+        base = rng.integers(-21, -10, 10).astype(float)
+        for p, shift in (("float32", 0.0), ("bfloat16", 1.0)):
+            returns = list(base + shift * (np.arange(10) % 2))   # half the episodes +1
+            per_seed[p].append(returns)
+            w = f"/r/policies/ditto-ne2{'-s%d' % seed if seed else ''}"
+            evals[f"{w}|sample|{p}"] = {"workdir": w, "rule": "sample", "act_matmul": p,
+                                        "wall_s": 10.0 if p == "float32" else 7.0,
+                                        "returns": returns, "expert_agreement": 0.5}
+    # A seed played in one precision only is left out.
+    evals["/r/policies/ditto-ne2-s9|sample|float32"] = dict(
+        evals["/r/policies/ditto-ne2|sample|float32"], workdir="/r/policies/ditto-ne2-s9")
+    [row] = tool.summarize(evals)
+    assert (row["method"], row["expert_episodes"], row["rule"]) == ("ditto", 2, "sample")
+    assert row["seeds"] == [0, 1, 2] and row["episodes"] == 30
+    for p in tool.PRECISIONS:
+        iqm, ci = iqm_ci(per_seed[p])
+        assert row[p]["iqm"] == pytest.approx(iqm) and row[p]["iqm_ci"] == pytest.approx(ci)
+    assert row["same_return_share"] == pytest.approx(0.5)
+    assert row["wall_ratio_bf16_over_f32"] == pytest.approx(0.7)
+    assert row["p_bf16_over_f32"]["p"] > 0.5
+    with pytest.raises(DittoError, match="both precisions"):
+        tool.summarize({k: v for k, v in evals.items() if k.endswith("float32")})

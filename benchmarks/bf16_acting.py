@@ -12,8 +12,9 @@ group's seeds are pooled. For every (method, N_E, rule): the return IQM [95% CI]
 precision (stratified bootstrap, episodes resampled within seeds), P(bf16 > f32) over
 the per-seed mean returns and over pooled episodes (0.5: no difference;
 `report/stats.py`), the share of paired episodes with the same return, the on-policy
-expert agreement of each, and the evaluations' wall time (bf16 / f32, the same
-episodes: an end-to-end speed figure of the evaluation loop with on-policy agreement).
+expert agreement of each, and the evaluations' wall time (for the record only: the
+paired episodes differ in length and each evaluation compiles its agent;
+`benchmarks/acting_precision.py` measures speed).
 
 Each evaluation's result is appended to OUT.json as it arrives, and a rerun with the same
 OUT skips the ones done, so a killed run resumes. Writes OUT.json and OUT.md.
@@ -143,8 +144,10 @@ def markdown(rows, command, settings):
               "IQM with a 95% stratified-bootstrap CI (episodes resampled within seeds). "
               "P(X > Y): rliable's probability of improvement with a 95% bootstrap CI, "
               "over per-seed mean returns, then over pooled episodes. Wall time: "
-              "`ditto eval` end to end with on-policy agreement and no video, on a "
-              "shared machine."]
+              "`ditto eval` end to end with on-policy agreement and no video; not a speed "
+              "measurement (the paired episodes differ in length, each evaluation compiles "
+              "its agent, the machine was shared): `benchmarks/acting_precision.py` "
+              "measures speed."]
     return "\n".join(lines) + "\n"
 
 

@@ -82,11 +82,12 @@ class WorldModelAgent:
     matmul_dtype: "float32" (default) or "bfloat16", an opt-in change of the maths: the
     RSSM's matmuls and the encoder's matmul-form convs round their operands to bfloat16
     and sum in float32 (networks.bf16_dot_general; the RSSM's kernels are kept cast once).
-    Norms, gates, the actor and sampling stay float32. On this CPU it takes 0.71-0.74x
-    the time at 8-16 envs; a single env is played as a batch of two (XLA's bf16 product
-    of one row is slower than float32's), so every step is the same maths whatever the
-    batch (benchmarks/results/acting_parts.json). `filter` (the expert data's encoding)
-    is always float32.
+    Norms, gates, the actor and sampling stay float32. On a CPU with AMX-BF16 it takes
+    0.68-0.70x the time at 8-16 envs, 1.25x at 1; a single env is played as a batch of
+    two (XLA's bf16 product of one row is slower still), whose row 0 it is
+    (benchmarks/results/acting_precision.json). The encoder rounds only in the layers
+    `conv_impl` runs as matmuls (on CPU from 4 envs up). `filter` (the expert data's
+    encoding) is always float32.
     """
 
     def __init__(self, wm_state, actor_apply, actor_params, *, greedy=False,

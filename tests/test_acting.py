@@ -153,11 +153,11 @@ def test_every_acting_layout_plays_the_pinned_rollout(conv_impl, dense_layout, p
     np.testing.assert_allclose(logp, np.asarray(pins["ditto"]["logp"]), rtol=1e-5, atol=2e-5)
 
 
-@pytest.mark.parametrize("conv_impl", ["acting", "strided"])
-def test_bf16_acting_stays_near_the_pinned_rollout(conv_impl, pins):
+def test_bf16_acting_stays_near_the_pinned_rollout(pins):
     """`matmul_dtype="bfloat16"` (opt-in) moves the pinned rollout's log-probabilities off
-    the float32 pin by bfloat16 rounding only: the RSSM's products (and the encoder's, with
-    `strided`, which `acting` picks from 4 envs up on CPU), and nothing else."""
+    the float32 pin by bfloat16 rounding only: the RSSM's products and the encoder's
+    (`strided`, which the default `acting` rule picks from 4 envs up on CPU)."""
+    conv_impl = "strided"
     from ditto_jax.agents.acting import WorldModelAgent
     wm_state = _world_model()
     method, config, ctx, state = _method("ditto", wm_state)
@@ -172,6 +172,13 @@ def test_bf16_acting_stays_near_the_pinned_rollout(conv_impl, pins):
     with pytest.raises(ValueError, match="matmul_dtype must be one of"):
         WorldModelAgent(wm_state, method.actor_apply(config, ctx), state.actor,
                         matmul_dtype="float16")
+    # Pixel BC has no world model to act with: refused by name, before anything runs
+    # (`ditto eval --act-matmul bfloat16` on a BC policy: exit 2, this message).
+    from ditto_jax import methods
+    from ditto_jax.errors import DittoError
+    with pytest.raises(DittoError, match="Pixel BC acts in float32 only") as e:
+        methods.get("bc").make_agent(config, ctx, wm_state, None, matmul_dtype="bfloat16")
+    assert e.value.field == "--act-matmul" and e.value.got == "bfloat16"
 
 
 def test_bf16_acting_plays_one_env_as_row_0_of_a_pair():

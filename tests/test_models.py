@@ -267,29 +267,35 @@ def test_bf16_conv_rounds_the_patches_and_kernel_and_lax_stays_float32(impl):
 
 
 def test_bf16_acting_world_model_rounds_the_encoder_and_keeps_cast_kernels_exact():
-    """`WorldModel(matmul_dtype="bfloat16")` also reaches the encoder's matmul-form convs,
-    and `bf16_rssm_kernels` (the RSSM kernels cast once, as acting keeps them) gives
-    exactly the numbers of the float32 kernels: the products round them anyway."""
+    """`WorldModel(matmul_dtype="bfloat16")` hands the option to its encoder as well as its
+    RSSM, and the encoder's matmul-form convs then round; `bf16_rssm_kernels` (the RSSM
+    kernels cast once, as acting keeps them) gives exactly the numbers of the float32
+    kernels, since the products round them anyway."""
     from ditto_jax.models.world_model import bf16_rssm_kernels
     cfg = wm_configs.get_config("tiny")
-    model = make_world_model(cfg.model, (64, 64, 1), num_actions=4).clone(conv_impl="matmul")
-    obs = jax.random.randint(jax.random.key(5), (3, 64, 64, 1), 0, 255).astype(jnp.uint8)
-    params = model.init(KEY, obs[:, None],
-                        jax.nn.one_hot(jnp.zeros((3, 1), int), model.action_dim),
-                        jnp.ones((3, 1), bool), KEY)
-    state = model.apply(params, 3, method=WorldModel.initial_state)
-    low = model.clone(matmul_dtype="bfloat16")
-    e32, e16 = (m.apply(params, obs, method=WorldModel.encode) for m in (model, low))
+    model = make_world_model(cfg.model, (64, 64, 1), num_actions=4)
+    assert model.clone(matmul_dtype="bfloat16").apply(
+        {}, method=lambda m: (m.encoder.matmul_dtype, m.rssm.matmul_dtype)) == \
+        ("bfloat16", "bfloat16")
+    x = jax.random.normal(jax.random.key(5), (3, 64, 64, 1))
+    enc = Encoder(depth=8, conv_impl="matmul", remat=False)
+    params = enc.init(KEY, x)
+    e32 = jax.jit(enc.apply)(params, x)
+    e16 = jax.jit(enc.clone(matmul_dtype="bfloat16").apply)(params, x)
     assert 1e-6 < float(jnp.abs(e16 - e32).max()) < 0.05 * float(jnp.abs(e32).max())
-    step = lambda m, p: m.apply(p, state, jnp.zeros((3, model.action_dim)), obs,
-                                jnp.zeros(3, bool), KEY,
-                                method=WorldModel.obs_step)[0]
+    embeds, actions, is_first = rssm_inputs(b=3, t=1)
+    low = tiny_rssm(matmul_dtype="bfloat16")
+    params = {"params": {"rssm": low.init(KEY, embeds, actions, is_first, KEY)["params"]}}
     cast = bf16_rssm_kernels(params)
-    kernels = [v for v in jax.tree.leaves(cast["params"]["rssm"])
-               if v.dtype == jnp.bfloat16]
-    assert kernels and len(kernels) == sum(
-        "kernel" in layer for layer in params["params"]["rssm"].values())
-    for a, b in zip(jax.tree.leaves(step(low, params)), jax.tree.leaves(step(low, cast))):
+    layers = params["params"]["rssm"].values()
+    kernels = [v for v in jax.tree.leaves(cast) if v.dtype == jnp.bfloat16]
+    assert kernels and len(kernels) == sum("kernel" in layer for layer in layers)
+    state = low.apply({"params": params["params"]["rssm"]}, 3, method=RSSM.initial_state)
+    state = dict(state, deter=jax.random.normal(jax.random.key(2), state["deter"].shape))
+    step = jax.jit(lambda p: low.apply(p, state, actions[:, 0], embeds[:, 0], is_first[:, 0],
+                                       KEY, method=RSSM.obs_step))
+    for a, b in zip(jax.tree.leaves(step({"params": params["params"]["rssm"]})),
+                    jax.tree.leaves(step({"params": cast["params"]["rssm"]}))):
         np.testing.assert_array_equal(a, b)
 
 

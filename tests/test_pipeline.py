@@ -136,36 +136,31 @@ def test_ditto_eval_and_results_give_the_same_normalised_score(smoke_run):
     # Smoke episodes are capped at 120 steps: the full-game human score is meaningless.
     assert result["human_normalized"] is None and row["human_normalized"] is None
     assert 0.0 <= result["expert_agreement"] <= 1.0
-    assert result["rule"] == "sample"
+    assert result["rule"] == "sample" and result["act_matmul"] == "float32"
 
 
 def test_ditto_eval_with_bf16_acting_is_labelled_and_kept_apart(smoke_run):
     """`ditto eval --act-matmul bfloat16` (opt-in) records its precision, writes its own
     eval_PROTOCOL-bf16.json beside the float32 one instead of over it, and says so in its
-    report; pixel BC, which has no world model to act with, is refused by name."""
+    report (pixel BC's refusal: tests/test_acting.py)."""
     workdir, _, _ = smoke_run
     policy = os.path.join(workdir, "policies", "ditto")
     args = ("--episodes", "4", "--envs", "4", "--max-steps", "120", "--no-agreement",
             "--no-video")
-    proc = run_cli("eval", "--workdir", policy, *args, "--json")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    f32 = json.loads(proc.stdout.strip().splitlines()[-1])
-    with open(os.path.join(policy, "eval_ditto.json")) as f:
+    f32_path = os.path.join(policy, "eval_ditto.json")
+    if not os.path.exists(f32_path):   # a float32 result that must survive (any content)
+        with open(f32_path, "w") as f:
+            json.dump({"act_matmul": "float32", "note": "written by this test"}, f)
+    with open(f32_path) as f:
         before = f.read()
     proc = run_cli("eval", "--workdir", policy, *args, "--act-matmul", "bfloat16")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "bfloat16 acting products" in proc.stdout
     with open(os.path.join(policy, "eval_ditto-bf16.json")) as f:
         bf16 = json.load(f)
-    with open(os.path.join(policy, "eval_ditto.json")) as f:
+    with open(f32_path) as f:
         assert f.read() == before
-    assert (f32["act_matmul"], bf16["act_matmul"]) == ("float32", "bfloat16")
-    assert bf16["episodes"] == f32["episodes"] == 4
-    bc = os.path.join(workdir, "policies", "bc")
-    proc = run_cli("eval", "--workdir", bc, *args, "--act-matmul", "bfloat16")
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "--act-matmul" in proc.stderr and "float32" in proc.stderr
-    assert not os.path.exists(os.path.join(bc, "eval_ditto-bf16.json"))
+    assert bf16["act_matmul"] == "bfloat16" and bf16["episodes"] == 4
 
 
 def _tensorboard_events(logdir):

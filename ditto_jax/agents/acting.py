@@ -83,8 +83,8 @@ class WorldModelAgent:
     RSSM's matmuls and the encoder's matmul-form convs round their operands to bfloat16
     and sum in float32 (networks.bf16_dot_general; the RSSM's kernels are kept cast once).
     Norms, gates, the actor and sampling stay float32. On a CPU with AMX-BF16 it takes
-    0.68-0.70x the time at 8-16 envs, 1.25x at 1; a single env is played as a batch of
-    two (XLA's bf16 product of one row is slower still), whose row 0 it is
+    0.68-0.70x the time at 8-16 envs and 1.25x at 1, where it plays the env as row 0 of
+    a batch of two, XLA's one-row bf16 product being slower still
     (benchmarks/results/acting_precision.json). The encoder rounds only in the layers
     `conv_impl` runs as matmuls (on CPU from 4 envs up). `filter` (the expert data's
     encoding) is always float32.

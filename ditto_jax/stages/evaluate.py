@@ -31,9 +31,10 @@ def add_arguments(p):
     p.add_argument("--act-matmul", default="float32", choices=["float32", "bfloat16"],
                    help="precision of the acting products (world-model policies): bfloat16 "
                         "rounds the encoder's and the RSSM's matmul operands to bf16 "
-                        "(sums in float32), 0.7x the time at 8-16 envs on a CPU with "
-                        "AMX-BF16; an opt-in change of the maths, written to "
-                        "eval_PROTOCOL[-best]-bf16.json")
+                        "(sums in float32): acting takes 0.7x the time at 8-16 envs on "
+                        "a CPU with AMX-BF16, but with on-policy agreement the emulators "
+                        "dominate and the evaluation gains nothing; an opt-in change of "
+                        "the maths, written to eval_PROTOCOL[-best]-bf16.json")
     p.add_argument("--wm", default=None,
                    help="world-model workdir, if it moved since training (the recorded "
                         "step is still required)")

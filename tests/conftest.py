@@ -14,6 +14,16 @@ if "DITTO_XLA_CACHE" not in os.environ:
     import tempfile
     os.environ["DITTO_XLA_CACHE"] = tempfile.mkdtemp(prefix="ditto_xla_cache_")
 
+# The suite's models are tiny, so most of its time is XLA compiling. Without LLVM's
+# optimisation passes tests/test_acting.py, test_models.py and test_update_pin.py took
+# 85 s instead of 152 s; the whole suite passes either way, the 1e-5 pins included.
+# Set here, before any backend starts, and inherited by every `ditto` subprocess (tests
+# that set XLA_FLAGS for a subprocess replace it). DITTO_TEST_XLA_OPT=1 tests with XLA's
+# default optimisation, as users run.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if os.environ.get("DITTO_TEST_XLA_OPT") != "1":
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + TEST_XLA_FLAGS).strip()
+
 
 def run_cli(*args, env=None, timeout=600, cwd=REPO):
     """Runs `python -m ditto_jax.cli ARGS` in a fresh process; returns CompletedProcess."""

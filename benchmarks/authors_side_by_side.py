@@ -88,7 +88,7 @@ def worker_act(spec):
     from benchmarks.policy import _wm_state
     from ditto_jax.core.config import load_config
     from ditto_jax.agents.acting import WorldModelAgent
-    from ditto_jax.stages.policy_agents import policy_method
+    from ditto_jax.stages.policy_data import policy_method
     from ditto_jax.stages.train_policy import resolve
     cfg = load_config(os.path.join(REPO, f"experiments/configs/policy.py:{spec['policy_preset']}"))
     method, cfg = resolve(cfg, "ditto")

@@ -59,7 +59,7 @@ def setup(wm_preset="paper", policy_preset="paper", num_actions=6, **overrides):
     from ditto_jax.agents.rewards import latent_part
     from ditto_jax.core.config import load_config
     from ditto_jax.models.world_model import WorldModel
-    from ditto_jax.stages.policy_agents import policy_method
+    from ditto_jax.stages.policy_data import policy_method
     from ditto_jax.stages.train_policy import resolve
     cfg = load_config(os.path.join(REPO, f"experiments/configs/policy.py:{policy_preset}"))
     cfg.update(overrides)

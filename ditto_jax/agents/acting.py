@@ -37,7 +37,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from ditto_jax.agents.bc import stack_frames
-from ditto_jax.experts.registry import make_policy
 from ditto_jax.models.networks import MATMUL_DTYPES
 from ditto_jax.models.rssm import get_feat
 from ditto_jax.models.world_model import WorldModel, bf16_rssm_kernels, out_in_rssm
@@ -233,6 +232,9 @@ class ScriptedAgent:
         self.spec, self.game, self.num_actions = spec, game, num_actions
 
     def bind(self, env, seed):
+        # Imported on use: the experts need ale-py, which the learned agents (and the
+        # accelerator host that benchmarks them, benchmarks/device.py) do without.
+        from ditto_jax.experts.registry import make_policy
         self.envs = sub_envs(env)
         self.seed = int(seed)
         self.policies = [make_policy(self.spec, game=self.game, num_actions=self.num_actions,

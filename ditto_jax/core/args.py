@@ -37,4 +37,5 @@ def probability(text):
 def quiet_logs():
     """Silences TensorFlow's C++ start-up chatter and absl/TFDS/Orbax INFO lines."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")   # its note ignores the level above
     logging.getLogger("absl").setLevel(logging.ERROR)

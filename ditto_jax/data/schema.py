@@ -48,6 +48,9 @@ EPISODE_METADATA = {
 def _tf():
     """Imports TensorFlow quietly, hidden from accelerators (JAX owns them)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TF 2.21 logs its oneDNN note before TF_CPP_MIN_LOG_LEVEL applies; TF only reads and
+    # writes episodes here, so its oneDNN kernels are not needed.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     import tensorflow as tf
     try:
         tf.config.set_visible_devices([], "GPU")

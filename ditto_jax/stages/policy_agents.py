@@ -9,7 +9,6 @@ import os
 import jax
 import ml_collections
 
-from ditto_jax import methods
 from ditto_jax.core import io
 from ditto_jax.core.provenance import changed_fields
 from ditto_jax.engine import BEST_DIR
@@ -18,7 +17,7 @@ from ditto_jax.envs import atari
 from ditto_jax.envs.vector import make_vector_env
 from ditto_jax.errors import DittoError
 from ditto_jax.stages.evaluation import OVERLAP_MIN_ENVS, run_episodes, summarize
-from ditto_jax.stages.policy_data import make_context
+from ditto_jax.stages.policy_data import policy_method
 from ditto_jax.stages.wm_io import load_world_model
 
 
@@ -156,7 +155,3 @@ def load_policy(workdir, *, greedy=False, wm=None, checkpoint="final", matmul_dt
                               matmul_dtype=matmul_dtype)
     return agent, config, meta
 
-
-def policy_method(name, config, wm_state, wm_meta):
-    """(the registered method `name`, its Context for this world model)."""
-    return methods.get(name), make_context(config, wm_state, wm_meta)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ditto_jax import methods
 from ditto_jax.agents.rewards import latent_part
 from ditto_jax.data.reader import load_episodes
 from ditto_jax.data.schema import Selection
@@ -154,15 +155,20 @@ def encode_store(wm_state, store, *, chunk=256, seed=0):
 
 def make_context(config, wm_state, wm_meta):
     """The `methods.Context` of this world model and game (shapes only, no params)."""
-    # methods imports this module back (the acting agents move to agents/)
-    from ditto_jax.methods import Context
     model = wm_state.model
     dummy = model.apply(wm_state.params, 1, method=WorldModel.initial_state)
-    return Context(num_actions=int(wm_meta["num_actions"]),
-                   obs_shape=tuple(wm_meta["obs_shape"]), action_dim=int(model.action_dim),
-                   feat_dim=int(get_feat(dummy).shape[-1]),
-                   part_dim=int(latent_part(dummy, config.latent).shape[-1]),
-                   wm_model=model)
+    return methods.Context(num_actions=int(wm_meta["num_actions"]),
+                           obs_shape=tuple(wm_meta["obs_shape"]),
+                           action_dim=int(model.action_dim),
+                           feat_dim=int(get_feat(dummy).shape[-1]),
+                           part_dim=int(latent_part(dummy, config.latent).shape[-1]),
+                           wm_model=model)
+
+
+def policy_method(name, config, wm_state, wm_meta):
+    """(the registered method `name`, its Context for this world model). Needs no
+    emulator (ale-py), so the accelerator host's benchmarks build methods with it."""
+    return methods.get(name), make_context(config, wm_state, wm_meta)
 
 
 def heldout_diagnostics(actor_apply, actor_params, latents, store):

@@ -109,7 +109,7 @@ def resolve(config, method=None, steps=None):
 def build_method(config, name, wm_state, wm_meta, *, key):
     """(initial state, pure step `(state, batch, rng, wm_params)`, actor apply) of a method."""
     # jax: imported on use, never by --help
-    from ditto_jax.stages.policy_agents import policy_method
+    from ditto_jax.stages.policy_data import policy_method
     method, ctx = policy_method(name, config, wm_state, wm_meta)
     return (method.init(config, ctx, key), method.train_step(config, ctx),
             method.actor_apply(config, ctx))

@@ -67,7 +67,8 @@ def write_result(result, out):
 
 
 def time_policy(agent, num_envs, steps, warmup=5):
-    """ms per step of agent.act on fresh random frames (median and mean)."""
+    """ms per step of agent.act on fresh random frames (median and mean), and the first
+    call's seconds (tracing and compiling, for a fresh agent)."""
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (steps + warmup, num_envs, 64, 64, 1)).astype(np.uint8)
     first = np.ones(num_envs, bool)
@@ -79,10 +80,13 @@ def time_policy(agent, num_envs, steps, warmup=5):
         carry, a = agent.act(carry, frames[i], first, jax.random.fold_in(key, i))
         dt = time.perf_counter() - t0
         first = np.zeros(num_envs, bool)
+        if i == 0:
+            first_call_s = dt
         if i >= warmup:
             times.append(dt)
     return {"envs": num_envs, "ms_median": statistics.median(times) * 1e3,
-            "ms_mean": statistics.fmean(times) * 1e3, "load_1m": os.getloadavg()[0]}
+            "ms_mean": statistics.fmean(times) * 1e3, "first_call_s": first_call_s,
+            "load_1m": os.getloadavg()[0]}
 
 
 def time_authors(python, src, steps):

@@ -37,25 +37,12 @@ def _median_ms(fn, args, reps):
     return _median_time(fn, args, reps) * 1e3
 
 
-def _act_ms(agent, obs, reps):
-    """Median ms of `agent.act` on the frames `obs`, the action back on the host."""
-    import jax
-    import numpy as np
-    n = len(obs)
-    carry, _ = agent.act(agent.init(n), obs, np.ones(n, bool), jax.random.key(0))
-    times = []
-    for i in range(reps):
-        t0 = time.perf_counter()
-        carry, a = agent.act(carry, obs, np.zeros(n, bool), jax.random.key(i))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
 def parts(agent, agent_bf16, n, reps):
     import jax
     import jax.numpy as jnp
     import numpy as np
     from ditto_jax.models.rssm import get_feat
+    from benchmarks.acting import time_policy
     from ditto_jax.models.world_model import WorldModel, bf16_rssm_kernels
     model, params = agent.model, agent.params
     rng = np.random.default_rng(0)
@@ -82,8 +69,8 @@ def parts(agent, agent_bf16, n, reps):
             "posterior_ms": _median_ms(posterior, (params,) + args, reps),
             "posterior_bf16_ms": _median_ms(posterior_bf16, (params_bf16,) + args, reps),
             "actor_ms": _median_ms(actor, (agent.actor_params, post), reps),
-            "act_ms": _act_ms(agent, np.asarray(obs), reps),
-            "act_bf16_ms": _act_ms(agent_bf16, np.asarray(obs), reps)}
+            "act_ms": time_policy(agent, n, reps)["ms_median"],
+            "act_bf16_ms": time_policy(agent_bf16, n, reps)["ms_median"]}
 
 
 def main():

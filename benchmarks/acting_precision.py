@@ -32,22 +32,6 @@ PRECISIONS = ("float32", "bfloat16")
 BATCHES = (1, 2, 4, 8, 16)
 
 
-def _first_and_steady(agent, n, steps):
-    import jax
-    import numpy as np
-    frames = np.random.default_rng(n).integers(0, 256, (steps + 1, n, 64, 64, 1),
-                                               dtype=np.uint8)
-    t0 = time.perf_counter()
-    carry, a = agent.act(agent.init(n), frames[0], np.ones(n, bool), jax.random.key(0))
-    first = time.perf_counter() - t0
-    times, not_first = [], np.zeros(n, bool)
-    for i in range(steps):
-        t0 = time.perf_counter()
-        carry, a = agent.act(carry, frames[i + 1], not_first, jax.random.key(i))
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times) * 1e3
-
-
 def _policy_eval(workdir, precision, episodes, envs):
     """`ditto eval`'s path without writing: seconds per agent step of one evaluation."""
     from ditto_jax.envs import atari
@@ -78,7 +62,7 @@ def main():
     p.add_argument("--out", default=os.path.join(REPO,
                                                  "benchmarks/results/acting_precision.json"))
     args = p.parse_args()
-    from benchmarks.acting import _agent, eval_loop, write_result
+    from benchmarks.acting import _agent, eval_loop, time_policy, write_result
     result = {"command": "python benchmarks/acting_precision.py " + " ".join(sys.argv[1:]),
               "started": time.strftime("%Y-%m-%d %H:%M:%S"), "rounds": []}
     for r in range(args.rounds):
@@ -88,8 +72,8 @@ def main():
             agent = _agent("paper", "paper", "default", matmul_dtype=precision)
             rec = {"act_ms": {}, "compile_s": {}}
             for n in BATCHES:
-                rec["compile_s"][n], rec["act_ms"][n] = _first_and_steady(agent, n,
-                                                                          args.steps)
+                t = time_policy(agent, n, args.steps)
+                rec["compile_s"][n], rec["act_ms"][n] = t["first_call_s"], t["ms_median"]
             rec["loop"] = eval_loop(agent, 16, args.loop_steps)
             row[precision] = rec
         result["rounds"].append(row)

@@ -29,6 +29,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.bf16_imagination import ci, f, pci, write_outputs  # noqa: E402
+from ditto_jax.core.io import write_json_atomic  # noqa: E402
 from ditto_jax.errors import DittoError  # noqa: E402
 
 PRECISIONS = ("float32", "bfloat16")
@@ -67,20 +69,13 @@ def evaluate_all(workdirs, *, rules, episodes, envs, seed, out):
             "wall_s": wall, "returns": res["returns"], "lengths": res["lengths"],
             "expert_agreement": res.get("expert_agreement"),
             "checkpoint_step": (res.get("checkpoint") or {}).get("step")}
-        _write(out + ".json", {"evaluations": done})
+        write_json_atomic(out + ".json", {"evaluations": done}, indent=1)
         elapsed = time.perf_counter() - t0
         eta = elapsed / (i + 1) * (len(todo) - i - 1)
         print(f"[{i + 1}/{len(todo)}] {os.path.basename(w)} {rule} {precision}: return "
               f"{statistics.fmean(res['returns']):.2f}, {wall:.0f} s (ETA {eta / 60:.0f} min)",
               flush=True)
     return done
-
-
-def _write(path, doc):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
 
 
 def summarize(evaluations):
@@ -122,9 +117,6 @@ def summarize(evaluations):
 
 
 def markdown(rows, command, settings):
-    f = lambda x: "—" if x is None else f"{x:.3f}"
-    ci = lambda x: f"{x['iqm']:.2f} [{x['iqm_ci'][0]:.2f}, {x['iqm_ci'][1]:.2f}]"
-    pci = lambda p: f"{p['p']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]"
     lines = [f"# Acting with bfloat16 products against float32, the same policies "
              f"({settings})", "", f"Made by `{command}`.", "",
              "| method | N_E | rule | seeds x episodes | return IQM float32 | return IQM "
@@ -176,13 +168,8 @@ def main():
                           {os.path.abspath(w) for w in args.workdirs}})
     except DittoError as e:
         sys.exit(f"error: {e}")
-    _write(args.out + ".json", {"command": command, "settings": settings, "rows": rows,
-                                "evaluations": done})
-    text = markdown(rows, command, settings)
-    with open(args.out + ".md", "w") as f:
-        f.write(text)
-    print(text)
-    print(f"wrote {args.out}.json and {args.out}.md")
+    write_outputs(args.out, {"command": command, "settings": settings, "rows": rows,
+                             "evaluations": done}, markdown(rows, command, settings))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ditto_jax.core.io import write_json_atomic  # noqa: E402
 from ditto_jax.errors import DittoError  # noqa: E402
 
 SHARED = ("game", "preset", "protocol", "max_steps", "seeds", "episodes_per_seed")
@@ -177,10 +178,31 @@ def compare(runs):
             "rows": out}
 
 
+def f(x):
+    """A number to 3 places, or a dash."""
+    return "—" if x is None else f"{x:.3f}"
+
+
+def ci(x):
+    """An IQM record as `IQM [low, high]`."""
+    return f"{x['iqm']:.2f} [{x['iqm_ci'][0]:.2f}, {x['iqm_ci'][1]:.2f}]"
+
+
+def pci(p):
+    """A probability of improvement as `P [low, high]`."""
+    return f"{p['p']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]"
+
+
+def write_outputs(out, doc, text):
+    """OUT.json and OUT.md, then the table on stdout."""
+    write_json_atomic(out + ".json", doc, indent=1)
+    with open(out + ".md", "w") as fh:
+        fh.write(text)
+    print(text)
+    print(f"wrote {out}.json and {out}.md")
+
+
 def markdown(res, command):
-    f = lambda x: "—" if x is None else f"{x:.3f}"
-    ci = lambda x: f"{x['iqm']:.2f} [{x['iqm_ci'][0]:.2f}, {x['iqm_ci'][1]:.2f}]"
-    pci = lambda p: f"{p['p']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}]"
     seeds = lambda x: " / ".join(f"{v:.1f}" for v in x["seed_return_means"])
     ref = any("reference" in r for r in res["rows"])
     lines = [
@@ -238,13 +260,7 @@ def main():
     except DittoError as e:
         sys.exit(f"error: {e}")
     res["command"] = command
-    with open(args.out + ".json", "w") as f:
-        json.dump(res, f, indent=1)
-    text = markdown(res, command)
-    with open(args.out + ".md", "w") as f:
-        f.write(text)
-    print(text)
-    print(f"wrote {args.out}.json and {args.out}.md")
+    write_outputs(args.out, res, markdown(res, command))
 
 
 if __name__ == "__main__":
